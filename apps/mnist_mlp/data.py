@@ -1,0 +1,170 @@
+"""Input pipelines for the MNIST app: full MNIST, the bundled sample, or synthetic digits.
+
+`--dataset=auto` (the default) picks full MNIST when it is already prepared on disk or its download
+host answers within seconds, and otherwise the bundled 5,000-digit sample: it never sits through
+`tfds.load`'s offline retries (about 205 s).
+"""
+
+import dataclasses
+import pathlib
+import socket
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from common.errors import UserError
+
+DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
+SAMPLE_PATH = pathlib.Path(__file__).resolve().parent / "assets" / "mnist_sample.npz"
+# Where tensorflow-datasets downloads MNIST from (see tensorflow_datasets' mnist.py).
+MNIST_DOWNLOAD_HOST = "storage.googleapis.com"
+HOST_PROBE_SECONDS = 3.0
+SYNTHETIC_TRAIN_EXAMPLES = 8192
+SYNTHETIC_TEST_EXAMPLES = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """Unbatched (image, label) pairs: images uint8 of any shape with 784 pixels, integer labels."""
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    name: str
+    description: str
+
+
+def load_datasets(name: str, data_dir: str | None = None, seed: int = 0) -> Datasets:
+    """Loads the dataset called `name` (one of `DATASET_NAMES`).
+
+    Raises:
+        UserError: if full MNIST was asked for and can be neither read nor downloaded.
+    """
+    if name == "auto":
+        name, reason = choose_dataset(data_dir)
+        datasets = load_datasets(name, data_dir, seed)
+        return dataclasses.replace(datasets, description=f"{datasets.description} ({reason})")
+    if name == "mnist":
+        if not (mnist_is_prepared(data_dir) or download_host_answers()):
+            raise UserError(
+                f"full MNIST is not prepared in {data_dir or 'the default tfds data_dir'} and its "
+                f"download host {MNIST_DOWNLOAD_HOST} does not answer; use --dataset=mnist_sample "
+                "to train offline on the bundled sample"
+            )
+        return load_mnist(data_dir)
+    if name == "mnist_sample":
+        return load_sample()
+    if name == "synthetic":
+        return make_synthetic(seed)
+    raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def choose_dataset(data_dir: str | None) -> tuple[str, str]:
+    """Returns (dataset name, reason) for `--dataset=auto`."""
+    if mnist_is_prepared(data_dir):
+        return "mnist", "auto: full MNIST is prepared on disk"
+    if download_host_answers():
+        return "mnist", f"auto: {MNIST_DOWNLOAD_HOST} answers, downloading full MNIST"
+    return "mnist_sample", f"auto: offline ({MNIST_DOWNLOAD_HOST} does not answer)"
+
+
+def mnist_is_prepared(data_dir: str | None) -> bool:
+    """True when tfds has MNIST on disk already, so loading it needs no network."""
+    import tensorflow_datasets as tfds  # Imported here: it is slow, and most runs never need it.
+
+    return tfds.builder("mnist", data_dir=data_dir).is_prepared()
+
+
+def download_host_answers(
+    host: str = MNIST_DOWNLOAD_HOST, seconds: float = HOST_PROBE_SECONDS
+) -> bool:
+    """True when a TCP connection to `host`:443 opens within `seconds`, DNS lookup included."""
+    answered = threading.Event()
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=seconds).close()
+            answered.set()
+        except OSError:
+            pass
+
+    # A thread, because a DNS lookup ignores socket timeouts and can hang far longer.
+    threading.Thread(target=connect, daemon=True).start()
+    return answered.wait(seconds)
+
+
+def load_mnist(data_dir: str | None = None) -> Datasets:
+    """Full MNIST (60,000 train, 10,000 test) through tensorflow-datasets, downloading if needed."""
+    import tensorflow_datasets as tfds
+
+    train, test = tfds.load(
+        "mnist", split=["train", "test"], as_supervised=True, data_dir=data_dir, shuffle_files=False
+    )
+    return Datasets(train, test, "mnist", "full MNIST through tensorflow-datasets")
+
+
+def load_sample(path: pathlib.Path = SAMPLE_PATH) -> Datasets:
+    """The bundled 5,000 real MNIST digits (4,000 train, 1,000 test); see assets/README.md."""
+    try:
+        with np.load(path) as arrays:
+            train = (arrays["train_images"], arrays["train_labels"])
+            test = (arrays["test_images"], arrays["test_labels"])
+    except (OSError, KeyError, ValueError) as error:
+        raise UserError(f"cannot read the bundled MNIST sample {path}: {error}") from error
+    return Datasets(
+        tf.data.Dataset.from_tensor_slices(train),
+        tf.data.Dataset.from_tensor_slices(test),
+        "mnist_sample",
+        f"bundled MNIST sample ({len(train[1])} train, {len(test[1])} test digits)",
+    )
+
+
+def make_synthetic(seed: int) -> Datasets:
+    """Random 28x28 "digits" whose labels a fixed random linear map decides, so they are learnable.
+
+    For speed tests and plumbing: its accuracy says nothing about handwriting.
+    """
+    rng = np.random.default_rng(seed)
+    num_examples = SYNTHETIC_TRAIN_EXAMPLES + SYNTHETIC_TEST_EXAMPLES
+    images = rng.integers(0, 256, size=(num_examples, 28, 28), dtype=np.uint8)
+    teacher = rng.normal(size=(28 * 28, 10))
+    centered = images.reshape(num_examples, -1).astype(np.float32) / 255.0 - 0.5
+    labels = np.argmax(centered @ teacher, axis=1).astype(np.uint8)
+    split = SYNTHETIC_TRAIN_EXAMPLES
+    return Datasets(
+        tf.data.Dataset.from_tensor_slices((images[:split], labels[:split])),
+        tf.data.Dataset.from_tensor_slices((images[split:], labels[split:])),
+        "synthetic",
+        f"synthetic digits ({split} train, {num_examples - split} test)",
+    )
+
+
+def preprocess(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """uint8 pixels of any shape -> float32 vector of 784 in [0, 1]; label -> int32."""
+    pixels = tf.reshape(tf.cast(image, tf.float32) / 255.0, [-1])
+    return tf.ensure_shape(pixels, [28 * 28]), tf.cast(label, tf.int32)
+
+
+def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless shuffled batches, cached after preprocessing and prefetched.
+
+    `drop_remainder=True` gives every batch the same static shape, so the step is traced once.
+    """
+    return (
+        dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+        .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def eval_pipeline(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """One pass over every example, in order, cached after the first pass."""
+    return (
+        dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,181 @@
+"""Trains and evaluates the MNIST MLP with a `tf.GradientTape` loop and full TensorBoard logging.
+
+The loop follows Orbit (tensorflow/models): an int64 `tf.Variable` global step; `steps_per_loop`
+train steps inside one `tf.function` call, so Python runs once per loop instead of once per step;
+summaries, eval and console output only at loop boundaries, off the hot path. Before the first loop,
+the first train step runs once under `trace_on`, which writes the op graph of the whole step.
+
+What lands in `<logdir>`:
+  train/  the step's op graph (tag `train_step`), the Keras graph, the model summary, the config and
+          the dataset as text; scalars `loss`, `accuracy`, `learning_rate`, `steps_per_second`,
+          `examples_per_second` every loop; weight histograms at every eval.
+  eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`.
+"""
+
+import dataclasses
+import time
+
+import keras
+import tensorflow as tf
+
+from common import graphs, progress, step_counter, summaries
+
+from . import data
+from . import model as model_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+
+    num_steps: int = 2000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    dataset: str = "auto"
+    data_dir: str | None = None
+    steps_per_loop: int = 100
+    eval_every_steps: int = 500
+    hidden_units: int = 64
+
+
+def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Mean softmax cross-entropy of integer labels against logits."""
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+
+
+def train_and_evaluate(
+    config: Config, logdir: str, datasets: data.Datasets | None = None
+) -> dict[str, float]:
+    """Trains for `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Args:
+        config: the run's settings.
+        logdir: a new directory (or one without event files) for `train/` and `eval/` summaries.
+        datasets: data to use instead of loading `config.dataset` (tests inject small sets here).
+
+    Returns:
+        `train/loss`, `train/accuracy`, `eval/loss`, `eval/accuracy` at the last step, and `steps`,
+        `examples_per_second` (after the first step) and `wall_time_seconds` of the whole run.
+
+    Raises:
+        common.errors.UserError: for an unusable logdir or unavailable data, before any training.
+    """
+    start_time = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    # The logdir is checked first, so a bad path fails before anything slow happens.
+    writers = summaries.create_writers(logdir)
+    if datasets is None:
+        datasets = data.load_datasets(config.dataset, config.data_dir, config.seed)
+    print(f"dataset: {datasets.description}", flush=True)
+    print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+    train_batches = iter(data.train_pipeline(datasets.train, config.batch_size, config.seed))
+    eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
+
+    model = model_lib.create_model(config.hidden_units)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    # Create the optimizer's slot variables now rather than inside the first step: a tf.function
+    # that creates variables is traced twice, and its graph fills up with initializers.
+    optimizer.build(model.trainable_variables)
+    global_step = step_counter.create_global_step()
+    train_loss = keras.metrics.Mean(name="loss")
+    train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    eval_loss = keras.metrics.Mean(name="loss")
+    eval_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @tf.function
+    def train_step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = compute_loss(labels, logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        train_loss.update_state(loss)
+        train_accuracy.update_state(labels, logits)
+        global_step.assign_add(1)
+        return loss
+
+    @tf.function
+    def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> None:
+        # `num_steps` is a tensor, so a shorter last loop reuses this graph instead of retracing.
+        # Calling the train_step tf.function reuses its one traced graph: no retrace of the step.
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            train_step(images, labels)
+
+    # The last eval batch is smaller; reduce_retracing gives it a shape-generic graph, not another.
+    @tf.function(reduce_retracing=True)
+    def eval_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+        logits = model(images, training=False)
+        eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
+        eval_accuracy.update_state(labels, logits)
+
+    def evaluate() -> dict[str, float]:
+        eval_loss.reset_state()
+        eval_accuracy.reset_state()
+        for images, labels in eval_batches:
+            eval_step(images, labels)
+        return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
+
+    with writers.train.as_default(step=0):
+        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+        tf.summary.text("dataset", datasets.description)
+
+    # Step one runs inside the graph trace: trace_on records a tf.function's graph only while it is
+    # first traced, so this is the one moment when the whole step's op graph can be captured.
+    graphs.trace_and_write_graphs(train_step, next(train_batches), [model], writers.train)
+    step = int(global_step.numpy())
+    train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not training speed.
+    first_step = step
+    last_eval_step = 0
+    final_metrics: dict[str, float] = {}
+
+    # `or not final_metrics`: a one-step run still gets one boundary, with its summaries and eval.
+    while step < config.num_steps or not final_metrics:
+        # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
+        steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
+        loop_steps = min(steps_to_boundary, config.num_steps - step)
+        loop_start = time.perf_counter()
+        train_loop(train_batches, tf.constant(loop_steps))
+        step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+        loop_seconds = time.perf_counter() - loop_start
+        train_seconds += loop_seconds
+
+        # Loop boundary: everything below runs once per steps_per_loop steps.
+        train_metrics = {
+            "loss": float(train_loss.result()),
+            "accuracy": float(train_accuracy.result()),
+        }
+        train_loss.reset_state()
+        train_accuracy.reset_state()
+        scalars = {**train_metrics, "learning_rate": float(optimizer.learning_rate.numpy())}
+        if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
+            scalars["steps_per_second"] = loop_steps / loop_seconds
+            scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+        summaries.write_scalars(writers.train, scalars, step)
+        final_metrics.update({f"train/{name}": value for name, value in train_metrics.items()})
+        console = {f"train/{name}": value for name, value in train_metrics.items()}
+
+        if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+            step == config.num_steps
+        ):
+            eval_metrics = evaluate()
+            summaries.write_scalars(writers.eval, eval_metrics, step)
+            summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
+            last_eval_step = step
+            final_metrics.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+            console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+        if "steps_per_second" in scalars:
+            console["steps/s"] = round(scalars["steps_per_second"], 1)
+        progress.print_progress(step, config.num_steps, console)
+
+    writers.close()
+    final_metrics["steps"] = step
+    final_metrics["examples_per_second"] = (
+        (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
+    )
+    final_metrics["wall_time_seconds"] = time.perf_counter() - start_time
+    print("final: " + progress.format_metrics(final_metrics), flush=True)
+    return final_metrics

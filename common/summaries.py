@@ -1,0 +1,119 @@
+"""Summary writers for `<logdir>/train` and `<logdir>/eval`, and small helpers around them.
+
+Train and eval write to sibling directories with the same tag names (`loss`, `accuracy`), so
+TensorBoard treats them as two runs and overlays their curves on one chart per tag.
+
+Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://...`) on a cluster.
+"""
+
+import dataclasses
+import uuid
+
+import tensorflow as tf
+
+from common.errors import UserError
+
+
+class LogdirError(UserError):
+    """The logdir cannot be used: it is a file, cannot be created or written, or holds a run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryWriters:
+    """The train and eval writers of one run."""
+
+    logdir: str
+    train: tf.summary.SummaryWriter
+    eval: tf.summary.SummaryWriter
+
+    def flush(self) -> None:
+        """Flushes both writers, so TensorBoard sees everything written so far."""
+        self.train.flush()
+        self.eval.flush()
+
+    def close(self) -> None:
+        """Flushes and closes both writers."""
+        self.train.close()
+        self.eval.close()
+
+
+def _first_line(error: Exception) -> str:
+    message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    return str(message).strip().splitlines()[0] if str(message).strip() else type(error).__name__
+
+
+def prepare_logdir(logdir: str) -> str:
+    """Checks that `logdir` can hold a new run and creates it.
+
+    Refuses, rather than appending to, a logdir whose `train/` or `eval/` already holds event files:
+    a second run's points would interleave with the first's in TensorBoard.
+
+    Args:
+        logdir: a local path or a `tf.io.gfile` URL.
+
+    Returns:
+        `logdir`, created.
+
+    Raises:
+        LogdirError: with a one-line message that names the path.
+    """
+    if tf.io.gfile.exists(logdir) and not tf.io.gfile.isdir(logdir):
+        raise LogdirError(f"logdir {logdir} is a file, not a directory")
+    for run in ("train", "eval"):
+        existing = tf.io.gfile.glob(f"{logdir}/{run}/events.out.tfevents.*")
+        if existing:
+            raise LogdirError(
+                f"logdir {logdir} already holds a run ({len(existing)} event files in {run}/); "
+                "pass a new --logdir, or delete that one first"
+            )
+    try:
+        tf.io.gfile.makedirs(logdir)
+        # Writing is the only reliable test: permission bits say nothing on read-only mounts or
+        # buckets, and nothing at all to root.
+        probe = f"{logdir}/.write_test_{uuid.uuid4().hex}"
+        with tf.io.gfile.GFile(probe, "w") as probe_file:
+            probe_file.write("ok")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as error:
+        raise LogdirError(
+            f"logdir {logdir} cannot be created or written: {_first_line(error)}"
+        ) from error
+    return logdir
+
+
+def create_writers(logdir: str) -> SummaryWriters:
+    """Checks `logdir` (see `prepare_logdir`) and opens writers on `<logdir>/train` and `/eval`."""
+    prepare_logdir(logdir)
+    return SummaryWriters(
+        logdir=logdir,
+        train=tf.summary.create_file_writer(f"{logdir}/train"),
+        eval=tf.summary.create_file_writer(f"{logdir}/eval"),
+    )
+
+
+def write_scalars(writer: tf.summary.SummaryWriter, scalars: dict[str, float], step: int) -> None:
+    """Writes each `name: value` as a scalar at `step`."""
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+
+
+def markdown_code_block(text: str) -> str:
+    """Wraps text in a fenced Markdown code block, so TensorBoard's Text tab keeps its layout."""
+    return f"```\n{text.rstrip()}\n```"
+
+
+def markdown_table(rows: dict[str, object]) -> str:
+    """Renders `name: value` pairs as a two-column Markdown table (TensorBoard renders tables)."""
+    lines = ["| setting | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows.items()]
+    return "\n".join(lines)
+
+
+def write_weight_histograms(
+    writer: tf.summary.SummaryWriter, variables: list[tf.Variable], step: int
+) -> None:
+    """Writes one histogram per variable, tagged by its Keras path (`hidden/kernel`)."""
+    with writer.as_default(step=step):
+        for variable in variables:
+            tf.summary.histogram(f"weights/{variable.path}", variable)
