@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 from tensorboard.compat.proto import summary_pb2
+from tensorflow.python.eager import context  # For disable_graph_collection; see _finish_trace.
 
 from common.summaries import markdown_code_block
 
@@ -63,13 +64,12 @@ def trace_step_graph(
     try:
         outputs = step_function(*args)
     except BaseException:
-        tf.summary.trace_off()
+        _finish_trace(writer=None)
         raise
     if step_function.experimental_get_tracing_count() > tracing_count_before:
-        with writer.as_default():
-            tf.summary.trace_export(name=name, step=step)  # Also turns tracing off.
+        _finish_trace(writer, name=name, step=step)
     else:
-        tf.summary.trace_off()
+        _finish_trace(writer=None)
         logging.warning(
             "%s had already run with these input shapes, so trace_on/trace_export would record "
             "an empty graph; writing the graph of its concrete function instead.",
@@ -78,6 +78,25 @@ def trace_step_graph(
         with writer.as_default():
             tf.summary.graph(step_function.get_concrete_function(*args).graph)
     return outputs
+
+
+def _finish_trace(
+    writer: tf.summary.SummaryWriter | None, name: str = "discarded", step: int = 0
+) -> None:
+    """Exports what the trace collected to `writer` (or drops it if None) and stops collecting.
+
+    `tf.summary.trace_off()` alone keeps what was collected, and the next `trace_export` would write
+    it beside its own graphs; exporting into a no-op writer is the public way to drop it.
+    """
+    with (writer or tf.summary.create_noop_writer()).as_default():
+        tf.summary.trace_export(name=name, step=step)
+    # trace_export ends with trace_off(), which in TF 2.21 disables run metadata but leaves graph
+    # collection on (its comment says the one implies the other; it does not): every function
+    # instantiated afterwards would be collected for the rest of the run and land in the next
+    # export. There is no public call for this, so use the eager context's, if it is there.
+    disable_graph_collection = getattr(context.context(), "disable_graph_collection", None)
+    if disable_graph_collection is not None:
+        disable_graph_collection()
 
 
 def write_keras_graph(

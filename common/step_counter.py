@@ -2,7 +2,7 @@
 
 A variable (not a Python int) because the train loop increments it inside `tf.function`, a
 checkpoint saves and restores it with the model, and `tf.summary` reads it as the default step, so
-a resumed run continues its curves where they stopped. This is Orbit's design (tensorflow/models `orbit`).
+a resumed run continues its curves where they stopped. This is Orbit's design (tensorflow/models).
 """
 
 import tensorflow as tf

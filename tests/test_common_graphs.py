@@ -1,0 +1,156 @@
+"""common.graphs: the op graph of a real train step, the Keras graph, and the model summary."""
+
+import keras
+import pytest
+import tensorflow as tf
+
+from common import graphs
+from tests import tensorboard_events as events
+
+# Ops that prove the graph is the whole step, not only the forward pass.
+FORWARD_OPS = {"MatMul", "BiasAdd", "Relu", "SparseSoftmaxCrossEntropyWithLogits"}
+GRADIENT_OPS = {"ReluGrad", "BiasAddGrad"}
+OPTIMIZER_OPS = {"AssignSubVariableOp", "Sqrt"}  # Adam's update: v -= lr * m / (sqrt(v) + eps).
+
+
+def make_model_and_step():
+    """A tiny Functional MLP and its tf.function train step, optimizer built up front."""
+    inputs = keras.Input(shape=(4,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    logits = keras.layers.Dense(3, name="logits")(hidden)
+    model = keras.Model(inputs, logits, name="tiny")
+    optimizer = keras.optimizers.Adam(0.01)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def train_step(features, labels):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels, model(features, training=True)
+                )
+            )
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    batch = (tf.random.stateless_normal((5, 4), seed=(1, 2)), tf.constant([0, 1, 2, 0, 1]))
+    return model, train_step, batch
+
+
+def test_first_execution_writes_the_whole_step_as_one_graph(tmp_path):
+    model, train_step, batch = make_model_and_step()
+    kernel_before = model.get_layer("hidden").kernel.numpy().copy()
+    writer = tf.summary.create_file_writer(str(tmp_path))
+
+    loss = graphs.trace_step_graph(train_step, batch, writer, name="train_step")
+    writer.close()
+
+    assert loss.shape == () and tf.math.is_finite(loss)
+    # The traced call was a real training step.
+    assert (model.get_layer("hidden").kernel.numpy() != kernel_before).any()
+    run = events.load_run(tmp_path)
+    assert events.tags_by_plugin(run)[events.OP_GRAPH_PLUGIN] == ["train_step"]
+    assert events.function_graph_count(run, "train_step") == 1
+    ops = events.op_types(events.op_graph(run, "train_step"))
+    assert ops >= FORWARD_OPS | GRADIENT_OPS | OPTIMIZER_OPS
+    assert train_step.experimental_get_tracing_count() == 1
+
+
+def test_a_step_that_already_ran_falls_back_to_its_concrete_graph(tmp_path, caplog):
+    _, train_step, batch = make_model_and_step()
+    train_step(*batch)  # The timing trap: tracing now would record nothing of this function.
+    writer = tf.summary.create_file_writer(str(tmp_path))
+
+    graphs.trace_step_graph(train_step, batch, writer)
+    writer.close()
+
+    assert "had already run" in caplog.text
+    run = events.load_run(tmp_path)
+    assert events.OP_GRAPH_PLUGIN not in events.tags_by_plugin(run)  # No near-empty trace written.
+    ops = events.op_types(run.Graph())  # The run-level graph the dashboard shows instead.
+    assert ops >= FORWARD_OPS | GRADIENT_OPS | OPTIMIZER_OPS
+    assert train_step.experimental_get_tracing_count() == 1  # No retrace for the fallback.
+
+
+def test_eager_function_is_refused():
+    def eager_step(x):
+        return x + 1
+
+    with pytest.raises(TypeError, match=r"needs a tf\.function"):
+        graphs.trace_step_graph(eager_step, (tf.constant(1.0),), writer=None)
+
+
+def test_failing_step_turns_tracing_off_and_propagates(tmp_path):
+    @tf.function
+    def failing_step(x):
+        tf.debugging.assert_positive(x)
+        return x
+
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        graphs.trace_step_graph(failing_step, (tf.constant(-1.0),), writer)
+    # Tracing was turned off: a fresh trace works and records only the new function.
+    _, train_step, batch = make_model_and_step()
+    graphs.trace_step_graph(train_step, batch, writer, name="after_failure")
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert events.function_graph_count(run, "after_failure") == 1
+
+
+def test_nothing_is_collected_between_traces(tmp_path):
+    """TF's trace_off leaves graph collection on; graphs from between traces must not leak in."""
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    _, first_step, batch = make_model_and_step()
+    graphs.trace_step_graph(first_step, batch, writer, name="first")
+
+    @tf.function
+    def unrelated(x):
+        return x * 3
+
+    unrelated(tf.constant(1.0))
+    _, second_step, batch = make_model_and_step()  # Eager variable creation: more graphs.
+    graphs.trace_step_graph(second_step, batch, writer, name="second")
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert events.function_graph_count(run, "first") == 1
+    assert events.function_graph_count(run, "second") == 1
+
+
+def test_keras_graph_is_the_conceptual_graph_tensorboard_draws(tmp_path):
+    model, _, _ = make_model_and_step()
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    graphs.write_keras_graph(model, writer)
+    writer.close()
+
+    run = events.load_run(tmp_path)
+    assert events.tags_by_plugin(run)[events.KERAS_GRAPH_PLUGIN] == ["keras/tiny"]
+    nodes = {node.name: node for node in events.conceptual_graph(run, "keras/tiny").node}
+    assert {"tiny/features", "tiny/hidden", "tiny/logits"} <= set(nodes)
+    assert list(nodes["tiny/logits"].input) == ["tiny/hidden"]
+
+
+def test_model_summary_is_complete_markdown_text(tmp_path):
+    model, _, _ = make_model_and_step()
+    summary = graphs.model_summary_text(model)
+    assert graphs.model_summary_text(model) == summary  # Deterministic, nothing printed twice.
+    for expected in ("hidden (Dense)", "logits (Dense)", "Param #", "Total params: 67"):
+        assert expected in summary
+
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    graphs.write_model_summary(model, writer)
+    writer.close()
+    written = events.text(events.load_run(tmp_path), "model_summary/tiny")
+    assert written.startswith("```\n") and written.endswith("\n```")
+    assert "Param #" in written
+
+
+def test_trace_and_write_graphs_writes_all_three_views(tmp_path):
+    model, train_step, batch = make_model_and_step()
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    graphs.trace_and_write_graphs(train_step, batch, [model], writer)
+    writer.close()
+    plugins = events.tags_by_plugin(events.load_run(tmp_path))
+    assert plugins[events.OP_GRAPH_PLUGIN] == ["train_step"]
+    assert plugins[events.KERAS_GRAPH_PLUGIN] == ["keras/tiny"]
+    assert plugins["text"] == ["model_summary/tiny"]
