@@ -76,14 +76,14 @@ def mnist_is_prepared(data_dir: str | None) -> bool:
 
 
 def download_host_answers(
-    host: str = MNIST_DOWNLOAD_HOST, seconds: float = HOST_PROBE_SECONDS
+    host: str = MNIST_DOWNLOAD_HOST, port: int = 443, seconds: float = HOST_PROBE_SECONDS
 ) -> bool:
-    """True when a TCP connection to `host`:443 opens within `seconds`, DNS lookup included."""
+    """True when a TCP connection to `host:port` opens within `seconds`, DNS lookup included."""
     answered = threading.Event()
 
     def connect() -> None:
         try:
-            socket.create_connection((host, 443), timeout=seconds).close()
+            socket.create_connection((host, port), timeout=seconds).close()
             answered.set()
         except OSError:
             pass

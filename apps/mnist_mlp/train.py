@@ -58,7 +58,8 @@ def train_and_evaluate(
 
     Returns:
         `train/loss`, `train/accuracy`, `eval/loss`, `eval/accuracy` at the last step, and `steps`,
-        `examples_per_second` (after the first step) and `wall_time_seconds` of the whole run.
+        `examples_per_second` (after the first step), `wall_time_seconds` of the whole run, and
+        `train_step_traces`, how often the train step was traced (1: never retraced).
 
     Raises:
         common.errors.UserError: for an unusable logdir or unavailable data, before any training.
@@ -177,5 +178,7 @@ def train_and_evaluate(
         (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
     )
     final_metrics["wall_time_seconds"] = time.perf_counter() - start_time
+    # 1 unless something forced a retrace (a new input shape or dtype): worth watching.
+    final_metrics["train_step_traces"] = train_step.experimental_get_tracing_count()
     print("final: " + progress.format_metrics(final_metrics), flush=True)
     return final_metrics

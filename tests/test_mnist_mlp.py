@@ -1,0 +1,187 @@
+"""apps.mnist_mlp end to end on tiny configs, read back as TensorBoard shows the run."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from apps.mnist_mlp import data, main, train
+from tests import tensorboard_events as events
+
+TINY = train.Config(
+    num_steps=6, batch_size=16, steps_per_loop=2, eval_every_steps=4, dataset="synthetic"
+)
+
+
+def small_datasets(num_train: int = 64, num_test: int = 24) -> data.Datasets:
+    """A few real digits from the bundled sample: fast, and real pixels."""
+    sample = data.load_sample()
+    return data.Datasets(
+        sample.train.take(num_train), sample.test.take(num_test), "tiny", "tiny sample"
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny synthetic run shared by the assertions below: (metrics, train run, eval run)."""
+    logdir = tmp_path_factory.mktemp("mnist") / "run"
+    metrics = train.train_and_evaluate(TINY, str(logdir))
+    return metrics, events.load_run(logdir / "train"), events.load_run(logdir / "eval")
+
+
+def test_op_graph_is_the_whole_train_step(tiny_run):
+    _, train_run, _ = tiny_run
+    assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["train_step"]
+    assert events.function_graph_count(train_run, "train_step") == 1
+    graph = events.op_graph(train_run, "train_step")
+    ops = events.op_types(graph)
+    assert ops >= {"MatMul", "BiasAdd", "Relu", "SparseSoftmaxCrossEntropyWithLogits"}  # forward
+    assert ops >= {"ReluGrad", "BiasAddGrad"}  # gradients
+    assert ops >= {"AssignSubVariableOp", "Sqrt"}  # Adam's update
+    node_names = " ".join(node.name for node in graph.node)
+    assert "hidden" in node_names and "logits" in node_names  # Named layers show up as scopes.
+
+
+def test_conceptual_graph_and_model_summary(tiny_run):
+    _, train_run, _ = tiny_run
+    plugins = events.tags_by_plugin(train_run)
+    assert plugins[events.KERAS_GRAPH_PLUGIN] == ["keras/mnist_mlp"]
+    nodes = {node.name for node in events.conceptual_graph(train_run, "keras/mnist_mlp").node}
+    assert {"mnist_mlp/image", "mnist_mlp/hidden", "mnist_mlp/logits"} <= nodes
+    summary = events.text(train_run, "model_summary/mnist_mlp")
+    assert summary.startswith("```")
+    for expected in ("hidden (Dense)", "(None, 64)", "50,240", "Total params: 50,890"):
+        assert expected in summary
+    assert "| num_steps | 6 |" in events.text(train_run, "config")
+    assert "synthetic" in events.text(train_run, "dataset")
+
+
+def test_scalars_are_finite_and_land_on_loop_boundaries(tiny_run):
+    _, train_run, eval_run = tiny_run
+    for tag in ("loss", "accuracy", "learning_rate", "steps_per_second", "examples_per_second"):
+        points = events.scalars(train_run, tag)
+        assert [step for step, _ in points] == [2, 4, 6], tag
+        assert all(math.isfinite(value) for _, value in points), tag
+    assert events.scalars(train_run, "learning_rate")[0][1] == pytest.approx(TINY.learning_rate)
+    for tag in ("loss", "accuracy"):
+        points = events.scalars(eval_run, tag)
+        assert [step for step, _ in points] == [4, 6], tag
+        assert all(math.isfinite(value) for _, value in points), tag
+
+
+def test_histograms_and_returned_metrics(tiny_run):
+    metrics, train_run, eval_run = tiny_run
+    histograms = events.tags_by_plugin(train_run)["histograms"]
+    assert sorted(histograms) == [
+        "weights/hidden/bias",
+        "weights/hidden/kernel",
+        "weights/logits/bias",
+        "weights/logits/kernel",
+    ]
+    assert metrics["steps"] == 6
+    assert metrics["eval/loss"] == pytest.approx(events.scalars(eval_run, "loss")[-1][1])
+    assert metrics["eval/accuracy"] == pytest.approx(events.scalars(eval_run, "accuracy")[-1][1])
+    assert metrics["train/loss"] == pytest.approx(events.scalars(train_run, "loss")[-1][1])
+    assert metrics["examples_per_second"] > 0
+    assert metrics["train_step_traces"] == 1  # Traced once, by the graph trace; never retraced.
+
+
+def test_loops_end_on_multiples_of_steps_per_loop(tmp_path):
+    config = train.Config(num_steps=7, batch_size=8, steps_per_loop=3, eval_every_steps=100)
+    train.train_and_evaluate(config, str(tmp_path), datasets=small_datasets())
+    train_run = events.load_run(tmp_path / "train")
+    assert [step for step, _ in events.scalars(train_run, "loss")] == [3, 6, 7]
+    # Eval at the end even when eval_every_steps is never reached.
+    assert [step for step, _ in events.scalars(events.load_run(tmp_path / "eval"), "loss")] == [7]
+
+
+def test_a_single_step_run_still_logs_and_evaluates(tmp_path):
+    config = train.Config(num_steps=1, batch_size=8)
+    metrics = train.train_and_evaluate(config, str(tmp_path), datasets=small_datasets())
+    assert metrics["steps"] == 1 and math.isfinite(metrics["eval/loss"])
+    train_run = events.load_run(tmp_path / "train")
+    assert [step for step, _ in events.scalars(train_run, "loss")] == [1]
+    assert "steps_per_second" not in events.tags_by_plugin(train_run)["scalars"]
+
+
+def test_it_learns_real_digits_on_the_bundled_sample(tmp_path):
+    """Chance is 10%; 300 steps measured 92.4% here, so 85% leaves margin for seeds and BLAS."""
+    config = train.Config(num_steps=300, dataset="mnist_sample", eval_every_steps=300)
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+    assert metrics["eval/accuracy"] > 0.85
+    assert metrics["train/loss"] < 0.5
+    eval_points = events.scalars(events.load_run(tmp_path / "eval"), "accuracy")
+    assert eval_points[-1] == (300, pytest.approx(metrics["eval/accuracy"]))
+
+
+def test_full_mnist_through_tfds_under_mock_data(tmp_path, monkeypatch):
+    """The real tfds.load path, offline: mock_data replaces the download and the files."""
+    monkeypatch.setattr(data, "download_host_answers", lambda *args, **kwargs: True)
+    config = train.Config(num_steps=4, batch_size=8, steps_per_loop=2, dataset="mnist")
+    with tfds.testing.mock_data(num_examples=32):
+        metrics = train.train_and_evaluate(config, str(tmp_path))
+    assert metrics["steps"] == 4 and math.isfinite(metrics["eval/loss"])
+    train_run = events.load_run(tmp_path / "train")
+    assert "full MNIST through tensorflow-datasets" in events.text(train_run, "dataset")
+    assert events.OP_GRAPH_PLUGIN in events.tags_by_plugin(train_run)
+
+
+def test_auto_offline_chooses_the_sample_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "mnist_is_prepared", lambda data_dir: False)
+    monkeypatch.setattr(data, "download_host_answers", lambda *args, **kwargs: False)
+    config = train.Config(num_steps=2, batch_size=8, steps_per_loop=2, dataset="auto")
+    train.train_and_evaluate(config, str(tmp_path))
+    dataset_text = events.text(events.load_run(tmp_path / "train"), "dataset")
+    assert "bundled MNIST sample" in dataset_text and "auto: offline" in dataset_text
+    assert "auto: offline" in capsys.readouterr().out
+
+
+def test_auto_uses_prepared_mnist_without_probing_the_network(monkeypatch):
+    monkeypatch.setattr(data, "mnist_is_prepared", lambda data_dir: True)
+    monkeypatch.setattr(data, "download_host_answers", lambda *a, **k: pytest.fail("probed"))
+    assert data.choose_dataset(None) == ("mnist", "auto: full MNIST is prepared on disk")
+
+
+def test_explicit_mnist_offline_fails_fast_with_a_hint(monkeypatch):
+    monkeypatch.setattr(data, "mnist_is_prepared", lambda data_dir: False)
+    monkeypatch.setattr(data, "download_host_answers", lambda *args, **kwargs: False)
+    with pytest.raises(data.UserError, match="use --dataset=mnist_sample"):
+        data.load_datasets("mnist")
+
+
+def test_download_probe_against_local_sockets():
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert data.download_host_answers("127.0.0.1", port=port, seconds=2)
+    assert not data.download_host_answers("127.0.0.1", port=port, seconds=2)  # Closed: refused.
+    assert not data.download_host_answers("no-such-host.invalid", seconds=2)
+
+
+def test_bundled_sample_is_real_balanced_mnist():
+    with np.load(data.SAMPLE_PATH) as arrays:
+        assert arrays["train_images"].shape == (4000, 28, 28)
+        assert arrays["test_images"].shape == (1000, 28, 28)
+        assert arrays["train_images"].dtype == np.uint8
+        for split in ("train", "test"):
+            counts = np.bincount(arrays[f"{split}_labels"], minlength=10)
+            assert counts.size == 10 and counts.min() > 0.07 * counts.sum(), (split, counts)
+        # Handwriting, not noise: most pixels are background, strokes reach full intensity.
+        assert (arrays["train_images"] == 0).mean() > 0.7
+        assert arrays["train_images"].max() == 255
+
+
+def test_preprocess_flattens_any_image_shape():
+    for shape in ((28, 28), (28, 28, 1)):
+        pixels, label = data.preprocess(tf.fill(shape, tf.constant(255, tf.uint8)), tf.constant(3))
+        assert pixels.shape == (784,) and float(tf.reduce_max(pixels)) == 1.0
+        assert label.dtype == tf.int32
+
+
+def test_main_lists_the_same_datasets_as_data():
+    assert main.DATASET_NAMES == data.DATASET_NAMES
