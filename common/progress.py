@@ -1,12 +1,16 @@
 """The console side of a run: one progress line per loop boundary."""
 
 
+def format_number(value: float) -> str:
+    """4 significant digits for small numbers, whole numbers from 1000 up (no `9.07e+04`)."""
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
-    """`{'train/loss': 0.1234}` -> `train/loss=0.1234`, in the order given."""
-    return "  ".join(
-        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in metrics.items()
-    )
+    """`{'train/loss': 0.1234, 'steps': 2000}` -> `train/loss=0.1234  steps=2000`, in order."""
+    return "  ".join(f"{name}={format_number(value)}" for name, value in metrics.items())
 
 
 def print_progress(step: int, num_steps: int, metrics: dict[str, float]) -> None:

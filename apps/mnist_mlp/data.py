@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from common.errors import UserError
 
@@ -72,7 +73,13 @@ def mnist_is_prepared(data_dir: str | None) -> bool:
     """True when tfds has MNIST on disk already, so loading it needs no network."""
     import tensorflow_datasets as tfds  # Imported here: it is slow, and most runs never need it.
 
-    return tfds.builder("mnist", data_dir=data_dir).is_prepared()
+    # tfds warns "Variant folder ... has no dataset_info.json" for the very case this checks.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        return tfds.builder("mnist", data_dir=data_dir).is_prepared()
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def download_host_answers(
