@@ -1,0 +1,215 @@
+"""Trains a wide MLP with switchable dropout, logging the training and the inference graphs.
+
+Two graphs land in TensorBoard, under two tags of the `train` run:
+  `train_step`      the whole train step with `training=True`: dropout's random ops sit inside the
+                    branch of an `If` op that reads each dropout layer's `enabled` variable.
+  `inference_step`  the model with `training=False`: no dropout, no random ops, no `If`.
+`--dropout_off_at_step` flips the variables mid-run: dropout stops at once, and nothing is retraced
+(the returned `train_step_traces` stays 1).
+
+The loop follows Orbit as in mnist_mlp. What lands in `<logdir>`:
+  train/  both graphs, the Keras graph, model summary, config and dataset text; scalars `loss`,
+          `accuracy`, `dropout_enabled`, `learning_rate`, `steps_per_second`,
+          `examples_per_second` every loop; weight histograms at every eval.
+  eval/   `loss` and `accuracy` through the inference graph, every `eval_every_steps`.
+"""
+
+import dataclasses
+import time
+
+import keras
+import tensorflow as tf
+
+from common import graphs, progress, step_counter, summaries
+
+from . import data
+from . import model as model_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+
+    num_steps: int = 1500
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    dropout_rate: float = 0.5
+    dropout_off_at_step: int = 0  # 0: never. Otherwise dropout stops from this step on.
+    hidden_units: int = 256
+    steps_per_loop: int = 50
+    eval_every_steps: int = 100
+
+
+def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Mean sigmoid cross-entropy of 0/1 labels against logits."""
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def train_and_evaluate(
+    config: Config, logdir: str, datasets: data.Datasets | None = None
+) -> dict[str, float]:
+    """Trains for `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Args:
+        config: the run's settings.
+        logdir: a new directory (or one without event files) for `train/` and `eval/` summaries.
+        datasets: data to use instead of generating it from `config` (tests inject here).
+
+    Returns:
+        `train/loss`, `train/accuracy`, `eval/loss`, `eval/accuracy` at the last step,
+        `eval/min_loss` over the run (final far above min: overfitting), `steps`,
+        `examples_per_second`, `wall_time_seconds`, and `train_step_traces` and
+        `inference_step_traces` (1 each: never retraced, even by the dropout switch).
+
+    Raises:
+        common.errors.UserError: for an unusable logdir, before any training.
+    """
+    start_time = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    writers = summaries.create_writers(logdir)  # First: a bad logdir fails before anything slow.
+    if datasets is None:
+        datasets = data.make_datasets(config.seed)
+    print(f"dataset: {datasets.description}", flush=True)
+    print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+    train_batches = iter(data.train_pipeline(datasets.train, config.batch_size, config.seed))
+    eval_batches = data.eval_pipeline(datasets.test)
+
+    model = model_lib.create_model(
+        data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
+    )
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
+    optimizer.build(model.trainable_variables)
+    global_step = step_counter.create_global_step()
+    train_loss = keras.metrics.Mean(name="loss")
+    # Logits, so the decision threshold is 0, not 0.5.
+    train_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+    eval_loss = keras.metrics.Mean(name="loss")
+    eval_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+
+    @tf.function
+    def train_step(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)  # Dropout as the layers' switches say.
+            loss = compute_loss(labels, logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        train_loss.update_state(loss)
+        train_accuracy.update_state(labels, logits)
+        global_step.assign_add(1)
+        return loss
+
+    @tf.function
+    def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> None:
+        # `num_steps` is a tensor, so a shorter loop reuses this graph instead of retracing, and
+        # calling the train_step tf.function reuses its one traced graph.
+        for _ in tf.range(num_steps):
+            features, labels = next(iterator)
+            train_step(features, labels)
+
+    # The inference graph: a batch dimension of None, so every eval batch, the smaller last one
+    # included, runs through this one traced graph.
+    @tf.function(input_signature=[tf.TensorSpec([None, data.NUM_FEATURES], tf.float32)])
+    def inference_step(features: tf.Tensor) -> tf.Tensor:
+        return model(features, training=False)
+
+    @tf.function
+    def eval_step(features: tf.Tensor, labels: tf.Tensor) -> None:
+        logits = inference_step(features)  # Reuses the one traced inference graph.
+        eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
+        eval_accuracy.update_state(labels, logits)
+
+    def evaluate() -> dict[str, float]:
+        eval_loss.reset_state()
+        eval_accuracy.reset_state()
+        for features, labels in eval_batches:
+            eval_step(features, labels)
+        return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
+
+    with writers.train.as_default(step=0):
+        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+        tf.summary.text("dataset", datasets.description)
+
+    # Both graphs are recorded at their first execution, the one moment trace_on can see them:
+    # the train step's is the run's first step; the inference step's is a prediction on eval data.
+    graphs.trace_and_write_graphs(train_step, next(train_batches), [model], writers.train)
+    # (Peeked from an uncached view: stopping early inside a cache() discards it, with a warning.)
+    first_eval_features, _ = next(iter(datasets.test.batch(data.EVAL_BATCH_SIZE)))
+    graphs.trace_step_graph(
+        inference_step, (first_eval_features,), writers.train, name="inference_step"
+    )
+
+    step = int(global_step.numpy())
+    train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not training speed.
+    first_step = step
+    last_eval_step = 0
+    final_metrics: dict[str, float] = {}
+    eval_losses: list[float] = []
+
+    # `or not final_metrics`: a one-step run still gets one boundary, with its summaries and eval.
+    while step < config.num_steps or not final_metrics:
+        # Loops end on multiples of steps_per_loop, and at dropout_off_at_step, so the switch
+        # flips at exactly that step.
+        loop_end = min(
+            (step // config.steps_per_loop + 1) * config.steps_per_loop, config.num_steps
+        )
+        if step < config.dropout_off_at_step < loop_end:
+            loop_end = config.dropout_off_at_step
+        loop_steps = max(loop_end - step, 0)
+        dropout_enabled = bool(model_lib.dropout_layers(model)[0].enabled.numpy())
+        loop_start = time.perf_counter()
+        train_loop(train_batches, tf.constant(loop_steps))
+        step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+        loop_seconds = time.perf_counter() - loop_start
+        train_seconds += loop_seconds
+
+        # Loop boundary: everything below runs once per loop.
+        train_metrics = {
+            "loss": float(train_loss.result()),
+            "accuracy": float(train_accuracy.result()),
+        }
+        train_loss.reset_state()
+        train_accuracy.reset_state()
+        scalars = {
+            **train_metrics,
+            "dropout_enabled": float(dropout_enabled and config.dropout_rate > 0),
+            "learning_rate": float(optimizer.learning_rate.numpy()),
+        }
+        if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
+            scalars["steps_per_second"] = loop_steps / loop_seconds
+            scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+        summaries.write_scalars(writers.train, scalars, step)
+        final_metrics.update({f"train/{name}": value for name, value in train_metrics.items()})
+        console = {f"train/{name}": value for name, value in train_metrics.items()}
+
+        if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+            step == config.num_steps
+        ):
+            eval_metrics = evaluate()
+            summaries.write_scalars(writers.eval, eval_metrics, step)
+            summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
+            last_eval_step = step
+            eval_losses.append(eval_metrics["loss"])
+            final_metrics.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+            console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+        if step == config.dropout_off_at_step:
+            # The runtime switch: assigning the layers' variables changes what the traced If op
+            # runs from the next step on. No retrace.
+            model_lib.set_dropout_enabled(model, False)
+            print(f"step {step}: dropout turned off", flush=True)
+        if "steps_per_second" in scalars:
+            console["steps/s"] = round(scalars["steps_per_second"], 1)
+        progress.print_progress(step, config.num_steps, console)
+
+    writers.close()
+    final_metrics["eval/min_loss"] = min(eval_losses)
+    final_metrics["steps"] = step
+    final_metrics["examples_per_second"] = (
+        (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
+    )
+    final_metrics["wall_time_seconds"] = time.perf_counter() - start_time
+    final_metrics["train_step_traces"] = train_step.experimental_get_tracing_count()
+    final_metrics["inference_step_traces"] = inference_step.experimental_get_tracing_count()
+    print("final: " + progress.format_metrics(final_metrics), flush=True)
+    return final_metrics

@@ -1,0 +1,188 @@
+"""Trains the 10 -> 32 -> 16 -> 1 regression network with a `tf.GradientTape` loop.
+
+The popular version of this example logs the loss every step and leaves its data and loss to the
+reader. Here both are explicit (`data.py`, `compute_loss`) and the loop follows Orbit, as in
+mnist_mlp: an int64 global step, `steps_per_loop` steps per `tf.function` call, summaries, eval and
+console output at loop boundaries, and the first step run inside the graph trace.
+
+What lands in `<logdir>`:
+  train/  the step's op graph (tag `train_step`), the Keras graph, model summary, config and dataset
+          text; scalars `loss` (MSE), `gradient_norm/global` and one `gradient_norm/<variable>` per
+          variable (means over the loop), `learning_rate`, `steps_per_second`,
+          `examples_per_second`; weight histograms at every eval.
+  eval/   scalars `loss` (MSE), `mae`, `rmse` on the held-out split, every `eval_every_steps`.
+"""
+
+import dataclasses
+import time
+
+import keras
+import tensorflow as tf
+
+from common import graphs, progress, step_counter, summaries
+
+from . import data
+from . import model as model_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+
+    num_steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 0
+    noise_std: float = 0.1
+    steps_per_loop: int = 100
+    eval_every_steps: int = 500
+
+
+def compute_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
+    """Mean squared error: the loss whose minimum, for Gaussian noise, is the noise variance."""
+    return tf.reduce_mean(tf.square(predictions - targets))
+
+
+def train_and_evaluate(
+    config: Config, logdir: str, datasets: data.Datasets | None = None
+) -> dict[str, float]:
+    """Trains for `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Args:
+        config: the run's settings.
+        logdir: a new directory (or one without event files) for `train/` and `eval/` summaries.
+        datasets: data to use instead of generating it from `config` (tests inject here).
+
+    Returns:
+        `train/loss`, `eval/loss`, `eval/mae`, `eval/rmse` at the last step; `noise_std` and
+        `trivial_rmse` to judge them by; `steps`, `examples_per_second`, `wall_time_seconds`, and
+        `train_step_traces` (1: the step was never retraced).
+
+    Raises:
+        common.errors.UserError: for an unusable logdir, before any training.
+    """
+    start_time = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    writers = summaries.create_writers(logdir)  # First: a bad logdir fails before anything slow.
+    if datasets is None:
+        datasets = data.make_datasets(config.seed, config.noise_std)
+    print(f"dataset: {datasets.description}", flush=True)
+    print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+    train_batches = iter(data.train_pipeline(datasets.train, config.batch_size, config.seed))
+    eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
+
+    model = model_lib.create_model()
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
+    optimizer.build(model.trainable_variables)
+    global_step = step_counter.create_global_step()
+    train_loss = keras.metrics.Mean(name="loss")
+    global_gradient_norm = keras.metrics.Mean(name="gradient_norm/global")
+    # One norm per variable shows which layer's gradients vanish or explode; the global norm alone
+    # hides that.
+    gradient_norms = [
+        keras.metrics.Mean(name=f"gradient_norm/{variable.path}")
+        for variable in model.trainable_variables
+    ]
+    eval_loss = keras.metrics.MeanSquaredError(name="loss")
+    eval_mae = keras.metrics.MeanAbsoluteError(name="mae")
+    eval_rmse = keras.metrics.RootMeanSquaredError(name="rmse")
+
+    @tf.function
+    def train_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            predictions = model(features, training=True)
+            loss = compute_loss(targets, predictions)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        train_loss.update_state(loss)
+        global_gradient_norm.update_state(tf.linalg.global_norm(gradients))
+        for gradient, norm in zip(gradients, gradient_norms, strict=True):
+            norm.update_state(tf.norm(gradient))
+        global_step.assign_add(1)
+        return loss
+
+    @tf.function
+    def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> None:
+        # `num_steps` is a tensor, so a shorter last loop reuses this graph instead of retracing,
+        # and calling the train_step tf.function reuses its one traced graph.
+        for _ in tf.range(num_steps):
+            features, targets = next(iterator)
+            train_step(features, targets)
+
+    @tf.function(reduce_retracing=True)  # The last eval batch is smaller: one shape-generic graph.
+    def eval_step(features: tf.Tensor, targets: tf.Tensor) -> None:
+        predictions = model(features, training=False)
+        for metric in (eval_loss, eval_mae, eval_rmse):
+            metric.update_state(targets, predictions)
+
+    def evaluate() -> dict[str, float]:
+        for metric in (eval_loss, eval_mae, eval_rmse):
+            metric.reset_state()
+        for features, targets in eval_batches:
+            eval_step(features, targets)
+        return {metric.name: float(metric.result()) for metric in (eval_loss, eval_mae, eval_rmse)}
+
+    with writers.train.as_default(step=0):
+        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+        tf.summary.text("dataset", datasets.description)
+
+    # Step one runs inside the graph trace: trace_on records a tf.function's graph only while it is
+    # first traced, so this is the one moment when the whole step's op graph can be captured.
+    graphs.trace_and_write_graphs(train_step, next(train_batches), [model], writers.train)
+    step = int(global_step.numpy())
+    train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not training speed.
+    first_step = step
+    last_eval_step = 0
+    final_metrics: dict[str, float] = {}
+
+    # `or not final_metrics`: a one-step run still gets one boundary, with its summaries and eval.
+    while step < config.num_steps or not final_metrics:
+        # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
+        steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
+        loop_steps = min(steps_to_boundary, config.num_steps - step)
+        loop_start = time.perf_counter()
+        train_loop(train_batches, tf.constant(loop_steps))
+        step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+        loop_seconds = time.perf_counter() - loop_start
+        train_seconds += loop_seconds
+
+        # Loop boundary: everything below runs once per steps_per_loop steps.
+        scalars = {
+            metric.name: float(metric.result())
+            for metric in (train_loss, global_gradient_norm, *gradient_norms)
+        }
+        for metric in (train_loss, global_gradient_norm, *gradient_norms):
+            metric.reset_state()
+        scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
+        if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
+            scalars["steps_per_second"] = loop_steps / loop_seconds
+            scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+        summaries.write_scalars(writers.train, scalars, step)
+        final_metrics["train/loss"] = scalars["loss"]
+        console = {"train/loss": scalars["loss"], "grad_norm": scalars["gradient_norm/global"]}
+
+        if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+            step == config.num_steps
+        ):
+            eval_metrics = evaluate()
+            summaries.write_scalars(writers.eval, eval_metrics, step)
+            summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
+            last_eval_step = step
+            final_metrics.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+            console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+        if "steps_per_second" in scalars:
+            console["steps/s"] = round(scalars["steps_per_second"], 1)
+        progress.print_progress(step, config.num_steps, console)
+
+    writers.close()
+    final_metrics["noise_std"] = datasets.noise_std
+    final_metrics["trivial_rmse"] = datasets.trivial_rmse
+    final_metrics["steps"] = step
+    final_metrics["examples_per_second"] = (
+        (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
+    )
+    final_metrics["wall_time_seconds"] = time.perf_counter() - start_time
+    final_metrics["train_step_traces"] = train_step.experimental_get_tracing_count()
+    print("final: " + progress.format_metrics(final_metrics), flush=True)
+    return final_metrics
