@@ -11,10 +11,18 @@ LOGS := logs
 PORT ?= 6006
 ARGS ?=
 
-.PHONY: help install test lint format run-mnist tensorboard mnist-sample results clean freeze
+APP ?= mnist_mlp
+FROM ?= mnist_mlp
+
+.PHONY: help install test lint format run run-mnist run-regression run-dropout new-app tensorboard \
+	mnist-sample results clean distclean freeze
 
 help:
 	@echo "make run-mnist      train apps/mnist_mlp (ARGS='--flag=value ...'), logs under $(LOGS)/"
+	@echo "make run-regression train apps/regression_tape"
+	@echo "make run-dropout    train apps/conditional_dropout"
+	@echo "make run APP=name   train apps/<name> (e.g. one made by new-app)"
+	@echo "make new-app NAME=my_app FROM=regression_tape   copy an app to start your own"
 	@echo "make tensorboard    serve $(LOGS)/ on http://localhost:$(PORT)"
 	@echo "make test           run the test suite"
 	@echo "make lint           ruff check and format check"
@@ -42,6 +50,20 @@ format: $(STAMP)
 
 run-mnist: $(STAMP)
 	$(PYTHON) -m apps.mnist_mlp $(ARGS)
+
+run-regression: $(STAMP)
+	$(PYTHON) -m apps.regression_tape $(ARGS)
+
+run-dropout: $(STAMP)
+	$(PYTHON) -m apps.conditional_dropout $(ARGS)
+
+run: $(STAMP)
+	$(PYTHON) -m apps.$(APP) $(ARGS)
+
+# Plain python, no venv needed: it only copies and renames files.
+new-app:
+	@test -n "$(NAME)" || { echo "error: usage: make new-app NAME=my_app [FROM=mnist_mlp]" >&2; exit 2; }
+	$(PYTHON_FOR_VENV) scripts/new_app.py "$(NAME)" --from "$(FROM)"
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir $(LOGS) --host localhost --port $(PORT)

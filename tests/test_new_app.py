@@ -1,0 +1,94 @@
+"""`make new-app`: a copied app runs at once and its tests pass, in a throwaway copy of the repo."""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests import tensorboard_events as events
+from tests.app_cli import REPO_ROOT, files_and_contents, run_app
+
+SCRIPT = REPO_ROOT / "scripts" / "new_app.py"
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> pathlib.Path:
+    """The parts of the repository an app needs, copied, so the test never touches the real one."""
+    root = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "assets")  # (The MNIST sample is not needed.)
+    for folder in ("apps", "common", "tests", "scripts"):
+        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=ignore)
+    shutil.copy(REPO_ROOT / "pyproject.toml", root)
+    return root
+
+
+def new_app(root: pathlib.Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *arguments, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_copy_runs_at_once_and_passes_its_tests(repo_copy):
+    result = new_app(repo_copy, "my_app", "--from", "regression_tape")
+    assert result.returncode == 0, result.stderr
+    app = repo_copy / "apps" / "my_app"
+    assert sorted(p.name for p in app.iterdir() if p.is_file()) == [
+        "README.md",
+        "__init__.py",
+        "__main__.py",
+        "data.py",
+        "main.py",
+        "model.py",
+        "train.py",
+    ]
+    copied = [*app.rglob("*.py"), app / "README.md", *(repo_copy / "tests").glob("test_my_app*.py")]
+    assert len(copied) == 9
+    for path in copied:
+        assert "regression_tape" not in path.read_text(), path
+    readme = (app / "README.md").read_text()
+    assert readme.startswith("# `my_app`") and "make run APP=my_app" in readme
+
+    logdir = repo_copy / "logs" / "run"
+    run = run_app(
+        "my_app", "--num_steps=4", "--steps_per_loop=2", f"--logdir={logdir}", cwd=repo_copy
+    )
+    assert run.returncode == 0, run.stderr
+    train_run = events.load_run(logdir / "train")
+    assert "keras/my_app" in events.tags_by_plugin(train_run)[events.KERAS_GRAPH_PLUGIN]
+    assert "logs/my_app" in (app / "main.py").read_text()  # Its own default logdir.
+
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_my_app.py"],
+        cwd=repo_copy,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "complaint"),
+    [
+        ("My-App", "regression_tape", "not a valid app name"),
+        ("1st_app", "regression_tape", "not a valid app name"),
+        ("class", "regression_tape", "reserved"),
+        ("common", "regression_tape", "reserved"),
+        ("mnist_mlp", "regression_tape", "apps/mnist_mlp already exists"),
+        ("my_app", "no_such_app", "is not an app"),
+        ("my_app", "../common", "is not an app"),
+    ],
+)
+def test_bad_or_taken_names_are_refused_and_nothing_is_written(repo_copy, name, source, complaint):
+    before = files_and_contents(repo_copy)
+    result = new_app(repo_copy, name, "--from", source)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert complaint in result.stderr
+    assert files_and_contents(repo_copy) == before
