@@ -1,40 +1,17 @@
 """`python -m apps.mnist_mlp` as a user runs it: a good run, and bad input that fails cleanly."""
 
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
 from tests import tensorboard_events as events
+from tests.app_cli import assert_one_line_error, files_and_contents, run_app
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def run_app(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "apps.mnist_mlp", *flags],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *names: str):
-    """Non-zero exit, no traceback, exactly one `error:` line, last, naming every culprit."""
-    assert result.returncode == exit_code, result.stderr
-    assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, result.stderr
-    assert result.stderr.rstrip().splitlines()[-1] == error_lines[0]
-    for name in names:
-        assert name in error_lines[0], error_lines[0]
+APP = "mnist_mlp"
 
 
 def test_a_short_run_from_the_command_line(tmp_path):
     logdir = tmp_path / "run"
     result = run_app(
+        APP,
         "--dataset=synthetic",
         "--num_steps=20",
         "--steps_per_loop=10",
@@ -64,7 +41,7 @@ def test_a_short_run_from_the_command_line(tmp_path):
     ],
 )
 def test_bad_flags_fail_in_one_line_before_tensorflow_loads(flag, culprit, tmp_path):
-    result = run_app(flag, f"--logdir={tmp_path / 'never_created'}")
+    result = run_app(APP, flag, f"--logdir={tmp_path / 'never_created'}")
     assert_one_line_error(result, 2, culprit)
     assert "cuda" not in result.stderr.lower()  # TensorFlow was never imported.
     assert not (tmp_path / "never_created").exists()
@@ -73,7 +50,7 @@ def test_bad_flags_fail_in_one_line_before_tensorflow_loads(flag, culprit, tmp_p
 def test_logdir_that_is_a_file(tmp_path):
     not_a_directory = tmp_path / "results.csv"
     not_a_directory.write_text("precious")
-    result = run_app("--dataset=synthetic", "--num_steps=2", f"--logdir={not_a_directory}")
+    result = run_app(APP, "--dataset=synthetic", "--num_steps=2", f"--logdir={not_a_directory}")
     assert_one_line_error(result, 1, str(not_a_directory), "is a file")
     assert not_a_directory.read_text() == "precious"
 
@@ -81,11 +58,11 @@ def test_logdir_that_is_a_file(tmp_path):
 def test_logdir_of_an_earlier_run_is_refused_and_untouched(tmp_path):
     logdir = tmp_path / "run"
     first = run_app(
-        "--dataset=synthetic", "--num_steps=4", "--steps_per_loop=2", f"--logdir={logdir}"
+        APP, "--dataset=synthetic", "--num_steps=4", "--steps_per_loop=2", f"--logdir={logdir}"
     )
     assert first.returncode == 0, first.stderr
-    before = {path: path.read_bytes() for path in logdir.rglob("*") if path.is_file()}
+    before = files_and_contents(logdir)
 
-    second = run_app("--dataset=synthetic", "--num_steps=4", f"--logdir={logdir}")
+    second = run_app(APP, "--dataset=synthetic", "--num_steps=4", f"--logdir={logdir}")
     assert_one_line_error(second, 1, str(logdir), "already holds a run")
-    assert {path: path.read_bytes() for path in logdir.rglob("*") if path.is_file()} == before
+    assert files_and_contents(logdir) == before
