@@ -4,9 +4,9 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from absl import flags
+from absl import flags, logging
 
-from common.errors import UserError
+from common.errors import Interrupted, UserError
 
 # The exit code for bad usage (flags), as argparse and most Unix tools use it.
 EXIT_USAGE = 2
@@ -14,10 +14,13 @@ EXIT_USAGE = 2
 EXIT_USER_ERROR = 1
 
 
-def _fail(message: str, exit_code: int) -> None:
+def _fail(message: str, exit_code: int, prefix: str = "error") -> None:
     one_line = " ".join(str(message).split())
-    sys.stderr.write(f"error: {one_line}\n")
+    sys.stderr.write(f"{prefix}: {one_line}\n")
     sys.stderr.flush()
+    # Keep that line the last one: TensorFlow logs warnings while objects are torn down at exit
+    # (after a failed checkpoint restore: "deleted with unrestored values"), which say nothing new.
+    logging.set_verbosity(logging.FATAL)
     sys.exit(exit_code)
 
 
@@ -37,6 +40,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     except flags.Error as error:
         _fail(str(error), EXIT_USAGE)
         raise AssertionError("unreachable") from error
+    if not flags.FLAGS["verbosity"].present:
+        # TensorFlow logs routine INFO lines (checkpoint sharding, ...) through absl: show only
+        # warnings and errors unless the user asks (`--verbosity=0` brings INFO back).
+        logging.set_verbosity(logging.WARNING)
     if len(remaining) > 1:
         _fail(f"unexpected argument {remaining[1]!r}; flags look like --name=value", EXIT_USAGE)
     return remaining
@@ -44,8 +51,12 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turns a `UserError` raised inside the block into `error: <message>` and exit code 1."""
+    """Turns a `UserError` raised inside the block into `error: <message>` and exit code 1, and
+    an `Interrupted` run into `interrupted: <message>` and exit code 128 + the signal's number.
+    """
     try:
         yield
     except UserError as error:
         _fail(str(error), EXIT_USER_ERROR)
+    except Interrupted as interrupted:
+        _fail(str(interrupted), interrupted.exit_code, prefix="interrupted")

@@ -10,12 +10,13 @@ import dataclasses
 import uuid
 
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
 
 from common.errors import UserError
 
 
 class LogdirError(UserError):
-    """The logdir cannot be used: it is a file, cannot be created or written, or holds a run."""
+    """The logdir cannot be used: it is a file, or cannot be created or written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +44,7 @@ def _first_line(error: Exception) -> str:
 
 
 def prepare_logdir(logdir: str) -> str:
-    """Checks that `logdir` can hold a new run and creates it.
-
-    Refuses, rather than appending to, a logdir whose `train/` or `eval/` already holds event files:
-    a second run's points would interleave with the first's in TensorBoard.
+    """Checks that `logdir` is (or can be made) a writable directory, and creates it.
 
     Args:
         logdir: a local path or a `tf.io.gfile` URL.
@@ -59,13 +57,6 @@ def prepare_logdir(logdir: str) -> str:
     """
     if tf.io.gfile.exists(logdir) and not tf.io.gfile.isdir(logdir):
         raise LogdirError(f"logdir {logdir} is a file, not a directory")
-    for run in ("train", "eval"):
-        existing = tf.io.gfile.glob(f"{logdir}/{run}/events.out.tfevents.*")
-        if existing:
-            raise LogdirError(
-                f"logdir {logdir} already holds a run ({len(existing)} event files in {run}/); "
-                "pass a new --logdir, or delete that one first"
-            )
     try:
         tf.io.gfile.makedirs(logdir)
         # Writing is the only reliable test: permission bits say nothing on read-only mounts or
@@ -81,8 +72,56 @@ def prepare_logdir(logdir: str) -> str:
     return logdir
 
 
+def event_files(logdir: str) -> list[str]:
+    """The event files of a run's `train/` and `eval/` writers."""
+    return sorted(
+        path
+        for run in ("train", "eval")
+        for path in tf.io.gfile.glob(f"{logdir}/{run}/events.out.tfevents.*")
+    )
+
+
+def trim_events_after(logdir: str, last_step: int) -> int:
+    """Drops, from every event file of the run, the events stamped after `last_step`.
+
+    When a run resumes from a checkpoint at step S, the points its crashed predecessor wrote after S
+    would stand beside the replayed ones in TensorBoard, two values for one step. So each file that
+    holds such points (or a torn last record, from a kill mid-write) is rewritten without them, to
+    a temporary file first and then renamed over the original, so a crash here loses nothing.
+    `last_step=-1` keeps nothing but the files' version headers (a restart with no checkpoint).
+
+    Returns:
+        How many events were dropped.
+    """
+    dropped = 0
+    for path in event_files(logdir):
+        kept: list[bytes] = []
+        needs_rewrite = False
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = event_pb2.Event.FromString(record.numpy())
+                if event.HasField("file_version") or event.step <= last_step:
+                    kept.append(record.numpy())
+                else:
+                    needs_rewrite = True
+                    dropped += 1
+        except tf.errors.DataLossError:
+            needs_rewrite = True  # A torn last record: everything before it is kept.
+        if needs_rewrite:
+            temporary = f"{path}.trimmed"
+            with tf.io.TFRecordWriter(temporary) as writer:
+                for record in kept:
+                    writer.write(record)
+            tf.io.gfile.rename(temporary, path, overwrite=True)
+    return dropped
+
+
 def create_writers(logdir: str) -> SummaryWriters:
-    """Checks `logdir` (see `prepare_logdir`) and opens writers on `<logdir>/train` and `/eval`."""
+    """Checks `logdir` (see `prepare_logdir`) and opens writers on `<logdir>/train` and `/eval`.
+
+    A new writer appends a new event file beside any earlier ones; see `trim_events_after` for
+    keeping a resumed run's curves clean.
+    """
     prepare_logdir(logdir)
     return SummaryWriters(
         logdir=logdir,

@@ -30,5 +30,12 @@ def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *
 
 
 def files_and_contents(directory: pathlib.Path) -> dict[pathlib.Path, bytes]:
-    """Every file under `directory` with its bytes: compare before and after to prove no damage."""
-    return {path: path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+    """Every file under `directory` with its bytes: compare before and after to prove no damage.
+
+    Leaves out the run lock (`.lock`), which every run rewrites with its pid, whatever it does.
+    """
+    return {
+        path: path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != ".lock"
+    }

@@ -1,5 +1,6 @@
 """common.summaries: writers in train/ and eval/, and a logdir that fails loudly and safely."""
 
+import pathlib
 import re
 
 import pytest
@@ -42,17 +43,52 @@ def test_logdir_that_cannot_be_created_names_the_path(tmp_path):
         summaries.create_writers(str(impossible))
 
 
-def test_logdir_holding_a_run_is_refused_and_its_events_are_untouched(tmp_path):
-    logdir = tmp_path / "run"
-    first = summaries.create_writers(str(logdir))
-    summaries.write_scalars(first.train, {"loss": 1.0}, step=1)
-    first.close()
-    before = {path: path.read_bytes() for path in logdir.rglob("*") if path.is_file()}
+def write_steps(logdir, steps, run="train"):
+    writer = tf.summary.create_file_writer(str(logdir / run))
+    summaries.write_scalars(writer, {"loss": 1.0}, step=0) if 0 in steps else None
+    for step in steps:
+        if step:
+            summaries.write_scalars(writer, {"loss": float(step)}, step=step)
+    writer.close()
 
-    with pytest.raises(summaries.LogdirError, match="already holds a run"):
-        summaries.create_writers(str(logdir))
-    after = {path: path.read_bytes() for path in logdir.rglob("*") if path.is_file()}
-    assert after == before
+
+def test_trim_drops_points_after_the_step_and_keeps_the_rest(tmp_path):
+    write_steps(tmp_path, [1, 2, 3, 4, 5, 6])
+    write_steps(tmp_path, [2, 4, 6], run="eval")
+    assert summaries.trim_events_after(str(tmp_path), last_step=4) == 3
+    assert events.scalars(events.load_run(tmp_path / "train"), "loss") == [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 3.0),
+        (4, 4.0),
+    ]
+    assert [step for step, _ in events.scalars(events.load_run(tmp_path / "eval"), "loss")] == [
+        2,
+        4,
+    ]
+
+
+def test_trim_repairs_a_torn_last_record(tmp_path):
+    write_steps(tmp_path, [1, 2, 3])
+    (path,) = summaries.event_files(str(tmp_path))
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(data[:-5])  # A kill -9 in the middle of writing step 3.
+    summaries.trim_events_after(str(tmp_path), last_step=10)
+    assert [s for s, _ in events.scalars(events.load_run(tmp_path / "train"), "loss")] == [1, 2]
+
+
+def test_trim_to_minus_one_leaves_no_points(tmp_path):
+    write_steps(tmp_path, [0, 1, 2])
+    summaries.trim_events_after(str(tmp_path), last_step=-1)
+    assert events.load_run(tmp_path / "train").Tags()["tensors"] == []
+
+
+def test_trim_leaves_files_without_later_points_untouched(tmp_path):
+    write_steps(tmp_path, [1, 2])
+    (path,) = summaries.event_files(str(tmp_path))
+    before = (pathlib.Path(path).read_bytes(), pathlib.Path(path).stat().st_mtime_ns)
+    assert summaries.trim_events_after(str(tmp_path), last_step=2) == 0
+    assert (pathlib.Path(path).read_bytes(), pathlib.Path(path).stat().st_mtime_ns) == before
 
 
 def test_error_messages_are_one_line(tmp_path):

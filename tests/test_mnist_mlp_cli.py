@@ -55,14 +55,26 @@ def test_logdir_that_is_a_file(tmp_path):
     assert not_a_directory.read_text() == "precious"
 
 
-def test_logdir_of_an_earlier_run_is_refused_and_untouched(tmp_path):
+def test_rerunning_a_finished_run_says_so_and_touches_nothing(tmp_path):
     logdir = tmp_path / "run"
-    first = run_app(
-        APP, "--dataset=synthetic", "--num_steps=4", "--steps_per_loop=2", f"--logdir={logdir}"
-    )
-    assert first.returncode == 0, first.stderr
+    flags = ("--dataset=synthetic", "--num_steps=4", "--steps_per_loop=2", f"--logdir={logdir}")
+    assert run_app(APP, *flags).returncode == 0
     before = files_and_contents(logdir)
 
-    second = run_app(APP, "--dataset=synthetic", "--num_steps=4", f"--logdir={logdir}")
-    assert_one_line_error(second, 1, str(logdir), "already holds a run")
+    again = run_app(APP, *flags)
+    assert again.returncode == 0, again.stderr
+    assert "already finished at step 4: nothing to do" in again.stdout
+    assert files_and_contents(logdir) == before
+
+
+def test_another_model_in_a_finished_logdir_is_refused_and_touches_nothing(tmp_path):
+    logdir = tmp_path / "run"
+    assert (
+        run_app(APP, "--dataset=synthetic", "--num_steps=2", f"--logdir={logdir}").returncode == 0
+    )
+    before = files_and_contents(logdir)
+    result = run_app(
+        APP, "--dataset=synthetic", "--num_steps=4", "--hidden_units=8", f"--logdir={logdir}"
+    )
+    assert_one_line_error(result, 1, str(logdir), "does not fit this model")
     assert files_and_contents(logdir) == before

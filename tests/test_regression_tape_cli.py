@@ -27,11 +27,17 @@ def test_bad_flags_fail_in_one_line(flag, tmp_path):
     assert not (tmp_path / "never_created").exists()
 
 
-def test_logdir_of_an_earlier_run_is_refused_and_untouched(tmp_path):
+def test_rerunning_a_finished_run_says_so_and_touches_nothing(tmp_path):
     logdir = tmp_path / "run"
     assert run_app(APP, "--num_steps=2", "--steps_per_loop=2", f"--logdir={logdir}").returncode == 0
     before = files_and_contents(logdir)
-    assert_one_line_error(
-        run_app(APP, "--num_steps=2", f"--logdir={logdir}"), 1, str(logdir), "already holds a run"
-    )
+    again = run_app(APP, "--num_steps=2", f"--logdir={logdir}")
+    assert again.returncode == 0 and "already finished at step 2" in again.stdout
     assert files_and_contents(logdir) == before
+
+
+def test_an_absurd_learning_rate_stops_at_the_first_non_finite_step(tmp_path):
+    logdir = tmp_path / "run"
+    result = run_app(APP, "--learning_rate=1e10", "--steps_per_loop=1", f"--logdir={logdir}")
+    assert_one_line_error(result, 1, "loss became inf at step 2", "last good checkpoint")
+    assert not (logdir / "checkpoints").exists()  # Nothing of the diverged weights was saved.

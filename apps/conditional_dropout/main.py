@@ -11,7 +11,7 @@ from absl import app, flags
 from common import cli
 
 flags.DEFINE_string(
-    "logdir", "logs/conditional_dropout", "Where train/ and eval/ summaries go; must be new."
+    "logdir", "logs/conditional_dropout", "Run directory: summaries and checkpoints; reruns resume."
 )
 flags.DEFINE_integer("num_steps", 1500, "Number of training steps.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Examples per training step.", lower_bound=1)
@@ -44,6 +44,10 @@ flags.register_validator(
 )
 flags.register_validator("dropout_rate", lambda value: 0 <= value < 1, message="must be in [0, 1)")
 
+flags.DEFINE_integer(
+    "checkpoint_every_steps", 500, "Save a checkpoint this often (and at the end).", lower_bound=1
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -63,6 +67,7 @@ def main(argv: list[str]) -> None:
         hidden_units=FLAGS.hidden_units,
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
     )
     with cli.exit_on_user_error():
         train.train_and_evaluate(config, FLAGS.logdir)

@@ -7,7 +7,10 @@ Two graphs land in TensorBoard, under two tags of the `train` run:
 `--dropout_off_at_step` flips the variables mid-run: dropout stops at once, and nothing is retraced
 (the returned `train_step_traces` stays 1).
 
-The loop follows Orbit as in mnist_mlp. What lands in `<logdir>`:
+The loop follows Orbit, and checkpoints (`common.training_run`) make a run resumable, as in
+mnist_mlp; the dropout switches are model weights, so a resumed run keeps their state.
+
+What lands in `<logdir>`:
   train/  both graphs, the Keras graph, model summary, config and dataset text; scalars `loss`,
           `accuracy`, `dropout_enabled`, `learning_rate`, `steps_per_second`,
           `examples_per_second` every loop; weight histograms at every eval.
@@ -20,7 +23,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries
+from common import graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -39,6 +42,7 @@ class Config:
     hidden_units: int = 256
     steps_per_loop: int = 50
     eval_every_steps: int = 100
+    checkpoint_every_steps: int = 500
 
 
 def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -49,32 +53,30 @@ def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
-    """Trains for `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+    """Trains up to `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
+    does nothing and says so (and returns only `steps`).
 
     Args:
         config: the run's settings.
-        logdir: a new directory (or one without event files) for `train/` and `eval/` summaries.
+        logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
         datasets: data to use instead of generating it from `config` (tests inject here).
 
     Returns:
         `train/loss`, `train/accuracy`, `eval/loss`, `eval/accuracy` at the last step,
         `eval/min_loss` over the run (final far above min: overfitting), `steps`,
-        `examples_per_second`, `wall_time_seconds`, and `train_step_traces` and
+        `resumed_from_step`, `examples_per_second`, `wall_time_seconds`, and `train_step_traces`
+        and
         `inference_step_traces` (1 each: never retraced, even by the dropout switch).
 
     Raises:
-        common.errors.UserError: for an unusable logdir, before any training.
+        common.errors.UserError: for an unusable logdir, a checkpoint of another model, or a
+            NaN/Inf loss (then the last good checkpoint is kept).
+        common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    writers = summaries.create_writers(logdir)  # First: a bad logdir fails before anything slow.
-    if datasets is None:
-        datasets = data.make_datasets(config.seed)
-    print(f"dataset: {datasets.description}", flush=True)
-    print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-    train_batches = iter(data.train_pipeline(datasets.train, config.batch_size, config.seed))
-    eval_batches = data.eval_pipeline(datasets.test)
-
     model = model_lib.create_model(
         data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
     )
@@ -82,129 +84,168 @@ def train_and_evaluate(
     # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
     optimizer.build(model.trainable_variables)
     global_step = step_counter.create_global_step()
-    train_loss = keras.metrics.Mean(name="loss")
-    # Logits, so the decision threshold is 0, not 0.5.
-    train_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
-    eval_loss = keras.metrics.Mean(name="loss")
-    eval_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
-
-    @tf.function
-    def train_step(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            logits = model(features, training=True)  # Dropout as the layers' switches say.
-            loss = compute_loss(labels, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        train_loss.update_state(loss)
-        train_accuracy.update_state(labels, logits)
-        global_step.assign_add(1)
-        return loss
-
-    @tf.function
-    def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> None:
-        # `num_steps` is a tensor, so a shorter loop reuses this graph instead of retracing, and
-        # calling the train_step tf.function reuses its one traced graph.
-        for _ in tf.range(num_steps):
-            features, labels = next(iterator)
-            train_step(features, labels)
-
-    # The inference graph: a batch dimension of None, so every eval batch, the smaller last one
-    # included, runs through this one traced graph.
-    @tf.function(input_signature=[tf.TensorSpec([None, data.NUM_FEATURES], tf.float32)])
-    def inference_step(features: tf.Tensor) -> tf.Tensor:
-        return model(features, training=False)
-
-    @tf.function
-    def eval_step(features: tf.Tensor, labels: tf.Tensor) -> None:
-        logits = inference_step(features)  # Reuses the one traced inference graph.
-        eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
-        eval_accuracy.update_state(labels, logits)
-
-    def evaluate() -> dict[str, float]:
-        eval_loss.reset_state()
-        eval_accuracy.reset_state()
-        for features, labels in eval_batches:
-            eval_step(features, labels)
-        return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
-
-    with writers.train.as_default(step=0):
-        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
-        tf.summary.text("dataset", datasets.description)
-
-    # Both graphs are recorded at their first execution, the one moment trace_on can see them:
-    # the train step's is the run's first step; the inference step's is a prediction on eval data.
-    graphs.trace_and_write_graphs(train_step, next(train_batches), [model], writers.train)
-    # (Peeked from an uncached view: stopping early inside a cache() discards it, with a warning.)
-    first_eval_features, _ = next(iter(datasets.test.batch(data.EVAL_BATCH_SIZE)))
-    graphs.trace_step_graph(
-        inference_step, (first_eval_features,), writers.train, name="inference_step"
+    run = training_run.TrainingRun(
+        logdir, global_step, config.checkpoint_every_steps, model=model, optimizer=optimizer
     )
-
-    step = int(global_step.numpy())
-    train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not training speed.
-    first_step = step
-    last_eval_step = 0
-    final_metrics: dict[str, float] = {}
-    eval_losses: list[float] = []
-
-    # `or not final_metrics`: a one-step run still gets one boundary, with its summaries and eval.
-    while step < config.num_steps or not final_metrics:
-        # Loops end on multiples of steps_per_loop, and at dropout_off_at_step, so the switch
-        # flips at exactly that step.
-        loop_end = min(
-            (step // config.steps_per_loop + 1) * config.steps_per_loop, config.num_steps
+    with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
+        start_step = run.restore()
+        if start_step >= config.num_steps:
+            print(
+                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
+                "--num_steps to train further, or a new --logdir)",
+                flush=True,
+            )
+            return {"steps": start_step}
+        if datasets is None:
+            datasets = data.make_datasets(config.seed)
+        print(f"dataset: {datasets.description}", flush=True)
+        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        train_batches = iter(
+            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
         )
-        if step < config.dropout_off_at_step < loop_end:
-            loop_end = config.dropout_off_at_step
-        loop_steps = max(loop_end - step, 0)
-        dropout_enabled = bool(model_lib.dropout_layers(model)[0].enabled.numpy())
-        loop_start = time.perf_counter()
-        train_loop(train_batches, tf.constant(loop_steps))
-        step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
-        loop_seconds = time.perf_counter() - loop_start
-        train_seconds += loop_seconds
+        eval_batches = data.eval_pipeline(datasets.test)
+        train_loss = keras.metrics.Mean(name="loss")
+        # Logits, so the decision threshold is 0, not 0.5.
+        train_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+        eval_loss = keras.metrics.Mean(name="loss")
+        eval_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
 
-        # Loop boundary: everything below runs once per loop.
-        train_metrics = {
-            "loss": float(train_loss.result()),
-            "accuracy": float(train_accuracy.result()),
-        }
-        train_loss.reset_state()
-        train_accuracy.reset_state()
-        scalars = {
-            **train_metrics,
-            "dropout_enabled": float(dropout_enabled and config.dropout_rate > 0),
-            "learning_rate": float(optimizer.learning_rate.numpy()),
-        }
-        if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
-            scalars["steps_per_second"] = loop_steps / loop_seconds
-            scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
-        summaries.write_scalars(writers.train, scalars, step)
-        final_metrics.update({f"train/{name}": value for name, value in train_metrics.items()})
-        console = {f"train/{name}": value for name, value in train_metrics.items()}
+        @tf.function
+        def train_step(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                logits = model(features, training=True)  # Dropout as the layers' switches say.
+                loss = compute_loss(labels, logits)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            train_loss.update_state(loss)
+            train_accuracy.update_state(labels, logits)
+            global_step.assign_add(1)
+            return loss
 
-        if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
-            step == config.num_steps
-        ):
-            eval_metrics = evaluate()
-            summaries.write_scalars(writers.eval, eval_metrics, step)
-            summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
-            last_eval_step = step
-            eval_losses.append(eval_metrics["loss"])
-            final_metrics.update({f"eval/{name}": value for name, value in eval_metrics.items()})
-            console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
-        if step == config.dropout_off_at_step:
-            # The runtime switch: assigning the layers' variables changes what the traced If op
-            # runs from the next step on. No retrace.
-            model_lib.set_dropout_enabled(model, False)
-            print(f"step {step}: dropout turned off", flush=True)
-        if "steps_per_second" in scalars:
-            console["steps/s"] = round(scalars["steps_per_second"], 1)
-        progress.print_progress(step, config.num_steps, console)
+        @tf.function
+        def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
+            # `num_steps` is a tensor, so a shorter loop reuses this graph instead of retracing,
+            # and calling the train_step tf.function reuses its one traced graph.
+            loss = tf.constant(0.0)
+            for _ in tf.range(num_steps):
+                features, labels = next(iterator)
+                loss = train_step(features, labels)
+                if not tf.math.is_finite(loss):
+                    break  # Stop at the first NaN/Inf step; the caller reports it.
+            return loss
 
-    writers.close()
+        # The inference graph: a batch dimension of None, so every eval batch, the smaller last one
+        # included, runs through this one traced graph.
+        @tf.function(input_signature=[tf.TensorSpec([None, data.NUM_FEATURES], tf.float32)])
+        def inference_step(features: tf.Tensor) -> tf.Tensor:
+            return model(features, training=False)
+
+        @tf.function
+        def eval_step(features: tf.Tensor, labels: tf.Tensor) -> None:
+            logits = inference_step(features)  # Reuses the one traced inference graph.
+            eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
+            eval_accuracy.update_state(labels, logits)
+
+        def evaluate() -> dict[str, float]:
+            eval_loss.reset_state()
+            eval_accuracy.reset_state()
+            for features, labels in eval_batches:
+                eval_step(features, labels)
+            return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
+
+        writers = run.open_writers()
+        if start_step == 0:
+            with writers.train.as_default(step=0):
+                tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+                tf.summary.text("dataset", datasets.description)
+
+            # Both graphs are recorded at their first execution, the one moment trace_on sees
+            # them: the train step's is the run's first step; the inference step's, a prediction.
+            loss = graphs.trace_and_write_graphs(
+                train_step, next(train_batches), [model], writers.train
+            )
+            run.check_loss(float(loss), step=1)
+            # (From an uncached view: stopping early inside a cache() discards it, with a warning.)
+            first_eval_features, _ = next(iter(datasets.test.batch(data.EVAL_BATCH_SIZE)))
+            graphs.trace_step_graph(
+                inference_step, (first_eval_features,), writers.train, name="inference_step"
+            )
+        else:
+            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
+        step = int(global_step.numpy())
+        train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
+        first_step = step
+        last_eval_step = start_step
+        final_metrics: dict[str, float] = {}
+        eval_losses: list[float] = []
+
+        # `or not final_metrics`: a one-step run still gets one boundary, with summaries and eval.
+        while step < config.num_steps or not final_metrics:
+            # Loops end on multiples of steps_per_loop, and at dropout_off_at_step, so the switch
+            # flips at exactly that step.
+            loop_end = min(
+                (step // config.steps_per_loop + 1) * config.steps_per_loop, config.num_steps
+            )
+            if step < config.dropout_off_at_step < loop_end:
+                loop_end = config.dropout_off_at_step
+            loop_steps = max(loop_end - step, 0)
+            dropout_enabled = bool(model_lib.dropout_layers(model)[0].enabled.numpy())
+            loop_start = time.perf_counter()
+            loss = train_loop(train_batches, tf.constant(loop_steps))
+            step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+            loop_seconds = time.perf_counter() - loop_start
+            train_seconds += loop_seconds
+            if loop_steps:
+                run.check_loss(float(loss), step)
+
+            # Loop boundary: everything below runs once per loop.
+            train_metrics = {
+                "loss": float(train_loss.result()),
+                "accuracy": float(train_accuracy.result()),
+            }
+            train_loss.reset_state()
+            train_accuracy.reset_state()
+            scalars = {
+                **train_metrics,
+                "dropout_enabled": float(dropout_enabled and config.dropout_rate > 0),
+                "learning_rate": float(optimizer.learning_rate.numpy()),
+            }
+            if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
+                scalars["steps_per_second"] = loop_steps / loop_seconds
+                scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+            summaries.write_scalars(writers.train, scalars, step)
+            final_metrics.update({f"train/{name}": value for name, value in train_metrics.items()})
+            console = {f"train/{name}": value for name, value in train_metrics.items()}
+
+            if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+                step == config.num_steps
+            ):
+                eval_metrics = evaluate()
+                summaries.write_scalars(writers.eval, eval_metrics, step)
+                summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
+                last_eval_step = step
+                eval_losses.append(eval_metrics["loss"])
+                final_metrics.update(
+                    {f"eval/{name}": value for name, value in eval_metrics.items()}
+                )
+                console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+            if step == config.dropout_off_at_step:
+                # The runtime switch: assigning the layers' variables changes what the traced If op
+                # runs from the next step on. No retrace.
+                model_lib.set_dropout_enabled(model, False)
+                print(f"step {step}: dropout turned off", flush=True)
+            if "steps_per_second" in scalars:
+                console["steps/s"] = round(scalars["steps_per_second"], 1)
+            progress.print_progress(step, config.num_steps, console)
+            run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
+
+        if run.last_saved_step != step:
+            run.save(step)
+
     final_metrics["eval/min_loss"] = min(eval_losses)
     final_metrics["steps"] = step
+    final_metrics["resumed_from_step"] = start_step
     final_metrics["examples_per_second"] = (
         (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
     )

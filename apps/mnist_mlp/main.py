@@ -14,7 +14,9 @@ from common import cli
 # is imported: a bad flag is reported in milliseconds, with none of TensorFlow's start-up noise.
 DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
 
-flags.DEFINE_string("logdir", "logs/mnist_mlp", "Where train/ and eval/ summaries go; must be new.")
+flags.DEFINE_string(
+    "logdir", "logs/mnist_mlp", "Run directory: summaries and checkpoints; reruns resume."
+)
 flags.DEFINE_integer("num_steps", 2000, "Number of training steps.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 128, "Examples per training step.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (> 0).")
@@ -38,6 +40,9 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
     "eval_every_steps", 500, "Evaluate (and write histograms) this often.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "checkpoint_every_steps", 1000, "Save a checkpoint this often (and at the end).", lower_bound=1
 )
 flags.DEFINE_integer("hidden_units", 64, "Width of the hidden layer.", lower_bound=1)
 
@@ -64,6 +69,7 @@ def main(argv: list[str]) -> None:
         data_dir=FLAGS.data_dir,
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
         hidden_units=FLAGS.hidden_units,
     )
     with cli.exit_on_user_error():

@@ -5,11 +5,16 @@ train steps inside one `tf.function` call, so Python runs once per loop instead 
 summaries, eval and console output only at loop boundaries, off the hot path. Before the first loop,
 the first train step runs once under `trace_on`, which writes the op graph of the whole step.
 
+Checkpoints (`common.training_run`) make a run resumable: the same command again continues from
+the latest checkpoint, SIGINT/SIGTERM save one before stopping, and a NaN loss stops the run without
+overwriting the last good one.
+
 What lands in `<logdir>`:
   train/  the step's op graph (tag `train_step`), the Keras graph, the model summary, the config and
           the dataset as text; scalars `loss`, `accuracy`, `learning_rate`, `steps_per_second`,
           `examples_per_second` every loop; weight histograms at every eval.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`.
+  checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 
 import dataclasses
@@ -18,7 +23,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries
+from common import graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -36,6 +41,7 @@ class Config:
     data_dir: str | None = None
     steps_per_loop: int = 100
     eval_every_steps: int = 500
+    checkpoint_every_steps: int = 1000
     hidden_units: int = 64
 
 
@@ -49,131 +55,168 @@ def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
-    """Trains for `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+    """Trains up to `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
+    does nothing and says so.
 
     Args:
         config: the run's settings.
-        logdir: a new directory (or one without event files) for `train/` and `eval/` summaries.
+        logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
         datasets: data to use instead of loading `config.dataset` (tests inject small sets here).
 
     Returns:
         `train/loss`, `train/accuracy`, `eval/loss`, `eval/accuracy` at the last step, and `steps`,
-        `examples_per_second` (after the first step), `wall_time_seconds` of the whole run, and
-        `train_step_traces`, how often the train step was traced (1: never retraced).
+        `resumed_from_step`, `examples_per_second`, `wall_time_seconds`, and
+        `train_step_traces`,
+        how often the train step was traced (1: never retraced). Only `steps` for a finished run.
 
     Raises:
-        common.errors.UserError: for an unusable logdir or unavailable data, before any training.
+        common.errors.UserError: for an unusable logdir, unavailable data, a checkpoint of another
+            model, or a NaN/Inf loss (then the last good checkpoint is kept).
+        common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    # The logdir is checked first, so a bad path fails before anything slow happens.
-    writers = summaries.create_writers(logdir)
-    if datasets is None:
-        datasets = data.load_datasets(config.dataset, config.data_dir, config.seed)
-    print(f"dataset: {datasets.description}", flush=True)
-    print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-    train_batches = iter(data.train_pipeline(datasets.train, config.batch_size, config.seed))
-    eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
-
     model = model_lib.create_model(config.hidden_units)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     # Create the optimizer's slot variables now rather than inside the first step: a tf.function
     # that creates variables is traced twice, and its graph fills up with initializers.
     optimizer.build(model.trainable_variables)
     global_step = step_counter.create_global_step()
-    train_loss = keras.metrics.Mean(name="loss")
-    train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    eval_loss = keras.metrics.Mean(name="loss")
-    eval_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    run = training_run.TrainingRun(
+        logdir, global_step, config.checkpoint_every_steps, model=model, optimizer=optimizer
+    )
+    with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
+        start_step = run.restore()
+        if start_step >= config.num_steps:
+            print(
+                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
+                "--num_steps to train further, or a new --logdir)",
+                flush=True,
+            )
+            return {"steps": start_step}
+        if datasets is None:
+            datasets = data.load_datasets(config.dataset, config.data_dir, config.seed)
+        print(f"dataset: {datasets.description}", flush=True)
+        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        train_batches = iter(
+            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+        )
+        eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
 
-    @tf.function
-    def train_step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = compute_loss(labels, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        train_loss.update_state(loss)
-        train_accuracy.update_state(labels, logits)
-        global_step.assign_add(1)
-        return loss
+        train_loss = keras.metrics.Mean(name="loss")
+        train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        eval_loss = keras.metrics.Mean(name="loss")
+        eval_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
-    @tf.function
-    def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> None:
-        # `num_steps` is a tensor, so a shorter last loop reuses this graph instead of retracing.
-        # Calling the train_step tf.function reuses its one traced graph: no retrace of the step.
-        for _ in tf.range(num_steps):
-            images, labels = next(iterator)
-            train_step(images, labels)
+        @tf.function
+        def train_step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss = compute_loss(labels, logits)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            train_loss.update_state(loss)
+            train_accuracy.update_state(labels, logits)
+            global_step.assign_add(1)
+            return loss
 
-    # The last eval batch is smaller; reduce_retracing gives it a shape-generic graph, not another.
-    @tf.function(reduce_retracing=True)
-    def eval_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        logits = model(images, training=False)
-        eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
-        eval_accuracy.update_state(labels, logits)
+        @tf.function
+        def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
+            # `num_steps` is a tensor, so a shorter loop reuses this graph instead of retracing,
+            # and calling the train_step tf.function reuses its one traced graph.
+            loss = tf.constant(0.0)
+            for _ in tf.range(num_steps):
+                images, labels = next(iterator)
+                loss = train_step(images, labels)
+                if not tf.math.is_finite(loss):
+                    break  # Stop at the first NaN/Inf step; the caller reports it.
+            return loss
 
-    def evaluate() -> dict[str, float]:
-        eval_loss.reset_state()
-        eval_accuracy.reset_state()
-        for images, labels in eval_batches:
-            eval_step(images, labels)
-        return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
+        # The last eval batch is smaller; reduce_retracing gives it a shape-generic graph.
+        @tf.function(reduce_retracing=True)
+        def eval_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+            logits = model(images, training=False)
+            eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
+            eval_accuracy.update_state(labels, logits)
 
-    with writers.train.as_default(step=0):
-        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
-        tf.summary.text("dataset", datasets.description)
+        def evaluate() -> dict[str, float]:
+            eval_loss.reset_state()
+            eval_accuracy.reset_state()
+            for images, labels in eval_batches:
+                eval_step(images, labels)
+            return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
 
-    # Step one runs inside the graph trace: trace_on records a tf.function's graph only while it is
-    # first traced, so this is the one moment when the whole step's op graph can be captured.
-    graphs.trace_and_write_graphs(train_step, next(train_batches), [model], writers.train)
-    step = int(global_step.numpy())
-    train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not training speed.
-    first_step = step
-    last_eval_step = 0
-    final_metrics: dict[str, float] = {}
+        writers = run.open_writers()
+        if start_step == 0:
+            with writers.train.as_default(step=0):
+                tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+                tf.summary.text("dataset", datasets.description)
+            # Step one runs inside the graph trace: trace_on records a tf.function's graph only
+            # while it is first traced, so this is the one moment to capture the whole step.
+            loss = graphs.trace_and_write_graphs(
+                train_step, next(train_batches), [model], writers.train
+            )
+            run.check_loss(float(loss), step=1)
+        else:
+            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
+        step = int(global_step.numpy())
+        train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
+        first_step = step
+        last_eval_step = start_step
+        final_metrics: dict[str, float] = {}
 
-    # `or not final_metrics`: a one-step run still gets one boundary, with its summaries and eval.
-    while step < config.num_steps or not final_metrics:
-        # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
-        steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
-        loop_steps = min(steps_to_boundary, config.num_steps - step)
-        loop_start = time.perf_counter()
-        train_loop(train_batches, tf.constant(loop_steps))
-        step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
-        loop_seconds = time.perf_counter() - loop_start
-        train_seconds += loop_seconds
+        # `or not final_metrics`: a one-step run still gets one boundary, with summaries and eval.
+        while step < config.num_steps or not final_metrics:
+            # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
+            steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
+            loop_steps = min(steps_to_boundary, config.num_steps - step)
+            loop_start = time.perf_counter()
+            loss = train_loop(train_batches, tf.constant(loop_steps))
+            step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+            loop_seconds = time.perf_counter() - loop_start
+            train_seconds += loop_seconds
+            if loop_steps:
+                run.check_loss(float(loss), step)
 
-        # Loop boundary: everything below runs once per steps_per_loop steps.
-        train_metrics = {
-            "loss": float(train_loss.result()),
-            "accuracy": float(train_accuracy.result()),
-        }
-        train_loss.reset_state()
-        train_accuracy.reset_state()
-        scalars = {**train_metrics, "learning_rate": float(optimizer.learning_rate.numpy())}
-        if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
-            scalars["steps_per_second"] = loop_steps / loop_seconds
-            scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
-        summaries.write_scalars(writers.train, scalars, step)
-        final_metrics.update({f"train/{name}": value for name, value in train_metrics.items()})
-        console = {f"train/{name}": value for name, value in train_metrics.items()}
+            # Loop boundary: everything below runs once per steps_per_loop steps.
+            train_metrics = {
+                "loss": float(train_loss.result()),
+                "accuracy": float(train_accuracy.result()),
+            }
+            train_loss.reset_state()
+            train_accuracy.reset_state()
+            scalars = {**train_metrics, "learning_rate": float(optimizer.learning_rate.numpy())}
+            if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
+                scalars["steps_per_second"] = loop_steps / loop_seconds
+                scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+            summaries.write_scalars(writers.train, scalars, step)
+            final_metrics.update({f"train/{name}": value for name, value in train_metrics.items()})
+            console = {f"train/{name}": value for name, value in train_metrics.items()}
 
-        if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
-            step == config.num_steps
-        ):
-            eval_metrics = evaluate()
-            summaries.write_scalars(writers.eval, eval_metrics, step)
-            summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
-            last_eval_step = step
-            final_metrics.update({f"eval/{name}": value for name, value in eval_metrics.items()})
-            console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
-        if "steps_per_second" in scalars:
-            console["steps/s"] = round(scalars["steps_per_second"], 1)
-        progress.print_progress(step, config.num_steps, console)
+            if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+                step == config.num_steps
+            ):
+                eval_metrics = evaluate()
+                summaries.write_scalars(writers.eval, eval_metrics, step)
+                summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
+                last_eval_step = step
+                final_metrics.update(
+                    {f"eval/{name}": value for name, value in eval_metrics.items()}
+                )
+                console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+            if "steps_per_second" in scalars:
+                console["steps/s"] = round(scalars["steps_per_second"], 1)
+            progress.print_progress(step, config.num_steps, console)
+            run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
-    writers.close()
+        if run.last_saved_step != step:
+            run.save(step)
+
     final_metrics["steps"] = step
+    final_metrics["resumed_from_step"] = start_step
     final_metrics["examples_per_second"] = (
         (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
     )

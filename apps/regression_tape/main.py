@@ -11,7 +11,7 @@ from absl import app, flags
 from common import cli
 
 flags.DEFINE_string(
-    "logdir", "logs/regression_tape", "Where train/ and eval/ summaries go; must be new."
+    "logdir", "logs/regression_tape", "Run directory: summaries and checkpoints; reruns resume."
 )
 flags.DEFINE_integer("num_steps", 3000, "Number of training steps.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Examples per training step.", lower_bound=1)
@@ -37,6 +37,10 @@ flags.register_validator(
 )
 flags.register_validator("noise_std", math.isfinite, message="must be a finite number")
 
+flags.DEFINE_integer(
+    "checkpoint_every_steps", 1000, "Save a checkpoint this often (and at the end).", lower_bound=1
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -54,6 +58,7 @@ def main(argv: list[str]) -> None:
         noise_std=FLAGS.noise_std,
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
     )
     with cli.exit_on_user_error():
         train.train_and_evaluate(config, FLAGS.logdir)

@@ -5,6 +5,8 @@ reader. Here both are explicit (`data.py`, `compute_loss`) and the loop follows 
 mnist_mlp: an int64 global step, `steps_per_loop` steps per `tf.function` call, summaries, eval and
 console output at loop boundaries, and the first step run inside the graph trace.
 
+Checkpoints (`common.training_run`) make a run resumable, as in mnist_mlp.
+
 What lands in `<logdir>`:
   train/  the step's op graph (tag `train_step`), the Keras graph, model summary, config and dataset
           text; scalars `loss` (MSE), `gradient_norm/global` and one `gradient_norm/<variable>` per
@@ -19,7 +21,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries
+from common import graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -36,6 +38,7 @@ class Config:
     noise_std: float = 0.1
     steps_per_loop: int = 100
     eval_every_steps: int = 500
+    checkpoint_every_steps: int = 1000
 
 
 def compute_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
@@ -46,139 +49,180 @@ def compute_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
-    """Trains for `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+    """Trains up to `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
+    does nothing and says so (and returns only `steps`).
 
     Args:
         config: the run's settings.
-        logdir: a new directory (or one without event files) for `train/` and `eval/` summaries.
+        logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
         datasets: data to use instead of generating it from `config` (tests inject here).
 
     Returns:
         `train/loss`, `eval/loss`, `eval/mae`, `eval/rmse` at the last step; `noise_std` and
-        `trivial_rmse` to judge them by; `steps`, `examples_per_second`, `wall_time_seconds`, and
-        `train_step_traces` (1: the step was never retraced).
+        `trivial_rmse` to judge them by; `steps`, `resumed_from_step`, `examples_per_second`,
+        `wall_time_seconds`, and `train_step_traces` (1: the step was never retraced).
 
     Raises:
-        common.errors.UserError: for an unusable logdir, before any training.
+        common.errors.UserError: for an unusable logdir, a checkpoint of another model, or a
+            NaN/Inf loss (then the last good checkpoint is kept).
+        common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    writers = summaries.create_writers(logdir)  # First: a bad logdir fails before anything slow.
-    if datasets is None:
-        datasets = data.make_datasets(config.seed, config.noise_std)
-    print(f"dataset: {datasets.description}", flush=True)
-    print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-    train_batches = iter(data.train_pipeline(datasets.train, config.batch_size, config.seed))
-    eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
-
     model = model_lib.create_model()
     optimizer = keras.optimizers.Adam(config.learning_rate)
     # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
     optimizer.build(model.trainable_variables)
     global_step = step_counter.create_global_step()
-    train_loss = keras.metrics.Mean(name="loss")
-    global_gradient_norm = keras.metrics.Mean(name="gradient_norm/global")
-    # One norm per variable shows which layer's gradients vanish or explode; the global norm alone
-    # hides that.
-    gradient_norms = [
-        keras.metrics.Mean(name=f"gradient_norm/{variable.path}")
-        for variable in model.trainable_variables
-    ]
-    eval_loss = keras.metrics.MeanSquaredError(name="loss")
-    eval_mae = keras.metrics.MeanAbsoluteError(name="mae")
-    eval_rmse = keras.metrics.RootMeanSquaredError(name="rmse")
+    run = training_run.TrainingRun(
+        logdir, global_step, config.checkpoint_every_steps, model=model, optimizer=optimizer
+    )
+    with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
+        start_step = run.restore()
+        if start_step >= config.num_steps:
+            print(
+                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
+                "--num_steps to train further, or a new --logdir)",
+                flush=True,
+            )
+            return {"steps": start_step}
+        if datasets is None:
+            datasets = data.make_datasets(config.seed, config.noise_std)
+        print(f"dataset: {datasets.description}", flush=True)
+        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        train_batches = iter(
+            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+        )
+        eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
+        train_loss = keras.metrics.Mean(name="loss")
+        global_gradient_norm = keras.metrics.Mean(name="gradient_norm/global")
+        # One norm per variable shows which layer's gradients vanish or explode; the global norm
+        # alone hides that.
+        gradient_norms = [
+            keras.metrics.Mean(name=f"gradient_norm/{variable.path}")
+            for variable in model.trainable_variables
+        ]
+        eval_loss = keras.metrics.MeanSquaredError(name="loss")
+        eval_mae = keras.metrics.MeanAbsoluteError(name="mae")
+        eval_rmse = keras.metrics.RootMeanSquaredError(name="rmse")
 
-    @tf.function
-    def train_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            predictions = model(features, training=True)
-            loss = compute_loss(targets, predictions)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        train_loss.update_state(loss)
-        global_gradient_norm.update_state(tf.linalg.global_norm(gradients))
-        for gradient, norm in zip(gradients, gradient_norms, strict=True):
-            norm.update_state(tf.norm(gradient))
-        global_step.assign_add(1)
-        return loss
+        @tf.function
+        def train_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                predictions = model(features, training=True)
+                loss = compute_loss(targets, predictions)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            train_loss.update_state(loss)
+            global_gradient_norm.update_state(tf.linalg.global_norm(gradients))
+            for gradient, norm in zip(gradients, gradient_norms, strict=True):
+                norm.update_state(tf.norm(gradient))
+            global_step.assign_add(1)
+            return loss
 
-    @tf.function
-    def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> None:
-        # `num_steps` is a tensor, so a shorter last loop reuses this graph instead of retracing,
-        # and calling the train_step tf.function reuses its one traced graph.
-        for _ in tf.range(num_steps):
-            features, targets = next(iterator)
-            train_step(features, targets)
+        @tf.function
+        def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
+            # `num_steps` is a tensor, so a shorter loop reuses this graph instead of retracing,
+            # and calling the train_step tf.function reuses its one traced graph.
+            loss = tf.constant(0.0)
+            for _ in tf.range(num_steps):
+                features, targets = next(iterator)
+                loss = train_step(features, targets)
+                if not tf.math.is_finite(loss):
+                    break  # Stop at the first NaN/Inf step; the caller reports it.
+            return loss
 
-    @tf.function(reduce_retracing=True)  # The last eval batch is smaller: one shape-generic graph.
-    def eval_step(features: tf.Tensor, targets: tf.Tensor) -> None:
-        predictions = model(features, training=False)
-        for metric in (eval_loss, eval_mae, eval_rmse):
-            metric.update_state(targets, predictions)
+        @tf.function(
+            reduce_retracing=True
+        )  # The last eval batch is smaller: one shape-generic graph.
+        def eval_step(features: tf.Tensor, targets: tf.Tensor) -> None:
+            predictions = model(features, training=False)
+            for metric in (eval_loss, eval_mae, eval_rmse):
+                metric.update_state(targets, predictions)
 
-    def evaluate() -> dict[str, float]:
-        for metric in (eval_loss, eval_mae, eval_rmse):
-            metric.reset_state()
-        for features, targets in eval_batches:
-            eval_step(features, targets)
-        return {metric.name: float(metric.result()) for metric in (eval_loss, eval_mae, eval_rmse)}
+        def evaluate() -> dict[str, float]:
+            for metric in (eval_loss, eval_mae, eval_rmse):
+                metric.reset_state()
+            for features, targets in eval_batches:
+                eval_step(features, targets)
+            return {
+                metric.name: float(metric.result()) for metric in (eval_loss, eval_mae, eval_rmse)
+            }
 
-    with writers.train.as_default(step=0):
-        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
-        tf.summary.text("dataset", datasets.description)
+        writers = run.open_writers()
+        if start_step == 0:
+            with writers.train.as_default(step=0):
+                tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+                tf.summary.text("dataset", datasets.description)
 
-    # Step one runs inside the graph trace: trace_on records a tf.function's graph only while it is
-    # first traced, so this is the one moment when the whole step's op graph can be captured.
-    graphs.trace_and_write_graphs(train_step, next(train_batches), [model], writers.train)
-    step = int(global_step.numpy())
-    train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not training speed.
-    first_step = step
-    last_eval_step = 0
-    final_metrics: dict[str, float] = {}
+            # Step one runs inside the graph trace: trace_on records a tf.function's graph only
+            # while it is first traced, so this is the one moment to capture the whole step.
+            loss = graphs.trace_and_write_graphs(
+                train_step, next(train_batches), [model], writers.train
+            )
+            run.check_loss(float(loss), step=1)
+        else:
+            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
+        step = int(global_step.numpy())
+        train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
+        first_step = step
+        last_eval_step = start_step
+        final_metrics: dict[str, float] = {}
 
-    # `or not final_metrics`: a one-step run still gets one boundary, with its summaries and eval.
-    while step < config.num_steps or not final_metrics:
-        # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
-        steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
-        loop_steps = min(steps_to_boundary, config.num_steps - step)
-        loop_start = time.perf_counter()
-        train_loop(train_batches, tf.constant(loop_steps))
-        step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
-        loop_seconds = time.perf_counter() - loop_start
-        train_seconds += loop_seconds
+        # `or not final_metrics`: a one-step run still gets one boundary, with summaries and eval.
+        while step < config.num_steps or not final_metrics:
+            # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
+            steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
+            loop_steps = min(steps_to_boundary, config.num_steps - step)
+            loop_start = time.perf_counter()
+            loss = train_loop(train_batches, tf.constant(loop_steps))
+            step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+            loop_seconds = time.perf_counter() - loop_start
+            train_seconds += loop_seconds
+            if loop_steps:
+                run.check_loss(float(loss), step)
 
-        # Loop boundary: everything below runs once per steps_per_loop steps.
-        scalars = {
-            metric.name: float(metric.result())
-            for metric in (train_loss, global_gradient_norm, *gradient_norms)
-        }
-        for metric in (train_loss, global_gradient_norm, *gradient_norms):
-            metric.reset_state()
-        scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
-        if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
-            scalars["steps_per_second"] = loop_steps / loop_seconds
-            scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
-        summaries.write_scalars(writers.train, scalars, step)
-        final_metrics["train/loss"] = scalars["loss"]
-        console = {"train/loss": scalars["loss"], "grad_norm": scalars["gradient_norm/global"]}
+            # Loop boundary: everything below runs once per steps_per_loop steps.
+            scalars = {
+                metric.name: float(metric.result())
+                for metric in (train_loss, global_gradient_norm, *gradient_norms)
+            }
+            for metric in (train_loss, global_gradient_norm, *gradient_norms):
+                metric.reset_state()
+            scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
+            if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
+                scalars["steps_per_second"] = loop_steps / loop_seconds
+                scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+            summaries.write_scalars(writers.train, scalars, step)
+            final_metrics["train/loss"] = scalars["loss"]
+            console = {"train/loss": scalars["loss"], "grad_norm": scalars["gradient_norm/global"]}
 
-        if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
-            step == config.num_steps
-        ):
-            eval_metrics = evaluate()
-            summaries.write_scalars(writers.eval, eval_metrics, step)
-            summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
-            last_eval_step = step
-            final_metrics.update({f"eval/{name}": value for name, value in eval_metrics.items()})
-            console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
-        if "steps_per_second" in scalars:
-            console["steps/s"] = round(scalars["steps_per_second"], 1)
-        progress.print_progress(step, config.num_steps, console)
+            if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+                step == config.num_steps
+            ):
+                eval_metrics = evaluate()
+                summaries.write_scalars(writers.eval, eval_metrics, step)
+                summaries.write_weight_histograms(writers.train, model.trainable_variables, step)
+                last_eval_step = step
+                final_metrics.update(
+                    {f"eval/{name}": value for name, value in eval_metrics.items()}
+                )
+                console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
+            if "steps_per_second" in scalars:
+                console["steps/s"] = round(scalars["steps_per_second"], 1)
+            progress.print_progress(step, config.num_steps, console)
+            run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
-    writers.close()
+        if run.last_saved_step != step:
+            run.save(step)
+
     final_metrics["noise_std"] = datasets.noise_std
     final_metrics["trivial_rmse"] = datasets.trivial_rmse
     final_metrics["steps"] = step
+    final_metrics["resumed_from_step"] = start_step
     final_metrics["examples_per_second"] = (
         (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
     )
