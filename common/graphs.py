@@ -5,7 +5,9 @@ the function is *traced*, i.e. on its first execution for a given input signatur
 around a function that already ran and `trace_export` writes a few unrelated fragments and no error.
 So `trace_step_graph` runs the step for its first time inside the trace window, checks with the
 function's tracing count that it really was traced there, and otherwise falls back to
-`tf.summary.graph` of the step's concrete function, which needs no timing, with a warning.
+`tf.summary.graph` of the step's concrete function, which needs no timing, with a warning. An
+XLA-compiled step (`jit_compile=True`) exports no graph through a trace at all, so for it the
+concrete function's graph is written directly.
 
 The graph is that of the real step (forward pass, loss, gradients, optimizer update), and the call
 is the run's first real training step: the graph costs no extra execution and no retrace.
@@ -59,6 +61,12 @@ def trace_step_graph(
             f"trace_step_graph needs a tf.function, got {type(step_function).__name__}: "
             "eager code exports one-op fragments, not a graph"
         )
+    if getattr(step_function, "_jit_compile", False):
+        # An XLA-compiled function runs as one cluster: trace_export records no graph of it at
+        # all (0 function graphs). Its concrete function's graph holds the ops as written.
+        outputs = step_function(*args)
+        _write_concrete_graph(step_function, args, writer)
+        return outputs
     tracing_count_before = step_function.experimental_get_tracing_count()
     tf.summary.trace_on(graph=True, profiler=False)
     try:
@@ -75,9 +83,17 @@ def trace_step_graph(
             "an empty graph; writing the graph of its concrete function instead.",
             name,
         )
-        with writer.as_default():
-            tf.summary.graph(step_function.get_concrete_function(*args).graph)
+        _write_concrete_graph(step_function, args, writer)
     return outputs
+
+
+def _write_concrete_graph(
+    step_function: Callable[..., Any], args: Sequence[Any], writer: tf.summary.SummaryWriter
+) -> None:
+    """Writes the graph of the function's existing concrete function (no retrace) as the run's
+    graph: TensorBoard shows it as the run-level op graph, with no tag."""
+    with writer.as_default():
+        tf.summary.graph(step_function.get_concrete_function(*args).graph)
 
 
 def _finish_trace(

@@ -73,6 +73,30 @@ def test_a_step_that_already_ran_falls_back_to_its_concrete_graph(tmp_path, capl
     assert train_step.experimental_get_tracing_count() == 1  # No retrace for the fallback.
 
 
+def test_an_xla_compiled_step_still_gets_its_graph(tmp_path):
+    """trace_export records 0 graphs of a jit_compile=True function; the fallback must kick in."""
+    model, _, batch = make_model_and_step()
+    optimizer = keras.optimizers.Adam(0.01)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(jit_compile=True)
+    def compiled_step(features, labels):
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    loss = graphs.trace_step_graph(compiled_step, batch, writer)
+    writer.close()
+    assert tf.math.is_finite(loss)
+    ops = events.op_types(events.load_run(tmp_path).Graph())
+    assert ops >= FORWARD_OPS | GRADIENT_OPS | OPTIMIZER_OPS
+    assert compiled_step.experimental_get_tracing_count() == 1
+
+
 def test_eager_function_is_refused():
     def eager_step(x):
         return x + 1
