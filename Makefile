@@ -15,7 +15,7 @@ APP ?= mnist_mlp
 FROM ?= mnist_mlp
 
 .PHONY: help install test lint format run run-mnist run-regression run-dropout new-app tensorboard \
-	mnist-sample results clean distclean freeze
+	mnist-sample results bench clean distclean freeze
 
 help:
 	@echo "make run-mnist      train apps/mnist_mlp (ARGS='--flag=value ...'), logs under $(LOGS)/"
@@ -27,6 +27,7 @@ help:
 	@echo "make test           run the test suite"
 	@echo "make lint           ruff check and format check"
 	@echo "make results        re-measure the README results tables"
+	@echo "make bench          speed: this repo's loop vs model.fit and others (ratios, JSON)"
 	@echo "make clean          remove $(LOGS)/ and caches (keeps .venv; 'make distclean' removes it too)"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -74,6 +75,10 @@ mnist-sample: $(STAMP)
 
 results: $(STAMP)
 	$(PYTHON) scripts/measure_results.py
+
+# Speed: this repo's loop against model.fit and the usual loops (a few minutes; see scripts/bench.py).
+bench: $(STAMP)
+	$(PYTHON) scripts/bench.py $(ARGS)
 
 freeze: $(STAMP)
 	$(PYTHON) -m pip freeze --disable-pip-version-check

@@ -1,0 +1,411 @@
+"""`make bench`: how fast is this repo's GradientTape loop, against model.fit and the usual loops?
+
+For each workload (an app's model, its loss, its batch size, cached synthetic data of its shape), it
+measures, in one process, on the same model, data and batch size:
+
+  eager                 a Python loop over an eager GradientTape step
+  step_function         a Python loop calling a per-step tf.function
+  step_function_record_if  the same with a scalar summary under record_if every 100 steps, inside
+                        the step: the popular way to log from a custom loop
+  repo_loop             this repo's loop, as in the apps' train.py: steps_per_loop steps per
+                        tf.function call, metrics updated in the step, summaries at loop boundaries
+  repo_loop_no_summaries  the same with no summary written: the summaries' cost is the difference
+  repo_loop_1000        steps_per_loop=1000: what a longer loop buys
+  repo_loop_jit         repo_loop with the step XLA-compiled (`--jit_compile`)
+  fit                   model.fit, defaults (Keras 3 on TensorFlow resolves jit_compile to False)
+  fit_spe32             model.fit with steps_per_execution=32, the baseline of the ratios
+  fit_spe32_jit         model.fit with steps_per_execution=32 and jit_compile=True
+
+Each measurement warms up first (tracing and the data cache are not timed), then times `--steps`
+steps; methods are interleaved round-robin over `--repeats` rounds, and the median is reported, so
+drift on a shared machine hits them all alike. The result is ratios within this run; the absolute
+numbers are this machine's, named in the output. It also measures the one-time cost of the graph
+trace (common.graphs.trace_step_graph) and a float32 matmul's throughput as the machine's ceiling.
+
+Usage: python scripts/bench.py [--steps 2000] [--repeats 3] [--workloads mnist_mlp,regression_tape]
+       [--output results/bench.json]
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+# Level 2 also hides the C++ warning that an iterator stopped inside a cache() before the epoch's
+# end: the eager and first-call measurements do that on purpose.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from apps.mnist_mlp import model as mnist_model
+from apps.mnist_mlp import train as mnist_train
+from apps.regression_tape import model as regression_model
+from apps.regression_tape import train as regression_train
+from common import graphs, step_counter
+from scripts.measure_results import machine_name
+
+BASELINE = "fit_spe32"
+SUMMARY_EVERY_STEPS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One app's training problem, as the bench needs it."""
+
+    name: str
+    create_model: Callable[[], keras.Model]
+    compute_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (labels, outputs) -> mean loss
+    keras_loss: Callable[[], keras.losses.Loss]  # The same loss, for model.fit.
+    features: np.ndarray
+    labels: np.ndarray
+    batch_size: int
+    flops_per_example: int  # Forward, weight gradients and input gradients past the first layer.
+
+
+def mnist_workload(num_examples: int) -> Workload:
+    rng = np.random.default_rng(0)
+    return Workload(
+        name="mnist_mlp",
+        create_model=mnist_model.create_model,
+        compute_loss=mnist_train.compute_loss,
+        keras_loss=lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        features=rng.random((num_examples, 784), dtype=np.float32),
+        labels=rng.integers(0, 10, num_examples).astype(np.int32),
+        batch_size=128,
+        # 2 flops per multiply-add: forward 784*64 + 64*10, the same again for weight gradients,
+        # and the second layer's input gradient 64*10.
+        flops_per_example=2 * (2 * (784 * 64 + 64 * 10) + 64 * 10),
+    )
+
+
+def regression_workload(num_examples: int) -> Workload:
+    rng = np.random.default_rng(0)
+    return Workload(
+        name="regression_tape",
+        create_model=regression_model.create_model,
+        compute_loss=regression_train.compute_loss,
+        keras_loss=keras.losses.MeanSquaredError,
+        features=rng.uniform(-1, 1, (num_examples, 10)).astype(np.float32),
+        labels=rng.normal(size=(num_examples, 1)).astype(np.float32),
+        batch_size=64,
+        flops_per_example=2 * (2 * (10 * 32 + 32 * 16 + 16) + 32 * 16 + 16),
+    )
+
+
+WORKLOADS = {"mnist_mlp": mnist_workload, "regression_tape": regression_workload}
+
+
+def batches(workload: Workload) -> tf.data.Dataset:
+    """The same cached, prefetched pipeline for every method."""
+    return (
+        tf.data.Dataset.from_tensor_slices((workload.features, workload.labels))
+        .cache()
+        .repeat()
+        .batch(workload.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def fresh_state(workload: Workload):
+    """A new model and a built optimizer, as the apps make them."""
+    model = workload.create_model()
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def step_body(workload: Workload, model, optimizer, loss_metric=None, global_step=None):
+    """The train step every custom loop here runs (the apps' train_step, minus accuracy)."""
+
+    def train_step(features, labels):
+        with tf.GradientTape() as tape:
+            loss = workload.compute_loss(labels, model(features, training=True))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        if loss_metric is not None:
+            loss_metric.update_state(loss)
+        if global_step is not None:
+            global_step.assign_add(1)
+        return loss
+
+    return train_step
+
+
+def timed(run_steps: Callable[[int], None], warmup_steps: int, steps: int) -> float:
+    """Runs `warmup_steps` untimed, then returns the seconds `steps` more take."""
+    run_steps(warmup_steps)
+    start = time.perf_counter()
+    run_steps(steps)
+    return time.perf_counter() - start
+
+
+def bench_eager(workload: Workload, steps: int) -> tuple[float, int]:
+    model, optimizer = fresh_state(workload)
+    step = step_body(workload, model, optimizer)
+    iterator = iter(batches(workload))
+
+    def run(count):
+        for _ in range(count):
+            loss = step(*next(iterator))
+        float(loss)
+
+    steps = max(1, steps // 10)  # An order of magnitude slower: fewer steps, same wall time.
+    return timed(run, max(1, steps // 10), steps), steps
+
+
+def bench_step_function(workload: Workload, steps: int, record_if: bool = False):
+    model, optimizer = fresh_state(workload)
+    global_step = tf.Variable(0, dtype=tf.int64)
+    body = step_body(workload, model, optimizer, global_step=global_step)
+    logdir = tempfile.mkdtemp()
+    writer = tf.summary.create_file_writer(logdir)
+
+    @tf.function
+    def step(features, labels):
+        loss = body(features, labels)
+        if record_if:
+            with (
+                writer.as_default(step=global_step),
+                tf.summary.record_if(global_step % SUMMARY_EVERY_STEPS == 0),
+            ):
+                tf.summary.scalar("loss", loss)
+        return loss
+
+    iterator = iter(batches(workload))
+
+    def run(count):
+        for _ in range(count):
+            loss = step(*next(iterator))
+        float(loss)
+
+    seconds = timed(run, 100, steps)
+    writer.close()
+    return seconds, steps
+
+
+def bench_repo_loop(
+    workload: Workload,
+    steps: int,
+    steps_per_loop: int = 100,
+    summaries: bool = True,
+    jit_compile: bool = False,
+):
+    """This repo's loop, as the apps' train.py run it."""
+    model, optimizer = fresh_state(workload)
+    global_step = step_counter.create_global_step()
+    train_loss = keras.metrics.Mean(name="loss")
+    train_step = tf.function(
+        step_body(workload, model, optimizer, train_loss, global_step), jit_compile=jit_compile
+    )
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+        loss = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            features, labels = next(iterator)
+            loss = train_step(features, labels)
+            if not tf.math.is_finite(loss):
+                break
+        return loss
+
+    writer = tf.summary.create_file_writer(tempfile.mkdtemp())
+    iterator = iter(batches(workload))
+
+    def run(count):
+        done = 0
+        while done < count:
+            loop_steps = min(steps_per_loop, count - done)
+            loss = train_loop(iterator, tf.constant(loop_steps))
+            done += loop_steps
+            float(loss)  # The NaN check at each boundary.
+            scalars = {"loss": float(train_loss.result())}
+            train_loss.reset_state()
+            if summaries:
+                with writer.as_default(step=int(global_step.numpy())):
+                    for name, value in scalars.items():
+                        tf.summary.scalar(name, value)
+
+    seconds = timed(run, steps_per_loop, max(steps, steps_per_loop))
+    writer.close()
+    traces = train_step.experimental_get_tracing_count()
+    return seconds, max(steps, steps_per_loop), traces
+
+
+def bench_fit(workload: Workload, steps: int, steps_per_execution: int = 1, jit: bool = False):
+    model = workload.create_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=workload.keras_loss(),
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit,
+    )
+    dataset = batches(workload)
+    steps = max(steps_per_execution, steps // steps_per_execution * steps_per_execution)
+
+    def run(count):
+        model.fit(dataset, steps_per_epoch=count, epochs=1, verbose=0)
+
+    return timed(run, steps_per_execution * 4, steps), steps
+
+
+def bench_trace_cost(workload: Workload) -> dict[str, float]:
+    """Wall time of a train step's first call (tracing included), with and without the graph
+    trace around it, each on a fresh model; the difference is the trace's one-time cost."""
+    results = {}
+    for with_trace in (False, True, False, True):
+        model, optimizer = fresh_state(workload)
+        step = tf.function(step_body(workload, model, optimizer))
+        batch = next(iter(batches(workload)))
+        start = time.perf_counter()
+        if with_trace:
+            writer = tf.summary.create_file_writer(tempfile.mkdtemp())
+            float(graphs.trace_step_graph(step, batch, writer))
+            writer.close()
+        else:
+            float(step(*batch))
+        results.setdefault(with_trace, []).append(time.perf_counter() - start)
+        assert step.experimental_get_tracing_count() == 1
+    first_call = min(results[False])
+    traced_first_call = min(results[True])
+    return {
+        "first_call_seconds": first_call,
+        "first_call_with_graph_trace_seconds": traced_first_call,
+        "graph_trace_extra_seconds": traced_first_call - first_call,
+    }
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """Float32 matmul throughput on this machine: the ceiling the MLP's arithmetic is held to."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+
+    @tf.function
+    def multiply(count):
+        total = tf.zeros((size, size))
+        for _ in tf.range(count):
+            total += tf.matmul(a, b)
+        return total
+
+    multiply(tf.constant(1)).numpy()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        multiply(tf.constant(repeats)).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * repeats / best / 1e9
+
+
+def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
+    methods: dict[str, Callable[[], tuple]] = {
+        "eager": lambda: bench_eager(workload, steps),
+        "step_function": lambda: bench_step_function(workload, steps),
+        "step_function_record_if": lambda: bench_step_function(workload, steps, record_if=True),
+        "repo_loop": lambda: bench_repo_loop(workload, steps),
+        "repo_loop_no_summaries": lambda: bench_repo_loop(workload, steps, summaries=False),
+        "repo_loop_1000": lambda: bench_repo_loop(workload, steps, steps_per_loop=1000),
+        "repo_loop_jit": lambda: bench_repo_loop(workload, steps, jit_compile=True),
+        "fit": lambda: bench_fit(workload, steps),
+        "fit_spe32": lambda: bench_fit(workload, steps, steps_per_execution=32),
+        "fit_spe32_jit": lambda: bench_fit(workload, steps, steps_per_execution=32, jit=True),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in methods}
+    traces: dict[str, int] = {}
+    for round_number in range(repeats):
+        for name, method in methods.items():
+            seconds, measured_steps, *extra = method()
+            rates[name].append(measured_steps * workload.batch_size / seconds)
+            if extra:
+                traces[name] = extra[0]
+            print(
+                f"  round {round_number + 1}/{repeats} {name:<24} "
+                f"{rates[name][-1]:>12,.0f} examples/s",
+                flush=True,
+            )
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ceiling = matmul_gflops()
+    return {
+        "batch_size": workload.batch_size,
+        "flops_per_example": workload.flops_per_example,
+        "methods": {
+            name: {
+                "examples_per_second": median[name],
+                "all_rounds": rates[name],
+                "ratio_to_fit_spe32": median[name] / median[BASELINE],
+            }
+            for name in methods
+        },
+        "summaries_cost_fraction": 1 - median["repo_loop"] / median["repo_loop_no_summaries"],
+        "train_step_traces": traces,
+        "trace": bench_trace_cost(workload),
+        "matmul_gflops": ceiling,
+        "repo_loop_gflops": median["repo_loop"] * workload.flops_per_example / 1e9,
+        "repo_loop_fraction_of_matmul": median["repo_loop"]
+        * workload.flops_per_example
+        / 1e9
+        / ceiling,
+    }
+
+
+def print_table(results: dict) -> None:
+    print(f"\nmachine: {results['machine']}; {results['date']}")
+    for name, workload in results["workloads"].items():
+        print(f"\n### {name} (batch {workload['batch_size']})\n")
+        print("| method | examples/s | vs fit, steps_per_execution=32 |")
+        print("|---|---|---|")
+        for method, row in workload["methods"].items():
+            print(
+                f"| {method} | {row['examples_per_second']:,.0f} | "
+                f"{row['ratio_to_fit_spe32']:.2f}x |"
+            )
+        trace = workload["trace"]
+        print(
+            f"\nsummaries cost {workload['summaries_cost_fraction']:+.1%} of repo_loop's "
+            f"throughput; the graph trace adds {trace['graph_trace_extra_seconds']:.3f} s once "
+            f"(first call {trace['first_call_seconds']:.3f} s), train step traced "
+            f"{workload['train_step_traces']['repo_loop']} time(s); repo_loop runs at "
+            f"{workload['repo_loop_gflops']:.1f} GFLOP/s, "
+            f"{workload['repo_loop_fraction_of_matmul']:.0%} of a {workload['matmul_gflops']:.1f} "
+            "GFLOP/s float32 matmul."
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--workloads", default="mnist_mlp,regression_tape")
+    parser.add_argument("--examples", type=int, default=60000, help="synthetic examples")
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("results/bench.json"))
+    args = parser.parse_args()
+    logging.set_verbosity(logging.ERROR)  # Keras/TF retracing and deprecation chatter.
+
+    results = {
+        "machine": machine_name(),
+        "date": datetime.date.today().isoformat(),
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "workloads": {},
+    }
+    for name in args.workloads.split(","):
+        print(f"{name}:", flush=True)
+        workload = WORKLOADS[name](args.examples)
+        results["workloads"][name] = bench_workload(workload, args.steps, args.repeats)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

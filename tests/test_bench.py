@@ -1,0 +1,52 @@
+"""`make bench` runs end to end on a tiny size and reports what it promises. No timing asserts."""
+
+import json
+import math
+import subprocess
+import sys
+
+from tests.app_cli import REPO_ROOT
+
+METHODS = {
+    "eager",
+    "step_function",
+    "step_function_record_if",
+    "repo_loop",
+    "repo_loop_no_summaries",
+    "repo_loop_1000",
+    "repo_loop_jit",
+    "fit",
+    "fit_spe32",
+    "fit_spe32_jit",
+}
+
+
+def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench.py",
+            "--steps=20",
+            "--repeats=1",
+            "--examples=512",
+            "--workloads=regression_tape",
+            f"--output={output}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| repo_loop |" in result.stdout and "vs fit, steps_per_execution=32" in result.stdout
+    report = json.loads(output.read_text())
+    workload = report["workloads"]["regression_tape"]
+    assert set(workload["methods"]) == METHODS
+    for row in workload["methods"].values():
+        assert row["examples_per_second"] > 0 and math.isfinite(row["ratio_to_fit_spe32"])
+    assert workload["methods"]["fit_spe32"]["ratio_to_fit_spe32"] == 1.0
+    # The repo's loops trace their step once, however many loops they run.
+    assert set(workload["train_step_traces"].values()) == {1}
+    assert workload["trace"]["first_call_seconds"] > 0
+    assert workload["matmul_gflops"] > 0 and report["machine"]
