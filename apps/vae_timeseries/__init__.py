@@ -1,0 +1,1 @@
+"""A variational autoencoder for windows of a high-dimensional time series."""

@@ -1,0 +1,204 @@
+"""Windows of a multivariate time series: a synthetic one with known structure, or a CSV.
+
+Synthetic: four latent factors (two oscillations, a slow drift and a regime that switches between
+levels) drive `num_channels` channels through a fixed random mixing, plus noise, all fixed by the
+seed. A VAE with a small latent space can recover that structure, which is what the reconstructions
+in TensorBoard show.
+
+CSV: one column per channel, an optional header row, and an optional time column (named `time`,
+`timestamp`, `date` or `datetime`) that is dropped. Anything else wrong (a missing file, ragged
+rows, a cell that is not a finite number, too few rows) is a `UserError` naming the file, row and
+column.
+
+Either way the series is split in time (the first 80% trains, the rest evaluates: no window spans
+both), standardized per channel with the training part's mean and standard deviation only, and cut
+into windows of `window_length` steps.
+"""
+
+import csv
+import dataclasses
+import math
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from common.errors import UserError
+
+TRAIN_FRACTION = 0.8
+SYNTHETIC_LENGTH = 20000
+TIME_COLUMN_NAMES = {"time", "timestamp", "date", "datetime"}
+
+
+class DataFileError(UserError):
+    """A data file that is missing or malformed; the message names the file and the place."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """Unbatched windows, float32 [window_length, num_channels], standardized."""
+
+    train: tf.data.Dataset
+    eval: tf.data.Dataset
+    num_channels: int
+    description: str
+
+
+def synthetic_series(num_channels: int, length: int, seed: int) -> np.ndarray:
+    """[length, num_channels] float32: 4 latent factors, mixed, plus noise."""
+    rng = np.random.default_rng(seed)
+    time = np.arange(length, dtype=np.float64)
+    regime_levels = rng.normal(0.0, 1.0, size=6)
+    switch_points = np.sort(rng.choice(np.arange(200, length - 200), size=5, replace=False))
+    regime = regime_levels[np.searchsorted(switch_points, time)]
+    factors = np.stack(
+        [
+            np.sin(2 * np.pi * time / 50.0 + rng.uniform(0, 2 * np.pi)),
+            np.sin(2 * np.pi * time / 13.0 + rng.uniform(0, 2 * np.pi)),
+            # A slow drift: locally a trend, but turning every few thousand steps, so the eval
+            # part (the last 20% in time) stays in the range the training part covers.
+            np.sin(2 * np.pi * time / 7000.0),
+            regime,
+        ],
+        axis=1,
+    )
+    mixing = rng.normal(0.0, 1.0, size=(factors.shape[1], num_channels))
+    noise = rng.normal(0.0, 0.1, size=(length, num_channels))
+    return (factors @ mixing + noise).astype(np.float32)
+
+
+def read_csv(path: str) -> np.ndarray:
+    """Reads a CSV of a multivariate series into [rows, channels] float32, strictly.
+
+    Raises:
+        DataFileError: naming the file and the row (1-based, as an editor shows it) and column.
+    """
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise DataFileError(f"data file {path} does not exist (or is not a file)")
+    try:
+        with file.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataFileError(f"data file {path} cannot be read as CSV: {error}") from error
+    rows = [row for row in rows if any(cell.strip() for cell in row)]  # Blank lines.
+    if not rows:
+        raise DataFileError(f"data file {path} is empty")
+
+    header: list[str] | None = None
+    first_data_line = 1
+    if not all(_is_number(cell) for cell in rows[0]):
+        header = [cell.strip() for cell in rows[0]]
+        rows = rows[1:]
+        first_data_line = 2
+    width = len(header) if header else len(rows[0]) if rows else 0
+    names = header or [f"column {index + 1}" for index in range(width)]
+    drop = [index for index, name in enumerate(names) if name.lower() in TIME_COLUMN_NAMES]
+
+    values = np.empty((len(rows), width - len(drop)), dtype=np.float64)
+    for row_index, row in enumerate(rows):
+        line = row_index + first_data_line
+        if len(row) != width:
+            raise DataFileError(
+                f"data file {path} row {line} has {len(row)} columns, expected {width}"
+            )
+        kept = 0
+        for column, cell in enumerate(row):
+            if column in drop:
+                continue
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise DataFileError(
+                    f"data file {path} row {line} column {column + 1} ({names[column]!r}): "
+                    f"{cell.strip()!r} is not a finite number"
+                ) from None
+            values[row_index, kept] = value
+            kept += 1
+    if values.shape[1] == 0:
+        raise DataFileError(f"data file {path} has no data columns (only a time column)")
+    return values.astype(np.float32)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def make_windows(series: np.ndarray, window_length: int, stride: int) -> np.ndarray:
+    """[length, channels] -> [num_windows, window_length, channels], windows `stride` apart."""
+    starts = range(0, len(series) - window_length + 1, stride)
+    return np.stack([series[start : start + window_length] for start in starts])
+
+
+def split_and_window(
+    series: np.ndarray, window_length: int, source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Splits in time, standardizes with the training part's statistics, cuts windows.
+
+    Raises:
+        DataFileError: if either part is shorter than one window.
+    """
+    split = int(len(series) * TRAIN_FRACTION)
+    train_part, eval_part = series[:split], series[split:]
+    if len(eval_part) < window_length or len(train_part) < window_length:
+        needed = math.ceil(window_length / (1 - TRAIN_FRACTION))
+        raise DataFileError(
+            f"{source} has {len(series)} rows: too short for windows of {window_length} steps in "
+            f"both the training ({TRAIN_FRACTION:.0%}) and the eval part; it needs at least "
+            f"{needed} rows (or a smaller --window_length)"
+        )
+    mean = train_part.mean(axis=0)
+    std = train_part.std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0)  # A constant channel stays constant, not NaN.
+    train_windows = make_windows((train_part - mean) / std, window_length, window_length // 4)
+    eval_windows = make_windows((eval_part - mean) / std, window_length, window_length)
+    return train_windows.astype(np.float32), eval_windows.astype(np.float32)
+
+
+def load_datasets(
+    data_path: str | None, window_length: int, num_channels: int, seed: int
+) -> Datasets:
+    """The synthetic series (data_path None) or the CSV's, as train and eval windows."""
+    if data_path:
+        series = read_csv(data_path)
+        source = f"data file {data_path}"
+        description = f"CSV {data_path}: {series.shape[0]} rows, {series.shape[1]} channels"
+    else:
+        series = synthetic_series(num_channels, SYNTHETIC_LENGTH, seed)
+        source = "the synthetic series"
+        description = (
+            f"synthetic: {series.shape[1]} channels driven by 4 latent factors (2 oscillations, "
+            f"a slow drift, regime switches), {series.shape[0]} steps"
+        )
+    train_windows, eval_windows = split_and_window(series, window_length, source)
+    return Datasets(
+        train=tf.data.Dataset.from_tensor_slices(train_windows),
+        eval=tf.data.Dataset.from_tensor_slices(eval_windows),
+        num_channels=series.shape[1],
+        description=(
+            f"{description}; {len(train_windows)} train and {len(eval_windows)} eval windows of "
+            f"{window_length} steps, standardized with training statistics"
+        ),
+    )
+
+
+def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless shuffled batches of a fixed shape (so the step is traced once), prefetched."""
+    return (
+        dataset.cache()
+        .shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def eval_pipeline(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """One ordered pass over every eval window."""
+    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

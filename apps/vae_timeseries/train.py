@@ -1,0 +1,309 @@
+"""Trains a variational autoencoder on windows of a multivariate time series.
+
+The loss is reconstruction + beta * KL. The two pull against each other: reconstruction wants an
+informative latent code, KL wants it to look like the N(0, I) prior. With `kl_warmup_steps`, beta
+rises linearly from 0 to 1, so the decoder learns to use the code before KL squeezes it; beta is
+computed from the global step inside the graph, so the schedule costs no retrace. The ELBO reported
+is -(reconstruction + KL) at beta 1, per window (up to a constant: the reconstruction term is the
+Gaussian log-likelihood with unit variance).
+
+The loop follows Orbit, and checkpoints (`common.training_run`) make a run resumable, as in
+mnist_mlp. What lands in `<logdir>`:
+  train/  the whole VAE step's op graph (tag `train_step`); conceptual graphs and model summaries
+          of `encoder` and `decoder`; config and dataset text; scalars `reconstruction_loss`, `kl`,
+          `elbo`, `loss`, `beta`, `learning_rate`, `steps_per_second`, `examples_per_second` every
+          loop; at every eval, histograms `latent/mean` and `latent/log_variance` of the eval
+          windows, and weight histograms.
+  eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
+          `reconstructions`: a few eval windows (top, channels by time) over their
+          reconstructions (bottom), as heatmaps.
+  checkpoints/  encoder, decoder, optimizer and global step.
+"""
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common import graphs, progress, step_counter, summaries, training_run
+
+from . import data
+from . import model as model_lib
+
+NUM_IMAGES = 3
+IMAGE_SCALE = 4  # Each value becomes a 4x4 pixel block, so 32 channels read clearly.
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+
+    num_steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    data_path: str | None = None
+    latent_dim: int = 8
+    window_length: int = 64
+    num_channels: int = 32  # Synthetic data only; a CSV has as many channels as data columns.
+    kl_warmup_steps: int = 1000
+    steps_per_loop: int = 100
+    eval_every_steps: int = 500
+    checkpoint_every_steps: int = 1000
+
+
+def reconstruction_loss(windows: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
+    """Per window: 0.5 * squared error summed over time and channels (a unit Gaussian's NLL)."""
+    return 0.5 * tf.reduce_sum(tf.square(windows - reconstructions), axis=[1, 2])
+
+
+def kl_divergence(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
+    """Per window: KL(N(mean, exp(log_variance)) || N(0, I)), summed over latent dimensions."""
+    return -0.5 * tf.reduce_sum(1.0 + log_variance - tf.square(mean) - tf.exp(log_variance), axis=1)
+
+
+def kl_weight(step: tf.Tensor, warmup_steps: int) -> tf.Tensor:
+    """beta: linear from 0 at step 0 to 1 at `warmup_steps`, then 1 (always 1 without warm-up)."""
+    if warmup_steps <= 0:
+        return tf.constant(1.0)
+    return tf.minimum(1.0, tf.cast(step, tf.float32) / float(warmup_steps))
+
+
+def heatmap_rgb(values: np.ndarray, limit: float = 3.0) -> np.ndarray:
+    """[rows, columns] standardized values -> uint8 RGB: blue (-limit), white (0), red (+limit)."""
+    scaled = np.clip(values / limit, -1.0, 1.0)[..., None]
+    white = np.ones(3)
+    red, blue = np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.2, 0.8])
+    rgb = np.where(scaled > 0, white + scaled * (red - white), white - scaled * (blue - white))
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def reconstruction_images(windows: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """[n, time, channels] pairs -> [n, height, width, 3] uint8: each window above its
+    reconstruction, channels as rows and time as columns, a grey line between them."""
+    images = []
+    for window, reconstruction in zip(windows, reconstructions, strict=True):
+        separator = np.full((1, window.shape[0], 3), 128, np.uint8)
+        image = np.concatenate(
+            [heatmap_rgb(window.T), separator, heatmap_rgb(reconstruction.T)], axis=0
+        )
+        images.append(image.repeat(IMAGE_SCALE, axis=0).repeat(IMAGE_SCALE, axis=1))
+    return np.stack(images)
+
+
+def train_and_evaluate(
+    config: Config, logdir: str, datasets: data.Datasets | None = None
+) -> dict[str, float]:
+    """Trains up to `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+
+    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
+    does nothing and says so (and returns only `steps`).
+
+    Args:
+        config: the run's settings.
+        logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
+        datasets: windows to use instead of loading `config.data_path` or the synthetic series.
+
+    Returns:
+        `train/reconstruction_loss`, `train/kl`, `train/elbo`, `train/beta`, and
+        `eval/reconstruction_loss`, `eval/kl`, `eval/elbo` at the last step; `eval/first_elbo`,
+        the ELBO at the first eval; `steps`, `resumed_from_step`, `examples_per_second`,
+        `wall_time_seconds`, and `train_step_traces` (1: never retraced).
+
+    Raises:
+        common.errors.UserError: for an unusable logdir, a missing or malformed data file, a
+            checkpoint of another model, or a NaN/Inf loss (then the last good checkpoint is kept).
+        common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
+    """
+    start_time = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    # The data decide the number of channels, so they come before the model; a bad data file is
+    # reported before the logdir is touched.
+    if datasets is None:
+        datasets = data.load_datasets(
+            config.data_path, config.window_length, config.num_channels, config.seed
+        )
+    encoder = model_lib.create_encoder(
+        config.window_length, datasets.num_channels, config.latent_dim, config.seed
+    )
+    decoder = model_lib.create_decoder(
+        config.window_length, datasets.num_channels, config.latent_dim
+    )
+    trainable_variables = encoder.trainable_variables + decoder.trainable_variables
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
+    optimizer.build(trainable_variables)
+    global_step = step_counter.create_global_step()
+    run = training_run.TrainingRun(
+        logdir,
+        global_step,
+        config.checkpoint_every_steps,
+        encoder=encoder,
+        decoder=decoder,
+        optimizer=optimizer,
+    )
+    with run:  # Checks and locks the logdir first.
+        start_step = run.restore()
+        if start_step >= config.num_steps:
+            print(
+                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
+                "--num_steps to train further, or a new --logdir)",
+                flush=True,
+            )
+            return {"steps": start_step}
+        print(f"dataset: {datasets.description}", flush=True)
+        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        train_batches = iter(
+            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+        )
+        eval_batches = data.eval_pipeline(datasets.eval, config.batch_size)
+
+        train_metrics = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("reconstruction_loss", "kl", "elbo", "loss")
+        }
+        eval_metrics = {
+            name: keras.metrics.Mean(name=name) for name in ("reconstruction_loss", "kl", "elbo")
+        }
+
+        @tf.function
+        def train_step(windows: tf.Tensor) -> tf.Tensor:
+            beta = kl_weight(global_step, config.kl_warmup_steps)
+            with tf.GradientTape() as tape:
+                mean, log_variance, z = encoder(windows, training=True)
+                reconstructions = decoder(z, training=True)
+                reconstruction = tf.reduce_mean(reconstruction_loss(windows, reconstructions))
+                kl = tf.reduce_mean(kl_divergence(mean, log_variance))
+                loss = reconstruction + beta * kl
+            gradients = tape.gradient(loss, trainable_variables)
+            optimizer.apply_gradients(zip(gradients, trainable_variables, strict=True))
+            train_metrics["reconstruction_loss"].update_state(reconstruction)
+            train_metrics["kl"].update_state(kl)
+            train_metrics["elbo"].update_state(-(reconstruction + kl))
+            train_metrics["loss"].update_state(loss)
+            global_step.assign_add(1)
+            return loss
+
+        @tf.function
+        def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
+            # `num_steps` is a tensor, so a shorter loop reuses this graph instead of retracing,
+            # and calling the train_step tf.function reuses its one traced graph.
+            loss = tf.constant(0.0)
+            for _ in tf.range(num_steps):
+                loss = train_step(next(iterator))
+                if not tf.math.is_finite(loss):
+                    break  # Stop at the first NaN/Inf step; the caller reports it.
+            return loss
+
+        # The last eval batch is smaller; reduce_retracing gives it a shape-generic graph.
+        @tf.function(reduce_retracing=True)
+        def eval_step(windows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            mean, log_variance, z = encoder(windows, training=False)
+            reconstruction = reconstruction_loss(windows, decoder(z, training=False))
+            kl = kl_divergence(mean, log_variance)
+            batch = tf.shape(windows)[0]
+            eval_metrics["reconstruction_loss"].update_state(
+                tf.reduce_mean(reconstruction), sample_weight=batch
+            )
+            eval_metrics["kl"].update_state(tf.reduce_mean(kl), sample_weight=batch)
+            eval_metrics["elbo"].update_state(
+                -tf.reduce_mean(reconstruction + kl), sample_weight=batch
+            )
+            return mean, log_variance
+
+        def evaluate(step: int) -> dict[str, float]:
+            for metric in eval_metrics.values():
+                metric.reset_state()
+            means, log_variances = [], []
+            for windows in eval_batches:
+                mean, log_variance = eval_step(windows)
+                means.append(mean)
+                log_variances.append(log_variance)
+            results = {name: float(metric.result()) for name, metric in eval_metrics.items()}
+            summaries.write_scalars(writers.eval, results, step)
+            with writers.train.as_default(step=step):
+                tf.summary.histogram("latent/mean", tf.concat(means, axis=0))
+                tf.summary.histogram("latent/log_variance", tf.concat(log_variances, axis=0))
+            # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
+            windows = next(iter(eval_batches))[:NUM_IMAGES]
+            mean, _, _ = encoder(windows, training=False)
+            images = reconstruction_images(windows.numpy(), decoder(mean).numpy())
+            with writers.eval.as_default(step=step):
+                tf.summary.image("reconstructions", images, max_outputs=NUM_IMAGES)
+            summaries.write_weight_histograms(writers.train, trainable_variables, step)
+            return results
+
+        writers = run.open_writers()
+        if start_step == 0:
+            with writers.train.as_default(step=0):
+                tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
+                tf.summary.text("dataset", datasets.description)
+            # Step one runs inside the graph trace: trace_on records a tf.function's graph only
+            # while it is first traced, so this is the one moment to capture the whole step.
+            loss = graphs.trace_and_write_graphs(
+                train_step, (next(train_batches),), [encoder, decoder], writers.train
+            )
+            run.check_loss(float(loss), step=1)
+        else:
+            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
+        step = int(global_step.numpy())
+        train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
+        first_step = step
+        last_eval_step = start_step
+        final_metrics: dict[str, float] = {}
+
+        # `or not final_metrics`: a one-step run still gets one boundary, with summaries and eval.
+        while step < config.num_steps or not final_metrics:
+            # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
+            steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
+            loop_steps = min(steps_to_boundary, config.num_steps - step)
+            loop_start = time.perf_counter()
+            loss = train_loop(train_batches, tf.constant(loop_steps))
+            step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
+            loop_seconds = time.perf_counter() - loop_start
+            train_seconds += loop_seconds
+            if loop_steps:
+                run.check_loss(float(loss), step)
+
+            # Loop boundary: everything below runs once per steps_per_loop steps.
+            scalars = {name: float(metric.result()) for name, metric in train_metrics.items()}
+            for metric in train_metrics.values():
+                metric.reset_state()
+            scalars["beta"] = float(kl_weight(global_step, config.kl_warmup_steps))
+            scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
+            if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
+                scalars["steps_per_second"] = loop_steps / loop_seconds
+                scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
+            summaries.write_scalars(writers.train, scalars, step)
+            for name in ("reconstruction_loss", "kl", "elbo", "beta"):
+                final_metrics[f"train/{name}"] = scalars[name]
+            console = {"train/elbo": scalars["elbo"], "kl": scalars["kl"], "beta": scalars["beta"]}
+
+            if step // config.eval_every_steps > last_eval_step // config.eval_every_steps or (
+                step == config.num_steps
+            ):
+                results = evaluate(step)
+                last_eval_step = step
+                final_metrics.setdefault("eval/first_elbo", results["elbo"])
+                final_metrics.update({f"eval/{name}": value for name, value in results.items()})
+                console["eval/elbo"] = results["elbo"]
+            if "steps_per_second" in scalars:
+                console["steps/s"] = round(scalars["steps_per_second"], 1)
+            progress.print_progress(step, config.num_steps, console)
+            run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
+
+        if run.last_saved_step != step:
+            run.save(step)
+
+    final_metrics["steps"] = step
+    final_metrics["resumed_from_step"] = start_step
+    final_metrics["examples_per_second"] = (
+        (step - first_step) * config.batch_size / train_seconds if train_seconds else 0.0
+    )
+    final_metrics["wall_time_seconds"] = time.perf_counter() - start_time
+    final_metrics["train_step_traces"] = train_step.experimental_get_tracing_count()
+    print("final: " + progress.format_metrics(final_metrics), flush=True)
+    return final_metrics
