@@ -14,13 +14,14 @@ ARGS ?=
 APP ?= mnist_mlp
 FROM ?= mnist_mlp
 
-.PHONY: help install test lint format run run-mnist run-regression run-dropout new-app tensorboard \
+.PHONY: help install test lint format run run-mnist run-regression run-dropout run-vae new-app tensorboard \
 	mnist-sample results bench clean distclean freeze
 
 help:
 	@echo "make run-mnist      train apps/mnist_mlp (ARGS='--flag=value ...'), logs under $(LOGS)/"
 	@echo "make run-regression train apps/regression_tape"
 	@echo "make run-dropout    train apps/conditional_dropout"
+	@echo "make run-vae        train apps/vae_timeseries"
 	@echo "make run APP=name   train apps/<name> (e.g. one made by new-app)"
 	@echo "make new-app NAME=my_app FROM=regression_tape   copy an app to start your own"
 	@echo "make tensorboard    serve $(LOGS)/ on http://localhost:$(PORT)"
@@ -57,6 +58,9 @@ run-regression: $(STAMP)
 
 run-dropout: $(STAMP)
 	$(PYTHON) -m apps.conditional_dropout $(ARGS)
+
+run-vae: $(STAMP)
+	$(PYTHON) -m apps.vae_timeseries $(ARGS)
 
 run: $(STAMP)
 	$(PYTHON) -m apps.$(APP) $(ARGS)

@@ -26,6 +26,7 @@ from apps.conditional_dropout import train as dropout_train
 from apps.mnist_mlp import data as mnist_data
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import train as regression_train
+from apps.vae_timeseries import train as vae_train
 
 
 def machine_name() -> str:
@@ -50,7 +51,8 @@ def quiet(function, *args):
 
 def spread(values: list[float], form: str) -> str:
     """`mean (min-max)` in the given format."""
-    return f"{statistics.mean(values):{form}} ({min(values):{form}}-{max(values):{form}})"
+    separator = " to " if min(values) < 0 else "-"  # "-157 to -38", not "-157--38".
+    return f"{statistics.mean(values):{form}} ({min(values):{form}}{separator}{max(values):{form}})"
 
 
 def measure_mnist(seeds: int, num_steps: int) -> None:
@@ -130,11 +132,36 @@ def measure_dropout(seeds: int) -> None:
         )
 
 
+def measure_vae(seeds: int) -> None:
+    print("\n### vae_timeseries\n")
+    print(
+        "| config | seeds | eval ELBO | eval reconstruction | eval KL | first eval ELBO "
+        "| wall time per run |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    config = vae_train.Config()
+    results = []
+    for seed in range(seeds):
+        with tempfile.TemporaryDirectory() as logdir:
+            results.append(quiet(vae_train.train_and_evaluate, replace(config, seed=seed), logdir))
+    print(
+        f"| defaults ({config.num_steps} steps, batch {config.batch_size}, latent "
+        f"{config.latent_dim}, KL warm-up {config.kl_warmup_steps}) | {seeds} | "
+        f"{spread([r['eval/elbo'] for r in results], '.1f')} | "
+        f"{spread([r['eval/reconstruction_loss'] for r in results], '.1f')} | "
+        f"{spread([r['eval/kl'] for r in results], '.1f')} | "
+        f"{spread([r['eval/first_elbo'] for r in results], '.1f')} | "
+        f"{statistics.median(r['wall_time_seconds'] for r in results):.1f} s |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--mnist_steps", type=int, default=2000)
-    parser.add_argument("--apps", default="mnist_mlp,regression_tape,conditional_dropout")
+    parser.add_argument(
+        "--apps", default="mnist_mlp,regression_tape,conditional_dropout,vae_timeseries"
+    )
     args = parser.parse_args()
     apps = args.apps.split(",")
 
@@ -145,6 +172,8 @@ def main() -> None:
         measure_regression(args.seeds)
     if "conditional_dropout" in apps:
         measure_dropout(args.seeds)
+    if "vae_timeseries" in apps:
+        measure_vae(args.seeds)
 
 
 if __name__ == "__main__":
