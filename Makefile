@@ -14,7 +14,7 @@ ARGS ?=
 APP ?= mnist_mlp
 FROM ?= mnist_mlp
 
-.PHONY: help install test lint format run run-mnist run-regression run-dropout run-vae new-app tensorboard \
+.PHONY: help install test lint format run run-mnist run-regression run-dropout run-vae sweep-mnist new-app tensorboard \
 	mnist-sample results bench clean distclean freeze
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make run-dropout    train apps/conditional_dropout"
 	@echo "make run-vae        train apps/vae_timeseries"
 	@echo "make run APP=name   train apps/<name> (e.g. one made by new-app)"
+	@echo "make sweep-mnist    a small learning-rate x width grid for the HParams tab"
 	@echo "make new-app NAME=my_app FROM=regression_tape   copy an app to start your own"
 	@echo "make tensorboard    serve $(LOGS)/ on http://localhost:$(PORT)"
 	@echo "make test           run the test suite"
@@ -64,6 +65,17 @@ run-vae: $(STAMP)
 
 run: $(STAMP)
 	$(PYTHON) -m apps.$(APP) $(ARGS)
+
+# A small grid for TensorBoard's HParams tab: every run logs its settings, so the runs under
+# logs/sweep_mnist compare in one table. SWEEP_ARGS go to every run.
+SWEEP_ARGS ?= --num_steps=1000 --dataset=mnist_sample
+sweep-mnist: $(STAMP)
+	for learning_rate in 0.0003 0.001 0.003; do for hidden_units in 32 128; do \
+	  $(PYTHON) -m apps.mnist_mlp $(SWEEP_ARGS) --learning_rate=$$learning_rate \
+	    --hidden_units=$$hidden_units \
+	    --logdir=$(LOGS)/sweep_mnist/lr_$${learning_rate}_hidden_$${hidden_units} || exit 1; \
+	done; done
+	@echo "compare them: make tensorboard, then the HParams tab"
 
 # Plain python, no venv needed: it only copies and renames files.
 new-app:

@@ -11,6 +11,7 @@ import uuid
 
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.hparams import api as hparams_api
 
 from common.errors import UserError
 
@@ -73,11 +74,11 @@ def prepare_logdir(logdir: str) -> str:
 
 
 def event_files(logdir: str) -> list[str]:
-    """The event files of a run's `train/` and `eval/` writers."""
+    """The event files of a run: its `train/` and `eval/` writers', and its root (hparams)."""
     return sorted(
         path
-        for run in ("train", "eval")
-        for path in tf.io.gfile.glob(f"{logdir}/{run}/events.out.tfevents.*")
+        for directory in (logdir, f"{logdir}/train", f"{logdir}/eval")
+        for path in tf.io.gfile.glob(f"{directory}/events.out.tfevents.*")
     )
 
 
@@ -128,6 +129,25 @@ def create_writers(logdir: str) -> SummaryWriters:
         train=tf.summary.create_file_writer(f"{logdir}/train"),
         eval=tf.summary.create_file_writer(f"{logdir}/eval"),
     )
+
+
+def write_hparams(logdir: str, settings: dict[str, object]) -> None:
+    """Logs a run's settings for TensorBoard's HParams dashboard, at the run's root.
+
+    The root makes the run an HParams "session" whose metrics are the scalars of its `train/` and
+    `eval/` runs (groups `train` and `eval`): several runs of an app under one parent logdir then
+    compare in one table, with no experiment-wide configuration to write first. Settings that are
+    None are logged as ''; other non-scalar values are left out.
+    """
+    values = {
+        name: "" if value is None else value
+        for name, value in settings.items()
+        if value is None or isinstance(value, bool | int | float | str)
+    }
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        hparams_api.hparams(values, trial_id=logdir)
+    writer.close()
 
 
 def write_scalars(writer: tf.summary.SummaryWriter, scalars: dict[str, float], step: int) -> None:

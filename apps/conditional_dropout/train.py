@@ -156,6 +156,7 @@ def train_and_evaluate(
 
         writers = run.open_writers()
         if start_step == 0:
+            summaries.write_hparams(logdir, dataclasses.asdict(config))  # The HParams tab.
             with writers.train.as_default(step=0):
                 tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
                 tf.summary.text("dataset", datasets.description)

@@ -1,0 +1,188 @@
+"""What the dashboards will show, asked of a real `tensorboard` server over its HTTP API.
+
+Every app runs a tiny config into one parent logdir; a TensorBoard server (the one users start with
+`make tensorboard`) serves it on a free loopback port. The assertions are on the same JSON and graph
+endpoints the Graphs, Scalars, Text, Images and HParams dashboards fetch.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from apps.conditional_dropout import train as dropout_train
+from apps.mnist_mlp import train as mnist_train
+from apps.regression_tape import train as regression_train
+from apps.vae_timeseries import train as vae_train
+
+STARTUP_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, **params: str):
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}" if params else self.base + path
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = response.read().decode()
+        return (
+            json.loads(body) if response.headers.get_content_type() == "application/json" else body
+        )
+
+    def post(self, path: str, payload: dict):
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read().decode())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Tiny runs of every app, and a TensorBoard server over them; always stopped."""
+    logs = tmp_path_factory.mktemp("logs")
+    mnist = mnist_train.Config(num_steps=4, batch_size=8, steps_per_loop=2, dataset="synthetic")
+    mnist_train.train_and_evaluate(mnist, str(logs / "mnist_a"))
+    mnist_train.train_and_evaluate(
+        mnist_train.Config(**{**mnist.__dict__, "learning_rate": 0.01}), str(logs / "mnist_b")
+    )
+    regression_train.train_and_evaluate(
+        regression_train.Config(num_steps=4, batch_size=8, steps_per_loop=2),
+        str(logs / "regression"),
+    )
+    dropout_train.train_and_evaluate(
+        dropout_train.Config(num_steps=4, batch_size=8, steps_per_loop=2), str(logs / "dropout")
+    )
+    vae_train.train_and_evaluate(
+        vae_train.Config(
+            num_steps=4, batch_size=8, steps_per_loop=2, window_length=16, num_channels=4
+        ),
+        str(logs / "vae"),
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            f"--logdir={logs}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--reload_interval=1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    served = Server(port)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:  # Until the server answers and has loaded every run's graphs.
+            try:
+                if len(served.get("/data/plugin/graphs/info")) >= 5:
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"tensorboard did not come up: {process.stderr.read()[-2000:]}"
+                )
+            time.sleep(0.5)
+        yield served
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_graphs_dashboard_lists_op_and_conceptual_graphs(server):
+    info = server.get("/data/plugin/graphs/info")
+    assert set(info) == {
+        "mnist_a/train",
+        "mnist_b/train",
+        "regression/train",
+        "dropout/train",
+        "vae/train",
+    }
+    tags = info["dropout/train"]["tags"]
+    assert tags["train_step"]["op_graph"] and tags["inference_step"]["op_graph"]
+    assert tags["keras/conditional_dropout"]["conceptual_graph"]
+    vae_tags = info["vae/train"]["tags"]
+    assert (
+        vae_tags["keras/encoder"]["conceptual_graph"]
+        and vae_tags["keras/decoder"]["conceptual_graph"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("run", "tag", "expected"),
+    [
+        ("mnist_a/train", "train_step", ['op: "MatMul"', 'op: "ReluGrad"']),
+        ("regression/train", "train_step", ['op: "MatMul"', 'op: "BiasAddGrad"']),
+        ("dropout/train", "inference_step", ['op: "MatMul"']),
+        ("vae/train", "train_step", ['op: "Conv2D"', 'op: "Conv2DBackpropFilter"']),
+    ],
+)
+def test_op_graphs_are_served_with_their_ops(server, run, tag, expected):
+    graph = server.get("/data/plugin/graphs/graph", run=run, tag=tag)
+    for op in expected:
+        assert op in graph
+    if tag == "inference_step":
+        assert "Random" not in graph
+
+
+def test_conceptual_graph_is_served(server):
+    graph = server.get(
+        "/data/plugin/graphs/graph", run="mnist_a/train", tag="keras/mnist_mlp", conceptual="true"
+    )
+    assert 'name: "mnist_mlp/hidden"' in graph and 'name: "mnist_mlp/logits"' in graph
+
+
+def test_scalars_for_train_and_eval(server):
+    tags = server.get("/data/plugin/scalars/tags")
+    assert {"loss", "accuracy", "learning_rate", "steps_per_second"} <= set(tags["mnist_a/train"])
+    assert {"loss", "accuracy"} <= set(tags["mnist_a/eval"])
+    assert {"reconstruction_loss", "kl", "elbo", "beta"} <= set(tags["vae/train"])
+    points = server.get("/data/plugin/scalars/scalars", run="mnist_a/eval", tag="loss")
+    assert [step for _, step, _ in points] == [4]
+
+
+def test_text_and_images(server):
+    text_tags = server.get("/data/plugin/text/tags")
+    assert {"model_summary/mnist_mlp", "config", "dataset"} <= set(text_tags["mnist_a/train"])
+    image_tags = server.get("/data/plugin/images/tags")
+    assert "reconstructions" in image_tags["vae/eval"]
+
+
+def test_hparams_dashboard_compares_the_runs(server):
+    experiment = server.post("/data/plugin/hparams/experiment", {"experimentName": ""})
+    hparams = {info["name"] for info in experiment["hparamInfos"]}
+    assert {"learning_rate", "num_steps", "batch_size"} <= hparams
+    metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
+    assert {("eval", "loss"), ("train", "loss")} <= metrics
+    groups = server.post(
+        "/data/plugin/hparams/session_groups",
+        {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_UNKNOWN"],
+            "startIndex": 0,
+            "sliceSize": 100,
+        },
+    )
+    learning_rates = {group["hparams"].get("learning_rate") for group in groups["sessionGroups"]}
+    assert {0.001, 0.01} <= learning_rates
