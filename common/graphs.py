@@ -28,6 +28,12 @@ from common.summaries import markdown_code_block
 # The plugin name under which TensorBoard's Graphs dashboard looks for a Keras model's JSON config
 # (its "conceptual graph"); see tensorboard/plugins/graph/metadata.py.
 KERAS_MODEL_PLUGIN_NAME = "graph_keras_model"
+# Tag prefixes. The Graphs dashboard opens on a run's first tag in sorted order and asks for its
+# *op* graph; if that tag holds only a conceptual graph it shows "Graph visualization failed".
+# "graph/..." sorts before "keras/...", so it opens on the step's op graph. (One tag cannot hold
+# both: TensorBoard keeps one plugin per tag, and the second is lost.)
+OP_GRAPH_TAG_PREFIX = "graph/"
+KERAS_GRAPH_TAG_PREFIX = "keras/"
 
 
 def trace_step_graph(
@@ -47,7 +53,7 @@ def trace_step_graph(
         step_function: a `tf.function`. Plain Python or eager code has no graph to record.
         args: the positional arguments of its first call (a real batch).
         writer: where to write the graph (the train writer).
-        name: the graph's tag in TensorBoard's Graphs dashboard.
+        name: the step's name; its graph's tag in the Graphs dashboard is `graph/<name>`.
         step: the summary step to stamp it with.
 
     Returns:
@@ -75,7 +81,7 @@ def trace_step_graph(
         _finish_trace(writer=None)
         raise
     if step_function.experimental_get_tracing_count() > tracing_count_before:
-        _finish_trace(writer, name=name, step=step)
+        _finish_trace(writer, name=OP_GRAPH_TAG_PREFIX + name, step=step)
     else:
         _finish_trace(writer=None)
         logging.warning(
@@ -128,7 +134,7 @@ def write_keras_graph(
     metadata.plugin_data.content = b"1"  # The format version the Graphs plugin accepts.
     with writer.as_default():
         tf.summary.write(
-            tag=tag or f"keras/{model.name}",
+            tag=tag or KERAS_GRAPH_TAG_PREFIX + model.name,
             tensor=tf.constant(model.to_json()),
             step=step,
             metadata=metadata.SerializeToString(),

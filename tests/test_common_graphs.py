@@ -50,9 +50,9 @@ def test_first_execution_writes_the_whole_step_as_one_graph(tmp_path):
     # The traced call was a real training step.
     assert (model.get_layer("hidden").kernel.numpy() != kernel_before).any()
     run = events.load_run(tmp_path)
-    assert events.tags_by_plugin(run)[events.OP_GRAPH_PLUGIN] == ["train_step"]
-    assert events.function_graph_count(run, "train_step") == 1
-    ops = events.op_types(events.op_graph(run, "train_step"))
+    assert events.tags_by_plugin(run)[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
+    assert events.function_graph_count(run, "graph/train_step") == 1
+    ops = events.op_types(events.op_graph(run, "graph/train_step"))
     assert ops >= FORWARD_OPS | GRADIENT_OPS | OPTIMIZER_OPS
     assert train_step.experimental_get_tracing_count() == 1
 
@@ -119,7 +119,7 @@ def test_failing_step_turns_tracing_off_and_propagates(tmp_path):
     graphs.trace_step_graph(train_step, batch, writer, name="after_failure")
     writer.close()
     run = events.load_run(tmp_path)
-    assert events.function_graph_count(run, "after_failure") == 1
+    assert events.function_graph_count(run, "graph/after_failure") == 1
 
 
 def test_nothing_is_collected_between_traces(tmp_path):
@@ -137,8 +137,8 @@ def test_nothing_is_collected_between_traces(tmp_path):
     graphs.trace_step_graph(second_step, batch, writer, name="second")
     writer.close()
     run = events.load_run(tmp_path)
-    assert events.function_graph_count(run, "first") == 1
-    assert events.function_graph_count(run, "second") == 1
+    assert events.function_graph_count(run, "graph/first") == 1
+    assert events.function_graph_count(run, "graph/second") == 1
 
 
 def test_keras_graph_is_the_conceptual_graph_tensorboard_draws(tmp_path):
@@ -175,6 +175,6 @@ def test_trace_and_write_graphs_writes_all_three_views(tmp_path):
     graphs.trace_and_write_graphs(train_step, batch, [model], writer)
     writer.close()
     plugins = events.tags_by_plugin(events.load_run(tmp_path))
-    assert plugins[events.OP_GRAPH_PLUGIN] == ["train_step"]
+    assert plugins[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
     assert plugins[events.KERAS_GRAPH_PLUGIN] == ["keras/tiny"]
     assert plugins["text"] == ["model_summary/tiny"]

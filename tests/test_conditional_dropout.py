@@ -26,14 +26,14 @@ def tiny_run(tmp_path_factory):
 def test_train_and_inference_graphs_are_two_tags(tiny_run):
     _, train_run, _ = tiny_run
     assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == [
-        "train_step",
-        "inference_step",
+        "graph/train_step",
+        "graph/inference_step",
     ]
 
 
 def test_train_graph_holds_a_real_conditional_around_dropout(tiny_run):
     _, train_run, _ = tiny_run
-    graph = events.op_graph(train_run, "train_step")
+    graph = events.op_graph(train_run, "graph/train_step")
     top_level_ops = {node.op for node in graph.node}
     assert top_level_ops & {"If", "StatelessIf"}  # The switch is an op, decided at run time.
     assert events.op_types(graph) & RANDOM_OPS  # Dropout's random ops, inside the branch.
@@ -42,7 +42,7 @@ def test_train_graph_holds_a_real_conditional_around_dropout(tiny_run):
 
 def test_inference_graph_has_no_dropout_random_or_conditional_ops(tiny_run):
     _, train_run, _ = tiny_run
-    ops = events.op_types(events.op_graph(train_run, "inference_step"))
+    ops = events.op_types(events.op_graph(train_run, "graph/inference_step"))
     assert "MatMul" in ops and "Relu" in ops
     assert not ops & RANDOM_OPS
     assert not ops & {"If", "StatelessIf", "SelectV2", "GreaterEqual"}

@@ -33,9 +33,9 @@ def tiny_run(tmp_path_factory):
 
 def test_op_graph_is_the_whole_train_step(tiny_run):
     _, train_run, _ = tiny_run
-    assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["train_step"]
-    assert events.function_graph_count(train_run, "train_step") == 1
-    graph = events.op_graph(train_run, "train_step")
+    assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
+    assert events.function_graph_count(train_run, "graph/train_step") == 1
+    graph = events.op_graph(train_run, "graph/train_step")
     ops = events.op_types(graph)
     assert ops >= {"MatMul", "BiasAdd", "Relu", "SparseSoftmaxCrossEntropyWithLogits"}  # forward
     assert ops >= {"ReluGrad", "BiasAddGrad"}  # gradients

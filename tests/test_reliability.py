@@ -80,7 +80,7 @@ def test_the_same_call_again_resumes_and_the_curves_stay_clean(tmp_path):
     assert steps_of(tmp_path) == [2, 4, 6, 8, 10]
     assert steps_of(tmp_path, "eval") == [2, 4, 6, 8, 10]
     train_run = events.load_run(tmp_path / "train")
-    assert len(train_run.Tensors("train_step")) == 1  # The graph and texts are written once.
+    assert len(train_run.Tensors("graph/train_step")) == 1  # The graph and texts are written once.
     assert len(train_run.Tensors("config")) == 1
 
 

@@ -120,7 +120,7 @@ def test_graphs_dashboard_lists_op_and_conceptual_graphs(server):
         "vae/train",
     }
     tags = info["dropout/train"]["tags"]
-    assert tags["train_step"]["op_graph"] and tags["inference_step"]["op_graph"]
+    assert tags["graph/train_step"]["op_graph"] and tags["graph/inference_step"]["op_graph"]
     assert tags["keras/conditional_dropout"]["conceptual_graph"]
     vae_tags = info["vae/train"]["tags"]
     assert (
@@ -132,17 +132,17 @@ def test_graphs_dashboard_lists_op_and_conceptual_graphs(server):
 @pytest.mark.parametrize(
     ("run", "tag", "expected"),
     [
-        ("mnist_a/train", "train_step", ['op: "MatMul"', 'op: "ReluGrad"']),
-        ("regression/train", "train_step", ['op: "MatMul"', 'op: "BiasAddGrad"']),
-        ("dropout/train", "inference_step", ['op: "MatMul"']),
-        ("vae/train", "train_step", ['op: "Conv2D"', 'op: "Conv2DBackpropFilter"']),
+        ("mnist_a/train", "graph/train_step", ['op: "MatMul"', 'op: "ReluGrad"']),
+        ("regression/train", "graph/train_step", ['op: "MatMul"', 'op: "BiasAddGrad"']),
+        ("dropout/train", "graph/inference_step", ['op: "MatMul"']),
+        ("vae/train", "graph/train_step", ['op: "Conv2D"', 'op: "Conv2DBackpropFilter"']),
     ],
 )
 def test_op_graphs_are_served_with_their_ops(server, run, tag, expected):
     graph = server.get("/data/plugin/graphs/graph", run=run, tag=tag)
     for op in expected:
         assert op in graph
-    if tag == "inference_step":
+    if tag == "graph/inference_step":
         assert "Random" not in graph
 
 

@@ -32,9 +32,9 @@ def tiny_run(tmp_path_factory):
 
 def test_op_graph_is_the_whole_vae_step(tiny_run):
     _, train_run, _ = tiny_run
-    assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["train_step"]
-    assert events.function_graph_count(train_run, "train_step") == 1
-    ops = events.op_types(events.op_graph(train_run, "train_step"))
+    assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
+    assert events.function_graph_count(train_run, "graph/train_step") == 1
+    ops = events.op_types(events.op_graph(train_run, "graph/train_step"))
     assert ops & {"Conv2D", "Conv1D"}  # Keras' Conv1D runs as a 2-D convolution.
     assert ops >= {"Exp", "StatelessRandomNormalV2"}  # The sampling layer.
     assert ops & {"Conv2DBackpropInput", "Conv2DBackpropFilter"}  # Gradients.
