@@ -1,8 +1,8 @@
 """Trains a wide MLP with switchable dropout, logging the training and the inference graphs.
 
 Two graphs land in TensorBoard, under two tags of the `train` run:
-  `graph/train_step`      the whole train step with `training=True`: dropout's random ops sit inside the
-                        branch of an `If` op that reads each dropout layer's `enabled` variable.
+  `graph/train_step`      the whole train step with `training=True`: dropout's random ops sit
+                          inside the branch of an `If` op that reads each layer's `enabled` weight.
   `graph/inference_step`  the model with `training=False`: no dropout, no random ops, no `If`.
 `--dropout_off_at_step` flips the variables mid-run: dropout stops at once, and nothing is retraced
 (the returned `train_step_traces` stays 1).

@@ -10,9 +10,9 @@ the latest checkpoint, SIGINT/SIGTERM save one before stopping, and a NaN loss s
 overwriting the last good one.
 
 What lands in `<logdir>`:
-  train/  the step's op graph (tag `graph/train_step`), the Keras graph, the model summary, the config and
-          the dataset as text; scalars `loss`, `accuracy`, `learning_rate`, `steps_per_second`,
-          `examples_per_second` every loop; weight histograms at every eval.
+  train/  the step's op graph (tag `graph/train_step`), the Keras graph, the model summary, the
+          config and the dataset as text; scalars `loss`, `accuracy`, `learning_rate`,
+          `steps_per_second`, `examples_per_second` every loop; weight histograms at every eval.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`.
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """

@@ -8,10 +8,10 @@ console output at loop boundaries, and the first step run inside the graph trace
 Checkpoints (`common.training_run`) make a run resumable, as in mnist_mlp.
 
 What lands in `<logdir>`:
-  train/  the step's op graph (tag `graph/train_step`), the Keras graph, model summary, config and dataset
-          text; scalars `loss` (MSE), `gradient_norm/global` and one `gradient_norm/<variable>` per
-          variable (means over the loop), `learning_rate`, `steps_per_second`,
-          `examples_per_second`; weight histograms at every eval.
+  train/  the step's op graph (tag `graph/train_step`), the Keras graph, model summary, config and
+          dataset text; scalars `loss` (MSE), `gradient_norm/global` and one
+          `gradient_norm/<variable>` per variable (means over the loop), `learning_rate`,
+          `steps_per_second`, `examples_per_second`; weight histograms at every eval.
   eval/   scalars `loss` (MSE), `mae`, `rmse` on the held-out split, every `eval_every_steps`.
 """
 

@@ -9,11 +9,11 @@ Gaussian log-likelihood with unit variance).
 
 The loop follows Orbit, and checkpoints (`common.training_run`) make a run resumable, as in
 mnist_mlp. What lands in `<logdir>`:
-  train/  the whole VAE step's op graph (tag `graph/train_step`); conceptual graphs and model summaries
-          of `encoder` and `decoder`; config and dataset text; scalars `reconstruction_loss`, `kl`,
-          `elbo`, `loss`, `beta`, `learning_rate`, `steps_per_second`, `examples_per_second` every
-          loop; at every eval, histograms `latent/mean` and `latent/log_variance` of the eval
-          windows, and weight histograms.
+  train/  the whole VAE step's op graph (tag `graph/train_step`); conceptual graphs and model
+          summaries of `encoder` and `decoder`; config and dataset text; scalars
+          `reconstruction_loss`, `kl`, `elbo`, `loss`, `beta`, `learning_rate`, `steps_per_second`,
+          `examples_per_second` every loop; at every eval, histograms `latent/mean` and
+          `latent/log_variance` of the eval windows, and weight histograms.
   eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
           `reconstructions`: a few eval windows (top, channels by time) over their
           reconstructions (bottom), as heatmaps.
