@@ -15,7 +15,7 @@ APP ?= mnist_mlp
 FROM ?= mnist_mlp
 
 .PHONY: help install test lint format run run-mnist run-regression run-dropout run-vae sweep-mnist new-app tensorboard \
-	mnist-sample results bench clean distclean freeze
+	mnist-sample results bench screenshots clean distclean freeze
 
 help:
 	@echo "make run-mnist      train apps/mnist_mlp (ARGS='--flag=value ...'), logs under $(LOGS)/"
@@ -30,6 +30,7 @@ help:
 	@echo "make lint           ruff check and format check"
 	@echo "make results        re-measure the README results tables"
 	@echo "make bench          speed: this repo's loop vs model.fit and others (ratios, JSON)"
+	@echo "make screenshots    PNGs of each app's dashboards from headless chromium"
 	@echo "make clean          remove $(LOGS)/ and caches (keeps .venv; 'make distclean' removes it too)"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -91,6 +92,10 @@ mnist-sample: $(STAMP)
 
 results: $(STAMP)
 	$(PYTHON) scripts/measure_results.py
+
+# PNGs of every app's dashboards in a real browser (installs Debian's chromium if missing).
+screenshots: $(STAMP)
+	$(PYTHON) scripts/screenshots.py $(ARGS)
 
 # Speed: this repo's loop against model.fit and the usual loops (a few minutes; see scripts/bench.py).
 bench: $(STAMP)

@@ -1,0 +1,201 @@
+"""`make screenshots`: what each app looks like in TensorBoard, from a real browser.
+
+Trains each app briefly, serves its logdir with a real `tensorboard` on a free loopback port, opens
+the Graphs, Scalars, Text and Images dashboards in headless Chromium (Debian's package, installed
+here with apt-get when missing) through Playwright, and writes PNGs to docs/screenshots/.
+
+Usage: python scripts/screenshots.py [--output docs/screenshots] [--apps mnist_mlp,...]
+"""
+
+import argparse
+import contextlib
+import io
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+# Offline, Chromium stalls on refused connections to its own services without these.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+class ChromiumUnavailableError(RuntimeError):
+    """Chromium is not installed and cannot be installed here."""
+
+
+def ensure_chromium() -> str:
+    """Returns Chromium's path, installing Debian's package first if needed (root, apt-get)."""
+    if shutil.which("chromium"):
+        return shutil.which("chromium")
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ChromiumUnavailableError(
+            "chromium is not installed and apt-get (as root) is not here"
+        )
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        result = subprocess.run(command, capture_output=True, text=True, env=environment)
+        if result.returncode != 0:
+            raise ChromiumUnavailableError(
+                f"{' '.join(command)} failed: {result.stderr.strip().splitlines()[-1:]}"
+            )
+    if not shutil.which("chromium"):
+        raise ChromiumUnavailableError("apt-get installed chromium, but it is not on PATH")
+    return shutil.which("chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: str, timeout_seconds: float = 120) -> Iterator[str]:
+    """A `tensorboard` on a free loopback port over `logdir`; yields its URL; always stopped."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            f"--logdir={logdir}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--reload_interval=1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        while True:  # Until it answers and has loaded the graphs.
+            try:
+                with urllib.request.urlopen(f"{url}/data/plugin/graphs/info", timeout=5) as reply:
+                    if reply.read().strip() not in (b"", b"{}"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tensorboard did not come up")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def browser_page() -> Iterator[object]:
+    """A Playwright page in headless Debian Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    executable = ensure_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport=VIEWPORT)
+        finally:
+            browser.close()
+
+
+def rendered_graph_nodes(page, url: str, timeout_ms: int = 60_000) -> int:
+    """Opens the Graphs dashboard and returns how many graph nodes it drew (0: none)."""
+    page.goto(f"{url}/#graphs")
+    try:
+        page.wait_for_selector("g.node", timeout=timeout_ms)
+    except Exception:  # Playwright's TimeoutError: nothing was drawn.
+        return 0
+    if page.get_by_text("Graph visualization failed").is_visible():
+        return 0
+    return page.locator("g.node").count()
+
+
+def train_briefly(app: str, logdir: str) -> None:
+    """A short run of an app, long enough for curves to have a shape."""
+    from apps.conditional_dropout import train as dropout_train
+    from apps.mnist_mlp import train as mnist_train
+    from apps.regression_tape import train as regression_train
+    from apps.vae_timeseries import train as vae_train
+
+    runs = {
+        "mnist_mlp": lambda: mnist_train.train_and_evaluate(
+            mnist_train.Config(num_steps=600, dataset="mnist_sample", eval_every_steps=100),
+            logdir,
+        ),
+        "regression_tape": lambda: regression_train.train_and_evaluate(
+            regression_train.Config(num_steps=1000, eval_every_steps=100), logdir
+        ),
+        "conditional_dropout": lambda: dropout_train.train_and_evaluate(
+            dropout_train.Config(num_steps=600, dropout_off_at_step=300), logdir
+        ),
+        "vae_timeseries": lambda: vae_train.train_and_evaluate(
+            vae_train.Config(num_steps=1000, kl_warmup_steps=500, eval_every_steps=250), logdir
+        ),
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        runs[app]()
+
+
+def screenshot_app(app: str, logdir: str, output: pathlib.Path, page) -> list[pathlib.Path]:
+    """Screenshots of one app's dashboards; returns the files written."""
+    written = []
+    with tensorboard_server(logdir) as url:
+        nodes = rendered_graph_nodes(page, url)
+        if not nodes:
+            raise RuntimeError(f"{app}: the Graphs dashboard drew no graph")
+        time.sleep(1)
+        written.append(output / f"{app}_graphs.png")
+        page.screenshot(path=written[-1])
+        dashboards = ["scalars", "text"] + (["images"] if app == "vae_timeseries" else [])
+        for dashboard in dashboards:
+            page.goto(f"{url}/#{dashboard}")
+            page.wait_for_load_state("networkidle")
+            time.sleep(3)  # Charts and images draw after their data arrive.
+            written.append(output / f"{app}_{dashboard}.png")
+            page.screenshot(path=written[-1])
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=pathlib.Path, default=REPO_ROOT / "docs" / "screenshots")
+    parser.add_argument(
+        "--apps", default="mnist_mlp,regression_tape,conditional_dropout,vae_timeseries"
+    )
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as logs, browser_page() as page:
+        for app in args.apps.split(","):
+            logdir = os.path.join(logs, app)
+            train_briefly(app, logdir)
+            for path in screenshot_app(app, logdir, args.output, page):
+                print(f"wrote {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
