@@ -2,7 +2,7 @@
 
     with TrainingRun(logdir, global_step, checkpoint_every_steps, model=..., optimizer=...) as run:
         start_step = run.restore()      # 0 for a new run; else the step of the latest checkpoint
-        if start_step >= num_steps: ... # Finished already: nothing is touched.
+        if run.already_finished(num_steps): return  # Says so; nothing is touched.
         writers = run.open_writers()    # Drops points a crash left after the checkpoint.
         ... at each loop boundary, after its summaries:
         run.end_of_loop(step)           # Saves when due; on SIGINT/SIGTERM saves and raises.
@@ -113,6 +113,21 @@ class TrainingRun:
             )
         self.last_saved_step = int(self.global_step.numpy())
         return self.last_saved_step
+
+    def already_finished(self, num_steps: int) -> bool:
+        """True (and says so on the console) if the restored run has done `num_steps` already;
+        otherwise announces a resume, if this is one."""
+        step = self.last_saved_step or 0
+        if step >= num_steps:
+            print(
+                f"{self.logdir} already finished at step {step}: nothing to do (pass a larger "
+                "--num_steps to train further, or a new --logdir)",
+                flush=True,
+            )
+            return True
+        if step:
+            print(f"resumed from step {step} ({self.latest_checkpoint})", flush=True)
+        return False
 
     def open_writers(self) -> summaries.SummaryWriters:
         """Drops points written after the restored checkpoint, then opens the train/eval writers."""

@@ -10,6 +10,7 @@ Usage: python scripts/screenshots.py [--output docs/screenshots] [--apps mnist_m
 import argparse
 import contextlib
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -71,8 +72,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def tensorboard_server(logdir: str, timeout_seconds: float = 120) -> Iterator[str]:
-    """A `tensorboard` on a free loopback port over `logdir`; yields its URL; always stopped."""
+def tensorboard_server(
+    logdir: str, graph_runs: int = 1, timeout_seconds: float = 120
+) -> Iterator[str]:
+    """A `tensorboard` on a free loopback port over `logdir`, yielded (as its URL) once it serves
+    the graphs of at least `graph_runs` runs; always stopped, within a bounded wait."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -93,9 +97,9 @@ def tensorboard_server(logdir: str, timeout_seconds: float = 120) -> Iterator[st
         while True:  # Until it answers and has loaded the graphs.
             try:
                 with urllib.request.urlopen(f"{url}/data/plugin/graphs/info", timeout=5) as reply:
-                    if reply.read().strip() not in (b"", b"{}"):
+                    if len(json.loads(reply.read() or b"{}")) >= graph_runs:
                         break
-            except OSError:
+            except (OSError, ValueError):
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("tensorboard did not come up")

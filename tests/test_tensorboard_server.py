@@ -6,10 +6,6 @@ endpoints the Graphs, Scalars, Text, Images and HParams dashboards fetch.
 """
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -19,19 +15,14 @@ from apps.conditional_dropout import train as dropout_train
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
-
-STARTUP_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from scripts import screenshots
 
 
 class Server:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+    """GET and POST against a TensorBoard server's HTTP API."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
 
     def get(self, path: str, **params: str):
         url = f"{self.base}{path}?{urllib.parse.urlencode(params)}" if params else self.base + path
@@ -53,7 +44,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Tiny runs of every app, and a TensorBoard server over them; always stopped."""
+    """Tiny runs of every app, and a TensorBoard server over them (scripts/screenshots.py's,
+    which waits a bounded time for it and always stops it)."""
     logs = tmp_path_factory.mktemp("logs")
     mnist = mnist_train.Config(num_steps=4, batch_size=8, steps_per_loop=2, dataset="synthetic")
     mnist_train.train_and_evaluate(mnist, str(logs / "mnist_a"))
@@ -73,41 +65,8 @@ def server(tmp_path_factory):
         ),
         str(logs / "vae"),
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            f"--logdir={logs}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--reload_interval=1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    served = Server(port)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:  # Until the server answers and has loaded every run's graphs.
-            try:
-                if len(served.get("/data/plugin/graphs/info")) >= 5:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"tensorboard did not come up: {process.stderr.read()[-2000:]}"
-                )
-            time.sleep(0.5)
-        yield served
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with screenshots.tensorboard_server(str(logs), graph_runs=5) as url:
+        yield Server(url)
 
 
 def test_graphs_dashboard_lists_op_and_conceptual_graphs(server):

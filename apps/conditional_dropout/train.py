@@ -89,12 +89,7 @@ def train_and_evaluate(
     )
     with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
         start_step = run.restore()
-        if start_step >= config.num_steps:
-            print(
-                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
-                "--num_steps to train further, or a new --logdir)",
-                flush=True,
-            )
+        if run.already_finished(config.num_steps):
             return {"steps": start_step}
         if datasets is None:
             datasets = data.make_datasets(config.seed)
@@ -172,8 +167,6 @@ def train_and_evaluate(
             graphs.trace_step_graph(
                 inference_step, (first_eval_features,), writers.train, name="inference_step"
             )
-        else:
-            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
         step = int(global_step.numpy())
         train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
         first_step = step

@@ -89,12 +89,7 @@ def train_and_evaluate(
     )
     with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
         start_step = run.restore()
-        if start_step >= config.num_steps:
-            print(
-                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
-                "--num_steps to train further, or a new --logdir)",
-                flush=True,
-            )
+        if run.already_finished(config.num_steps):
             return {"steps": start_step}
         if datasets is None:
             datasets = data.load_datasets(config.dataset, config.data_dir, config.seed)
@@ -161,8 +156,6 @@ def train_and_evaluate(
                 train_step, next(train_batches), [model], writers.train
             )
             run.check_loss(float(loss), step=1)
-        else:
-            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
         step = int(global_step.numpy())
         train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
         first_step = step

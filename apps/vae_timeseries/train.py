@@ -146,12 +146,7 @@ def train_and_evaluate(
     )
     with run:  # Checks and locks the logdir first.
         start_step = run.restore()
-        if start_step >= config.num_steps:
-            print(
-                f"{logdir} already finished at step {start_step}: nothing to do (pass a larger "
-                "--num_steps to train further, or a new --logdir)",
-                flush=True,
-            )
+        if run.already_finished(config.num_steps):
             return {"steps": start_step}
         print(f"dataset: {datasets.description}", flush=True)
         print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
@@ -248,8 +243,6 @@ def train_and_evaluate(
                 train_step, (next(train_batches),), [encoder, decoder], writers.train
             )
             run.check_loss(float(loss), step=1)
-        else:
-            print(f"resumed from step {start_step} ({run.latest_checkpoint})", flush=True)
         step = int(global_step.numpy())
         train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
         first_step = step
