@@ -47,7 +47,9 @@ def check_name(name: str, root: pathlib.Path) -> None:
 
 
 def rename_in_text(text: str, source: str, name: str) -> str:
-    """Replaces the source app's name, and its `make run-<x>` target, with the new app's."""
+    """Replaces the source app's name, and its `make run-<x>` target, with the new app's, and
+    drops the README's links to the source app's screenshots (the copy has none yet)."""
+    text = re.sub(r"^Screenshots from `make screenshots`:.*\n\n?", "", text, flags=re.MULTILINE)
     text = re.sub(r"make run-[a-z]+", f"make run APP={name}", text)
     return re.sub(rf"\b{re.escape(source)}\b", name, text)
 

@@ -49,4 +49,5 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     # The repo's loops trace their step once, however many loops they run.
     assert set(workload["train_step_traces"].values()) == {1}
     assert workload["trace"]["first_call_seconds"] > 0
+    assert 0 < workload["summaries_time_share"] < 1
     assert workload["matmul_gflops"] > 0 and report["machine"]
