@@ -183,5 +183,12 @@ def test_preprocess_flattens_any_image_shape():
         assert label.dtype == tf.int32
 
 
+def test_profile_captures_the_second_loop(tmp_path):
+    config = train.Config(num_steps=6, batch_size=8, steps_per_loop=2, profile=True)
+    train.train_and_evaluate(config, str(tmp_path), datasets=small_datasets())
+    traces = list((tmp_path / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
+
+
 def test_main_lists_the_same_datasets_as_data():
     assert main.DATASET_NAMES == data.DATASET_NAMES

@@ -45,6 +45,12 @@ flags.DEFINE_integer(
     "checkpoint_every_steps", 1000, "Save a checkpoint this often (and at the end).", lower_bound=1
 )
 flags.DEFINE_integer("hidden_units", 64, "Width of the hidden layer.", lower_bound=1)
+flags.DEFINE_bool(
+    "profile",
+    False,
+    "Capture a profiler trace of the second loop (steps_per_loop steps) into "
+    "<logdir>/train/plugins/profile, for TensorBoard's Profile tab.",
+)
 
 flags.register_validator(
     "learning_rate",
@@ -71,6 +77,7 @@ def main(argv: list[str]) -> None:
         eval_every_steps=FLAGS.eval_every_steps,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
         hidden_units=FLAGS.hidden_units,
+        profile=FLAGS.profile,
     )
     with cli.exit_on_user_error():
         train.train_and_evaluate(config, FLAGS.logdir)

@@ -43,6 +43,7 @@ class Config:
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 1000
     hidden_units: int = 64
+    profile: bool = False  # Profile the second loop into <logdir>/train/plugins/profile.
 
 
 def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -159,6 +160,7 @@ def train_and_evaluate(
         step = int(global_step.numpy())
         train_seconds = 0.0  # Time inside train_loop only: eval and summaries are not speed.
         first_step = step
+        loops_run = 0
         last_eval_step = start_step
         final_metrics: dict[str, float] = {}
 
@@ -167,11 +169,18 @@ def train_and_evaluate(
             # Loops end on multiples of steps_per_loop, so summaries land on round step numbers.
             steps_to_boundary = config.steps_per_loop - step % config.steps_per_loop
             loop_steps = min(steps_to_boundary, config.num_steps - step)
+            # The second loop, not the first: the first includes train_loop's one-time tracing.
+            profiling = config.profile and loops_run == 1
+            if profiling:
+                tf.profiler.experimental.start(f"{logdir}/train")
             loop_start = time.perf_counter()
             loss = train_loop(train_batches, tf.constant(loop_steps))
             step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
             loop_seconds = time.perf_counter() - loop_start
             train_seconds += loop_seconds
+            loops_run += 1
+            if profiling:
+                tf.profiler.experimental.stop()  # Writes train/plugins/profile/<time>/.
             if loop_steps:
                 run.check_loss(float(loss), step)
 
