@@ -44,6 +44,7 @@ class Config:
     checkpoint_every_steps: int = 1000
     hidden_units: int = 64
     profile: bool = False  # Profile the second loop into <logdir>/train/plugins/profile.
+    jit_compile: bool = False  # XLA-compile the train step.
 
 
 def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -107,7 +108,9 @@ def train_and_evaluate(
         eval_loss = keras.metrics.Mean(name="loss")
         eval_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
-        @tf.function
+        # With jit_compile, XLA fuses the step's ops; its graph is then written from the concrete
+        # function (see common.graphs), as a traced export of an XLA step is empty.
+        @tf.function(jit_compile=config.jit_compile)
         def train_step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)

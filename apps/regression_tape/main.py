@@ -30,6 +30,10 @@ flags.DEFINE_integer(
     "eval_every_steps", 500, "Evaluate (and write histograms) this often.", lower_bound=1
 )
 
+flags.DEFINE_bool(
+    "jit_compile", False, "XLA-compile the train step (faster for some models; see make bench)."
+)
+
 flags.register_validator(
     "learning_rate",
     lambda value: math.isfinite(value) and value > 0,
@@ -58,6 +62,7 @@ def main(argv: list[str]) -> None:
         noise_std=FLAGS.noise_std,
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
+        jit_compile=FLAGS.jit_compile,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
     )
     with cli.exit_on_user_error():

@@ -39,6 +39,7 @@ class Config:
     steps_per_loop: int = 100
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 1000
+    jit_compile: bool = False  # XLA-compile the train step.
 
 
 def compute_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
@@ -104,7 +105,9 @@ def train_and_evaluate(
         eval_mae = keras.metrics.MeanAbsoluteError(name="mae")
         eval_rmse = keras.metrics.RootMeanSquaredError(name="rmse")
 
-        @tf.function
+        # With jit_compile, XLA fuses the step's ops; its graph is then written from the concrete
+        # function (see common.graphs), as a traced export of an XLA step is empty.
+        @tf.function(jit_compile=config.jit_compile)
         def train_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 predictions = model(features, training=True)
