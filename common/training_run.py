@@ -12,14 +12,22 @@ Checkpoints live in `<logdir>/checkpoints` (a `tf.train.CheckpointManager`). Wri
 before every save, so every point up to a checkpoint is on disk when the checkpoint is; points after
 it are dropped on resume (`summaries.trim_events_after`): TensorBoard never shows one step twice.
 Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint.
+
+Under a multi-worker strategy every worker runs this same code: the chief owns the logdir (lock,
+summaries, checkpoints); every other worker restores from the chief's checkpoints but writes to a
+temporary directory of its own, `output_dir`, removed at the end. Decisions that end the loop
+(a signal) are agreed by all workers, so none is left waiting in a collective.
 """
 
 import math
 import os
+import shutil
+import signal
+import tempfile
 
 import tensorflow as tf
 
-from common import summaries
+from common import distribution, summaries
 from common.errors import Interrupted, NonFiniteLossError, UserError
 from common.run_lock import LogdirLock
 from common.signals import StopSignals
@@ -40,6 +48,7 @@ class TrainingRun:
         global_step: tf.Variable,
         checkpoint_every_steps: int,
         max_to_keep: int = 3,
+        strategy: tf.distribute.Strategy | None = None,
         **trackables: object,
     ) -> None:
         """Prepares, but touches nothing until the `with` block starts.
@@ -49,11 +58,16 @@ class TrainingRun:
             global_step: the step counter; saved with everything else.
             checkpoint_every_steps: save at the first loop boundary at or after each multiple.
             max_to_keep: how many checkpoints to keep on disk.
+            strategy: the run's tf.distribute strategy (default: the current one).
             **trackables: what to save, e.g. `model=model, optimizer=optimizer`.
         """
         self.logdir = logdir
         self.global_step = global_step
         self.checkpoint_every_steps = checkpoint_every_steps
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.is_chief = distribution.is_chief(self.strategy)
+        # Where this worker writes: the logdir on the chief; set on entry for the others.
+        self.output_dir = logdir
         self._checkpoint = tf.train.Checkpoint(global_step=global_step, **trackables)
         self._max_to_keep = max_to_keep
         self._lock = LogdirLock(logdir)
@@ -63,12 +77,16 @@ class TrainingRun:
         self.last_saved_step: int | None = None
 
     def __enter__(self) -> "TrainingRun":
-        summaries.prepare_logdir(self.logdir)
-        self._lock.acquire()
+        if self.is_chief:
+            summaries.prepare_logdir(self.logdir)
+            self._lock.acquire()
+        else:
+            name = distribution.worker_name(self.strategy).replace(" ", "-") or "worker"
+            self.output_dir = tempfile.mkdtemp(prefix=f"{name}-")
         self._stop_signals.__enter__()
         self._manager = tf.train.CheckpointManager(
             self._checkpoint,
-            os.path.join(self.logdir, CHECKPOINT_DIRECTORY),
+            os.path.join(self.output_dir, CHECKPOINT_DIRECTORY),
             max_to_keep=self._max_to_keep,
             checkpoint_name="ckpt",
         )
@@ -78,12 +96,17 @@ class TrainingRun:
         if self.writers is not None:
             self.writers.close()
         self._stop_signals.__exit__()
-        self._lock.release()
+        if self.is_chief:
+            self._lock.release()
+        else:
+            shutil.rmtree(self.output_dir, ignore_errors=True)
 
     @property
     def latest_checkpoint(self) -> str | None:
-        """Path prefix of the newest checkpoint, or None."""
-        return self._manager.latest_checkpoint
+        """Path prefix of the newest checkpoint, or None (always the chief's, on any worker)."""
+        if self.is_chief:
+            return self._manager.latest_checkpoint
+        return tf.train.latest_checkpoint(os.path.join(self.logdir, CHECKPOINT_DIRECTORY))
 
     def describe_last_checkpoint(self) -> str:
         """`step 400 (logs/x/checkpoints/ckpt-400)`, or `none yet`, for messages."""
@@ -131,10 +154,11 @@ class TrainingRun:
 
     def open_writers(self) -> summaries.SummaryWriters:
         """Drops points written after the restored checkpoint, then opens the train/eval writers."""
-        summaries.trim_events_after(
-            self.logdir, self.last_saved_step if self.last_saved_step is not None else -1
-        )
-        self.writers = summaries.create_writers(self.logdir)
+        if self.is_chief:
+            summaries.trim_events_after(
+                self.logdir, self.last_saved_step if self.last_saved_step is not None else -1
+            )
+        self.writers = summaries.create_writers(self.output_dir)
         return self.writers
 
     def save(self, step: int) -> str:
@@ -164,11 +188,18 @@ class TrainingRun:
         Raises:
             Interrupted: after saving, if SIGINT or SIGTERM arrived during the loop.
         """
-        if self._stop_signals.received is not None:
-            path = self.save(step)
+        received = self._stop_signals.received
+        # All workers agree, or one would leave the others waiting in the next collective.
+        if distribution.any_worker(self.strategy, received is not None):
+            self.save(step)
+            if received is None:
+                raise Interrupted(
+                    signal.SIGTERM, f"another worker was stopped at step {step}; stopping too."
+                )
             raise Interrupted(
-                self._stop_signals.received,
-                f"{self._stop_signals.name} at step {step}; checkpoint saved to {path}. "
+                received,
+                f"{self._stop_signals.name} at step {step}; checkpoint saved to "
+                f"{self.latest_checkpoint}. "
                 "Run the same command again to resume.",
             )
         last = self.last_saved_step or 0

@@ -13,6 +13,7 @@ from common import cli
 # Kept literal (a test checks it against data.DATASET_NAMES) so that flags parse before TensorFlow
 # is imported: a bad flag is reported in milliseconds, with none of TensorFlow's start-up noise.
 DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker")  # Checked against common.distribution.
 
 flags.DEFINE_string(
     "logdir", "logs/mnist_mlp", "Run directory: summaries and checkpoints; reruns resume."
@@ -56,6 +57,26 @@ flags.DEFINE_bool(
     "jit_compile", False, "XLA-compile the train step (faster for some models; see make bench)."
 )
 
+flags.DEFINE_enum(
+    "strategy",
+    "default",
+    STRATEGY_NAMES,
+    "tf.distribute strategy: default (one device), mirrored (all local GPUs, else "
+    "--num_cpu_devices logical CPUs), multi_worker (the cluster in TF_CONFIG).",
+)
+flags.DEFINE_integer(
+    "num_cpu_devices",
+    1,
+    "Split the CPU into this many logical devices (for --strategy=mirrored without GPUs).",
+    lower_bound=1,
+)
+flags.register_multi_flags_validator(
+    ["jit_compile", "strategy"],
+    lambda values: not values["jit_compile"] or values["strategy"] == "default",
+    message="--jit_compile works with --strategy=default only (XLA cannot place mirrored "
+    "variables on logical CPUs)",
+)
+
 flags.register_validator(
     "learning_rate",
     lambda value: math.isfinite(value) and value > 0,
@@ -83,6 +104,8 @@ def main(argv: list[str]) -> None:
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
         hidden_units=FLAGS.hidden_units,
         profile=FLAGS.profile,
+        strategy=FLAGS.strategy,
+        num_cpu_devices=FLAGS.num_cpu_devices,
     )
     with cli.exit_on_user_error():
         train.train_and_evaluate(config, FLAGS.logdir)

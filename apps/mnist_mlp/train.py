@@ -5,6 +5,10 @@ train steps inside one `tf.function` call, so Python runs once per loop instead 
 summaries, eval and console output only at loop boundaries, off the hot path. Before the first loop,
 the first train step runs once under `trace_on`, which writes the op graph of the whole step.
 
+The same code runs on one device or many (`common.distribution`): variables live in the
+strategy's scope, each batch is split across replicas, each replica's loss is scaled by the global
+batch, and the chief alone writes to the logdir.
+
 Checkpoints (`common.training_run`) make a run resumable: the same command again continues from
 the latest checkpoint, SIGINT/SIGTERM save one before stopping, and a NaN loss stops the run without
 overwriting the last good one.
@@ -23,7 +27,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -44,14 +48,19 @@ class Config:
     checkpoint_every_steps: int = 1000
     hidden_units: int = 64
     profile: bool = False  # Profile the second loop into <logdir>/train/plugins/profile.
-    jit_compile: bool = False  # XLA-compile the train step.
+    jit_compile: bool = False  # XLA-compile the train step (default strategy only).
+    strategy: str = "default"  # One of common.distribution.STRATEGY_NAMES.
+    num_cpu_devices: int = 1  # Logical CPUs to split the CPU into (for mirrored on CPU).
+
+
+def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy of each integer label against its logits: shape [batch]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
 def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Mean softmax cross-entropy of integer labels against logits."""
-    return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    )
+    return tf.reduce_mean(per_example_loss(labels, logits))
 
 
 def train_and_evaluate(
@@ -79,15 +88,28 @@ def train_and_evaluate(
         common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
+    # First: splitting the CPU into logical devices must precede every other TensorFlow call.
+    strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
     keras.utils.set_random_seed(config.seed)
-    model = model_lib.create_model(config.hidden_units)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    # Create the optimizer's slot variables now rather than inside the first step: a tf.function
-    # that creates variables is traced twice, and its graph fills up with initializers.
-    optimizer.build(model.trainable_variables)
-    global_step = step_counter.create_global_step()
+    with strategy.scope():  # Variables made here are mirrored on every replica.
+        model = model_lib.create_model(config.hidden_units)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        # Create the optimizer's slot variables now rather than inside the first step: a
+        # tf.function that creates variables is traced twice, and its graph fills up with
+        # initializers.
+        optimizer.build(model.trainable_variables)
+        global_step = step_counter.create_global_step()
+        train_loss = keras.metrics.Mean(name="loss")
+        train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        eval_loss = keras.metrics.Mean(name="loss")
+        eval_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     run = training_run.TrainingRun(
-        logdir, global_step, config.checkpoint_every_steps, model=model, optimizer=optimizer
+        logdir,
+        global_step,
+        config.checkpoint_every_steps,
+        strategy=strategy,
+        model=model,
+        optimizer=optimizer,
     )
     with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
         start_step = run.restore()
@@ -95,32 +117,48 @@ def train_and_evaluate(
             return {"steps": start_step}
         if datasets is None:
             datasets = data.load_datasets(config.dataset, config.data_dir, config.seed)
-        print(f"dataset: {datasets.description}", flush=True)
-        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        if run.is_chief:
+            print(f"dataset: {datasets.description}", flush=True)
+            print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        if strategy.num_replicas_in_sync > 1:
+            print(
+                f"strategy: {config.strategy}: each batch of {config.batch_size} examples is split "
+                f"over {strategy.num_replicas_in_sync} replicas",
+                flush=True,
+            )
+        # Pipelines batch by the global batch size; the strategy splits each batch over the
+        # replicas. A resumed run reshuffles with another seed, so it does not replay the same
+        # batches.
         train_batches = iter(
-            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            strategy.experimental_distribute_dataset(
+                data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            )
         )
-        eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
+        eval_batches = strategy.experimental_distribute_dataset(
+            data.eval_pipeline(datasets.test, config.batch_size)
+        )
 
-        train_loss = keras.metrics.Mean(name="loss")
-        train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        eval_loss = keras.metrics.Mean(name="loss")
-        eval_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            """One replica's share of a step; the optimizer sums the replicas' gradients."""
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                losses = per_example_loss(labels, logits)
+                # Divided by the global batch, not this replica's: the sum over replicas is then
+                # the mean over the whole batch, as on one device.
+                loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            train_loss.update_state(losses)
+            train_accuracy.update_state(labels, logits)
+            global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
+            return loss
 
         # With jit_compile, XLA fuses the step's ops; its graph is then written from the concrete
         # function (see common.graphs), as a traced export of an XLA step is empty.
         @tf.function(jit_compile=config.jit_compile)
         def train_step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                loss = compute_loss(labels, logits)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-            train_loss.update_state(loss)
-            train_accuracy.update_state(labels, logits)
-            global_step.assign_add(1)
-            return loss
+            per_replica_loss = strategy.run(replica_step, args=(images, labels))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
 
         @tf.function
         def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
@@ -134,23 +172,26 @@ def train_and_evaluate(
                     break  # Stop at the first NaN/Inf step; the caller reports it.
             return loss
 
-        # The last eval batch is smaller; reduce_retracing gives it a shape-generic graph.
-        @tf.function(reduce_retracing=True)
-        def eval_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+        def replica_eval_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+            # Per-example losses: the last batch is smaller, and a replica may even get none.
             logits = model(images, training=False)
-            eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
+            eval_loss.update_state(per_example_loss(labels, logits))
             eval_accuracy.update_state(labels, logits)
+
+        @tf.function
+        def eval_loop(batches: tf.distribute.DistributedDataset) -> None:
+            for images, labels in batches:
+                strategy.run(replica_eval_step, args=(images, labels))
 
         def evaluate() -> dict[str, float]:
             eval_loss.reset_state()
             eval_accuracy.reset_state()
-            for images, labels in eval_batches:
-                eval_step(images, labels)
+            eval_loop(eval_batches)
             return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
 
         writers = run.open_writers()
         if start_step == 0:
-            summaries.write_hparams(logdir, dataclasses.asdict(config))  # The HParams tab.
+            summaries.write_hparams(run.output_dir, dataclasses.asdict(config))  # The HParams tab.
             with writers.train.as_default(step=0):
                 tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
                 tf.summary.text("dataset", datasets.description)
@@ -175,7 +216,7 @@ def train_and_evaluate(
             # The second loop, not the first: the first includes train_loop's one-time tracing.
             profiling = config.profile and loops_run == 1
             if profiling:
-                tf.profiler.experimental.start(f"{logdir}/train")
+                tf.profiler.experimental.start(f"{run.output_dir}/train")
             loop_start = time.perf_counter()
             loss = train_loop(train_batches, tf.constant(loop_steps))
             step = int(global_step.numpy())  # Reading the step waits for the loop to finish.
@@ -215,7 +256,8 @@ def train_and_evaluate(
                 console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
             if "steps_per_second" in scalars:
                 console["steps/s"] = round(scalars["steps_per_second"], 1)
-            progress.print_progress(step, config.num_steps, console)
+            if run.is_chief:
+                progress.print_progress(step, config.num_steps, console)
             run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
         if run.last_saved_step != step:
