@@ -60,3 +60,36 @@ def exit_on_user_error() -> Iterator[None]:
         _fail(str(error), EXIT_USER_ERROR)
     except Interrupted as interrupted:
         _fail(str(interrupted), interrupted.exit_code, prefix="interrupted")
+
+
+# The names of common.distribution.STRATEGY_NAMES, repeated so that flags parse before TensorFlow
+# is imported (a test keeps the two equal).
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
+
+
+def define_strategy_flags() -> None:
+    """Defines `--strategy` and `--num_cpu_devices` (read by the app's `main.py`).
+
+    Call it after `--jit_compile`, if the app has one: XLA then needs the default strategy.
+    """
+    flags.DEFINE_enum(
+        "strategy",
+        "default",
+        STRATEGY_NAMES,
+        "tf.distribute strategy: default (one device), mirrored (all local GPUs, else "
+        "--num_cpu_devices logical CPUs), multi_worker (the cluster in TF_CONFIG; run the same "
+        "command on every worker).",
+    )
+    flags.DEFINE_integer(
+        "num_cpu_devices",
+        1,
+        "Split the CPU into this many logical devices (for --strategy=mirrored without GPUs).",
+        lower_bound=1,
+    )
+    if "jit_compile" in flags.FLAGS:
+        flags.register_multi_flags_validator(
+            ["jit_compile", "strategy"],
+            lambda values: not values["jit_compile"] or values["strategy"] == "default",
+            message="--jit_compile works with --strategy=default only (XLA cannot place "
+            "mirrored variables on logical CPUs)",
+        )

@@ -140,3 +140,16 @@ def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
         lambda context: tf.constant(1.0 if flag else 0.0)
     )
     return float(strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)) > 0
+
+
+def describe(strategy: tf.distribute.Strategy, name: str, batch_size: int) -> str:
+    """`strategy: mirrored: each batch of 128 examples is split over 2 replicas`; '' for one."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return ""
+    workers = num_workers(strategy)
+    where = f" on {workers} workers" if workers > 1 else ""
+    return (
+        f"strategy: {name}: each batch of {batch_size} examples is split over {replicas} "
+        f"replicas{where}"
+    )

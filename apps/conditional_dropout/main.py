@@ -48,6 +48,8 @@ flags.DEFINE_integer(
     "checkpoint_every_steps", 500, "Save a checkpoint this often (and at the end).", lower_bound=1
 )
 
+cli.define_strategy_flags()  # --strategy, --num_cpu_devices.
+
 FLAGS = flags.FLAGS
 
 
@@ -68,6 +70,8 @@ def main(argv: list[str]) -> None:
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+        strategy=FLAGS.strategy,
+        num_cpu_devices=FLAGS.num_cpu_devices,
     )
     with cli.exit_on_user_error():
         train.train_and_evaluate(config, FLAGS.logdir)

@@ -23,7 +23,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -43,11 +43,19 @@ class Config:
     steps_per_loop: int = 50
     eval_every_steps: int = 100
     checkpoint_every_steps: int = 500
+    strategy: str = "default"  # One of common.distribution.STRATEGY_NAMES.
+    num_cpu_devices: int = 1  # Logical CPUs to split the CPU into (for mirrored on CPU).
+
+
+def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Sigmoid cross-entropy of each 0/1 label against its logit: shape [batch]."""
+    losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(losses, axis=-1)  # Labels and logits are [batch, 1].
 
 
 def compute_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Mean sigmoid cross-entropy of 0/1 labels against logits."""
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+    return tf.reduce_mean(per_example_loss(labels, logits))
 
 
 def train_and_evaluate(
@@ -76,16 +84,30 @@ def train_and_evaluate(
         common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
+    # First: splitting the CPU into logical devices must precede every other TensorFlow call.
+    strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
     keras.utils.set_random_seed(config.seed)
-    model = model_lib.create_model(
-        data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
-    )
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
-    optimizer.build(model.trainable_variables)
-    global_step = step_counter.create_global_step()
+    with strategy.scope():  # Variables made here are mirrored on every replica.
+        model = model_lib.create_model(
+            data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
+        )
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        # Slot variables now, not in the first step: a tf.function that creates variables
+        # traces twice.
+        optimizer.build(model.trainable_variables)
+        global_step = step_counter.create_global_step()
+        train_loss = keras.metrics.Mean(name="loss")
+        # Logits, so the decision threshold is 0, not 0.5.
+        train_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+        eval_loss = keras.metrics.Mean(name="loss")
+        eval_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
     run = training_run.TrainingRun(
-        logdir, global_step, config.checkpoint_every_steps, model=model, optimizer=optimizer
+        logdir,
+        global_step,
+        config.checkpoint_every_steps,
+        strategy=strategy,
+        model=model,
+        optimizer=optimizer,
     )
     with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
         start_step = run.restore()
@@ -93,30 +115,40 @@ def train_and_evaluate(
             return {"steps": start_step}
         if datasets is None:
             datasets = data.make_datasets(config.seed)
-        print(f"dataset: {datasets.description}", flush=True)
-        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        if run.is_chief:
+            print(f"dataset: {datasets.description}", flush=True)
+            print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        if strategy.num_replicas_in_sync > 1:
+            print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
+        # Pipelines batch by the global batch size; the strategy splits each batch over the
+        # replicas. A resumed run reshuffles with another seed, so it does not replay the same
+        # batches.
         train_batches = iter(
-            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            strategy.experimental_distribute_dataset(
+                data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            )
         )
-        eval_batches = data.eval_pipeline(datasets.test)
-        train_loss = keras.metrics.Mean(name="loss")
-        # Logits, so the decision threshold is 0, not 0.5.
-        train_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
-        eval_loss = keras.metrics.Mean(name="loss")
-        eval_accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+        eval_batches = strategy.experimental_distribute_dataset(data.eval_pipeline(datasets.test))
+
+        def replica_step(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            """One replica's share of a step; the optimizer sums the replicas' gradients."""
+            with tf.GradientTape() as tape:
+                logits = model(features, training=True)  # Dropout as the layers' switches say.
+                losses = per_example_loss(labels, logits)
+                # Divided by the global batch, not this replica's: the sum over replicas is then
+                # the mean over the whole batch, as on one device.
+                loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            train_loss.update_state(losses)
+            train_accuracy.update_state(labels, logits)
+            global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
+            return loss
 
         @tf.function
         def train_step(features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                logits = model(features, training=True)  # Dropout as the layers' switches say.
-                loss = compute_loss(labels, logits)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-            train_loss.update_state(loss)
-            train_accuracy.update_state(labels, logits)
-            global_step.assign_add(1)
-            return loss
+            per_replica_loss = strategy.run(replica_step, args=(features, labels))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
 
         @tf.function
         def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
@@ -136,22 +168,26 @@ def train_and_evaluate(
         def inference_step(features: tf.Tensor) -> tf.Tensor:
             return model(features, training=False)
 
-        @tf.function
-        def eval_step(features: tf.Tensor, labels: tf.Tensor) -> None:
+        def replica_eval_step(features: tf.Tensor, labels: tf.Tensor) -> None:
             logits = inference_step(features)  # Reuses the one traced inference graph.
-            eval_loss.update_state(compute_loss(labels, logits), sample_weight=tf.shape(labels)[0])
+            # Per-example losses: the last batch is smaller, and a replica may even get none.
+            eval_loss.update_state(per_example_loss(labels, logits))
             eval_accuracy.update_state(labels, logits)
+
+        @tf.function
+        def eval_loop(batches: tf.distribute.DistributedDataset) -> None:
+            for features, labels in batches:
+                strategy.run(replica_eval_step, args=(features, labels))
 
         def evaluate() -> dict[str, float]:
             eval_loss.reset_state()
             eval_accuracy.reset_state()
-            for features, labels in eval_batches:
-                eval_step(features, labels)
+            eval_loop(eval_batches)
             return {"loss": float(eval_loss.result()), "accuracy": float(eval_accuracy.result())}
 
         writers = run.open_writers()
         if start_step == 0:
-            summaries.write_hparams(logdir, dataclasses.asdict(config))  # The HParams tab.
+            summaries.write_hparams(run.output_dir, dataclasses.asdict(config))  # The HParams tab.
             with writers.train.as_default(step=0):
                 tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
                 tf.summary.text("dataset", datasets.description)
@@ -228,10 +264,12 @@ def train_and_evaluate(
                 # The runtime switch: assigning the layers' variables changes what the traced If op
                 # runs from the next step on. No retrace.
                 model_lib.set_dropout_enabled(model, False)
-                print(f"step {step}: dropout turned off", flush=True)
+                if run.is_chief:
+                    print(f"step {step}: dropout turned off", flush=True)
             if "steps_per_second" in scalars:
                 console["steps/s"] = round(scalars["steps_per_second"], 1)
-            progress.print_progress(step, config.num_steps, console)
+            if run.is_chief:
+                progress.print_progress(step, config.num_steps, console)
             run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
         if run.last_saved_step != step:

@@ -13,7 +13,6 @@ from common import cli
 # Kept literal (a test checks it against data.DATASET_NAMES) so that flags parse before TensorFlow
 # is imported: a bad flag is reported in milliseconds, with none of TensorFlow's start-up noise.
 DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker")  # Checked against common.distribution.
 
 flags.DEFINE_string(
     "logdir", "logs/mnist_mlp", "Run directory: summaries and checkpoints; reruns resume."
@@ -57,25 +56,7 @@ flags.DEFINE_bool(
     "jit_compile", False, "XLA-compile the train step (faster for some models; see make bench)."
 )
 
-flags.DEFINE_enum(
-    "strategy",
-    "default",
-    STRATEGY_NAMES,
-    "tf.distribute strategy: default (one device), mirrored (all local GPUs, else "
-    "--num_cpu_devices logical CPUs), multi_worker (the cluster in TF_CONFIG).",
-)
-flags.DEFINE_integer(
-    "num_cpu_devices",
-    1,
-    "Split the CPU into this many logical devices (for --strategy=mirrored without GPUs).",
-    lower_bound=1,
-)
-flags.register_multi_flags_validator(
-    ["jit_compile", "strategy"],
-    lambda values: not values["jit_compile"] or values["strategy"] == "default",
-    message="--jit_compile works with --strategy=default only (XLA cannot place mirrored "
-    "variables on logical CPUs)",
-)
+cli.define_strategy_flags()  # --strategy, --num_cpu_devices.
 
 flags.register_validator(
     "learning_rate",

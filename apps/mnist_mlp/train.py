@@ -121,11 +121,7 @@ def train_and_evaluate(
             print(f"dataset: {datasets.description}", flush=True)
             print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
         if strategy.num_replicas_in_sync > 1:
-            print(
-                f"strategy: {config.strategy}: each batch of {config.batch_size} examples is split "
-                f"over {strategy.num_replicas_in_sync} replicas",
-                flush=True,
-            )
+            print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
         # Pipelines batch by the global batch size; the strategy splits each batch over the
         # replicas. A resumed run reshuffles with another seed, so it does not replay the same
         # batches.

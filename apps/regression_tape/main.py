@@ -45,6 +45,8 @@ flags.DEFINE_integer(
     "checkpoint_every_steps", 1000, "Save a checkpoint this often (and at the end).", lower_bound=1
 )
 
+cli.define_strategy_flags()  # --strategy, --num_cpu_devices.
+
 FLAGS = flags.FLAGS
 
 
@@ -63,6 +65,8 @@ def main(argv: list[str]) -> None:
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
         jit_compile=FLAGS.jit_compile,
+        strategy=FLAGS.strategy,
+        num_cpu_devices=FLAGS.num_cpu_devices,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
     )
     with cli.exit_on_user_error():

@@ -5,7 +5,8 @@ reader. Here both are explicit (`data.py`, `compute_loss`) and the loop follows 
 mnist_mlp: an int64 global step, `steps_per_loop` steps per `tf.function` call, summaries, eval and
 console output at loop boundaries, and the first step run inside the graph trace.
 
-Checkpoints (`common.training_run`) make a run resumable, as in mnist_mlp.
+Checkpoints (`common.training_run`) make a run resumable, and `common.distribution` runs the same
+loop on several replicas or workers, as in mnist_mlp.
 
 What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, model summary, config and
@@ -21,7 +22,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -39,12 +40,19 @@ class Config:
     steps_per_loop: int = 100
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 1000
-    jit_compile: bool = False  # XLA-compile the train step.
+    jit_compile: bool = False  # XLA-compile the train step (default strategy only).
+    strategy: str = "default"  # One of common.distribution.STRATEGY_NAMES.
+    num_cpu_devices: int = 1  # Logical CPUs to split the CPU into (for mirrored on CPU).
+
+
+def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
+    """Squared error of each example: shape [batch] (targets and predictions are [batch, 1])."""
+    return tf.reduce_sum(tf.square(predictions - targets), axis=-1)
 
 
 def compute_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
     """Mean squared error: the loss whose minimum, for Gaussian noise, is the noise variance."""
-    return tf.reduce_mean(tf.square(predictions - targets))
+    return tf.reduce_mean(per_example_loss(targets, predictions))
 
 
 def train_and_evaluate(
@@ -71,28 +79,16 @@ def train_and_evaluate(
         common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
+    # First: splitting the CPU into logical devices must precede every other TensorFlow call.
+    strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
     keras.utils.set_random_seed(config.seed)
-    model = model_lib.create_model()
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
-    optimizer.build(model.trainable_variables)
-    global_step = step_counter.create_global_step()
-    run = training_run.TrainingRun(
-        logdir, global_step, config.checkpoint_every_steps, model=model, optimizer=optimizer
-    )
-    with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
-        start_step = run.restore()
-        if run.already_finished(config.num_steps):
-            return {"steps": start_step}
-        if datasets is None:
-            datasets = data.make_datasets(config.seed, config.noise_std)
-        print(f"dataset: {datasets.description}", flush=True)
-        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-        # A resumed run reshuffles with another seed, so it does not replay the same batches.
-        train_batches = iter(
-            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
-        )
-        eval_batches = data.eval_pipeline(datasets.test, config.batch_size)
+    with strategy.scope():  # Variables made here are mirrored on every replica.
+        model = model_lib.create_model()
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        # Slot variables now, not in the first step: a tf.function that creates variables
+        # traces twice.
+        optimizer.build(model.trainable_variables)
+        global_step = step_counter.create_global_step()
         train_loss = keras.metrics.Mean(name="loss")
         global_gradient_norm = keras.metrics.Mean(name="gradient_norm/global")
         # One norm per variable shows which layer's gradients vanish or explode; the global norm
@@ -104,22 +100,65 @@ def train_and_evaluate(
         eval_loss = keras.metrics.MeanSquaredError(name="loss")
         eval_mae = keras.metrics.MeanAbsoluteError(name="mae")
         eval_rmse = keras.metrics.RootMeanSquaredError(name="rmse")
+    run = training_run.TrainingRun(
+        logdir,
+        global_step,
+        config.checkpoint_every_steps,
+        strategy=strategy,
+        model=model,
+        optimizer=optimizer,
+    )
+    with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
+        start_step = run.restore()
+        if run.already_finished(config.num_steps):
+            return {"steps": start_step}
+        if datasets is None:
+            datasets = data.make_datasets(config.seed, config.noise_std)
+        if run.is_chief:
+            print(f"dataset: {datasets.description}", flush=True)
+            print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        if strategy.num_replicas_in_sync > 1:
+            print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
+        # Pipelines batch by the global batch size; the strategy splits each batch over the
+        # replicas. A resumed run reshuffles with another seed, so it does not replay the same
+        # batches.
+        train_batches = iter(
+            strategy.experimental_distribute_dataset(
+                data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            )
+        )
+        eval_batches = strategy.experimental_distribute_dataset(
+            data.eval_pipeline(datasets.test, config.batch_size)
+        )
+
+        def replica_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+            """One replica's share of a step; the optimizer sums the replicas' gradients."""
+            with tf.GradientTape() as tape:
+                predictions = model(features, training=True)
+                losses = per_example_loss(targets, predictions)
+                # Divided by the global batch, not this replica's: the sum over replicas is then
+                # the mean over the whole batch, as on one device.
+                loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            train_loss.update_state(losses)
+            # The norms of the whole batch's gradient, not of this replica's share: sum the
+            # shares first (the identity with one replica).
+            gradients = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, gradients
+            )
+            global_gradient_norm.update_state(tf.linalg.global_norm(gradients))
+            for gradient, norm in zip(gradients, gradient_norms, strict=True):
+                norm.update_state(tf.norm(gradient))
+            global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
+            return loss
 
         # With jit_compile, XLA fuses the step's ops; its graph is then written from the concrete
         # function (see common.graphs), as a traced export of an XLA step is empty.
         @tf.function(jit_compile=config.jit_compile)
         def train_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                predictions = model(features, training=True)
-                loss = compute_loss(targets, predictions)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-            train_loss.update_state(loss)
-            global_gradient_norm.update_state(tf.linalg.global_norm(gradients))
-            for gradient, norm in zip(gradients, gradient_norms, strict=True):
-                norm.update_state(tf.norm(gradient))
-            global_step.assign_add(1)
-            return loss
+            per_replica_loss = strategy.run(replica_step, args=(features, targets))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
 
         @tf.function
         def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
@@ -133,26 +172,27 @@ def train_and_evaluate(
                     break  # Stop at the first NaN/Inf step; the caller reports it.
             return loss
 
-        @tf.function(
-            reduce_retracing=True
-        )  # The last eval batch is smaller: one shape-generic graph.
-        def eval_step(features: tf.Tensor, targets: tf.Tensor) -> None:
+        def replica_eval_step(features: tf.Tensor, targets: tf.Tensor) -> None:
             predictions = model(features, training=False)
             for metric in (eval_loss, eval_mae, eval_rmse):
                 metric.update_state(targets, predictions)
 
+        @tf.function
+        def eval_loop(batches: tf.distribute.DistributedDataset) -> None:
+            for features, targets in batches:
+                strategy.run(replica_eval_step, args=(features, targets))
+
         def evaluate() -> dict[str, float]:
             for metric in (eval_loss, eval_mae, eval_rmse):
                 metric.reset_state()
-            for features, targets in eval_batches:
-                eval_step(features, targets)
+            eval_loop(eval_batches)
             return {
                 metric.name: float(metric.result()) for metric in (eval_loss, eval_mae, eval_rmse)
             }
 
         writers = run.open_writers()
         if start_step == 0:
-            summaries.write_hparams(logdir, dataclasses.asdict(config))  # The HParams tab.
+            summaries.write_hparams(run.output_dir, dataclasses.asdict(config))  # The HParams tab.
             with writers.train.as_default(step=0):
                 tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
                 tf.summary.text("dataset", datasets.description)
@@ -210,7 +250,8 @@ def train_and_evaluate(
                 console.update({f"eval/{name}": value for name, value in eval_metrics.items()})
             if "steps_per_second" in scalars:
                 console["steps/s"] = round(scalars["steps_per_second"], 1)
-            progress.print_progress(step, config.num_steps, console)
+            if run.is_chief:
+                progress.print_progress(step, config.num_steps, console)
             run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
         if run.last_saved_step != step:

@@ -64,6 +64,8 @@ flags.register_validator(
     "window_length", lambda value: value % 4 == 0, message="must be a multiple of 4"
 )
 
+cli.define_strategy_flags()  # --strategy, --num_cpu_devices.
+
 FLAGS = flags.FLAGS
 
 
@@ -86,6 +88,8 @@ def main(argv: list[str]) -> None:
         steps_per_loop=FLAGS.steps_per_loop,
         eval_every_steps=FLAGS.eval_every_steps,
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+        strategy=FLAGS.strategy,
+        num_cpu_devices=FLAGS.num_cpu_devices,
     )
     with cli.exit_on_user_error():
         train.train_and_evaluate(config, FLAGS.logdir)

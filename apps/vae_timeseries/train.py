@@ -7,8 +7,9 @@ computed from the global step inside the graph, so the schedule costs no retrace
 is -(reconstruction + KL) at beta 1, per window (up to a constant: the reconstruction term is the
 Gaussian log-likelihood with unit variance).
 
-The loop follows Orbit, and checkpoints (`common.training_run`) make a run resumable, as in
-mnist_mlp. What lands in `<logdir>`:
+The loop follows Orbit, checkpoints (`common.training_run`) make a run resumable, and
+`common.distribution` runs it on several replicas or workers, as in mnist_mlp.
+What lands in `<logdir>`:
   train/  the whole VAE step's op graph (tag `graph/train_step`); conceptual graphs and model
           summaries of `encoder` and `decoder`; config and dataset text; scalars
           `reconstruction_loss`, `kl`, `elbo`, `loss`, `beta`, `learning_rate`, `steps_per_second`,
@@ -27,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -52,6 +53,8 @@ class Config:
     steps_per_loop: int = 100
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 1000
+    strategy: str = "default"  # One of common.distribution.STRATEGY_NAMES.
+    num_cpu_devices: int = 1  # Logical CPUs to split the CPU into (for mirrored on CPU).
 
 
 def reconstruction_loss(windows: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
@@ -118,6 +121,8 @@ def train_and_evaluate(
         common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
+    # First: splitting the CPU into logical devices must precede every other TensorFlow call.
+    strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
     keras.utils.set_random_seed(config.seed)
     # The data decide the number of channels, so they come before the model; a bad data file is
     # reported before the logdir is touched.
@@ -125,21 +130,31 @@ def train_and_evaluate(
         datasets = data.load_datasets(
             config.data_path, config.window_length, config.num_channels, config.seed
         )
-    encoder = model_lib.create_encoder(
-        config.window_length, datasets.num_channels, config.latent_dim, config.seed
-    )
-    decoder = model_lib.create_decoder(
-        config.window_length, datasets.num_channels, config.latent_dim
-    )
-    trainable_variables = encoder.trainable_variables + decoder.trainable_variables
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    # Slot variables now, not in the first step: a tf.function that creates variables traces twice.
-    optimizer.build(trainable_variables)
-    global_step = step_counter.create_global_step()
+    with strategy.scope():  # Variables made here are mirrored on every replica.
+        encoder = model_lib.create_encoder(
+            config.window_length, datasets.num_channels, config.latent_dim, config.seed
+        )
+        decoder = model_lib.create_decoder(
+            config.window_length, datasets.num_channels, config.latent_dim
+        )
+        trainable_variables = encoder.trainable_variables + decoder.trainable_variables
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        # Slot variables now, not in the first step: a tf.function that creates variables
+        # traces twice.
+        optimizer.build(trainable_variables)
+        global_step = step_counter.create_global_step()
+        train_metrics = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("reconstruction_loss", "kl", "elbo", "loss")
+        }
+        eval_metrics = {
+            name: keras.metrics.Mean(name=name) for name in ("reconstruction_loss", "kl", "elbo")
+        }
     run = training_run.TrainingRun(
         logdir,
         global_step,
         config.checkpoint_every_steps,
+        strategy=strategy,
         encoder=encoder,
         decoder=decoder,
         optimizer=optimizer,
@@ -148,39 +163,48 @@ def train_and_evaluate(
         start_step = run.restore()
         if run.already_finished(config.num_steps):
             return {"steps": start_step}
-        print(f"dataset: {datasets.description}", flush=True)
-        print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
-        # A resumed run reshuffles with another seed, so it does not replay the same batches.
+        if run.is_chief:
+            print(f"dataset: {datasets.description}", flush=True)
+            print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+        if strategy.num_replicas_in_sync > 1:
+            print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
+        # Pipelines batch by the global batch size; the strategy splits each batch over the
+        # replicas. A resumed run reshuffles with another seed, so it does not replay the same
+        # batches.
         train_batches = iter(
-            data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            strategy.experimental_distribute_dataset(
+                data.train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
+            )
         )
         eval_batches = data.eval_pipeline(datasets.eval, config.batch_size)
+        distributed_eval_batches = strategy.experimental_distribute_dataset(eval_batches)
 
-        train_metrics = {
-            name: keras.metrics.Mean(name=name)
-            for name in ("reconstruction_loss", "kl", "elbo", "loss")
-        }
-        eval_metrics = {
-            name: keras.metrics.Mean(name=name) for name in ("reconstruction_loss", "kl", "elbo")
-        }
-
-        @tf.function
-        def train_step(windows: tf.Tensor) -> tf.Tensor:
+        def replica_step(windows: tf.Tensor) -> tf.Tensor:
+            """One replica's share of a step; the optimizer sums the replicas' gradients."""
             beta = kl_weight(global_step, config.kl_warmup_steps)
             with tf.GradientTape() as tape:
                 mean, log_variance, z = encoder(windows, training=True)
                 reconstructions = decoder(z, training=True)
-                reconstruction = tf.reduce_mean(reconstruction_loss(windows, reconstructions))
-                kl = tf.reduce_mean(kl_divergence(mean, log_variance))
-                loss = reconstruction + beta * kl
+                reconstruction = reconstruction_loss(windows, reconstructions)  # Per window.
+                kl = kl_divergence(mean, log_variance)
+                # Divided by the global batch, not this replica's: the sum over replicas is then
+                # the mean over the whole batch, as on one device.
+                loss = tf.nn.compute_average_loss(
+                    reconstruction + beta * kl, global_batch_size=config.batch_size
+                )
             gradients = tape.gradient(loss, trainable_variables)
             optimizer.apply_gradients(zip(gradients, trainable_variables, strict=True))
             train_metrics["reconstruction_loss"].update_state(reconstruction)
             train_metrics["kl"].update_state(kl)
             train_metrics["elbo"].update_state(-(reconstruction + kl))
-            train_metrics["loss"].update_state(loss)
-            global_step.assign_add(1)
+            train_metrics["loss"].update_state(reconstruction + beta * kl)
+            global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
             return loss
+
+        @tf.function
+        def train_step(windows: tf.Tensor) -> tf.Tensor:
+            per_replica_loss = strategy.run(replica_step, args=(windows,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
 
         @tf.function
         def train_loop(iterator: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
@@ -193,32 +217,38 @@ def train_and_evaluate(
                     break  # Stop at the first NaN/Inf step; the caller reports it.
             return loss
 
-        # The last eval batch is smaller; reduce_retracing gives it a shape-generic graph.
-        @tf.function(reduce_retracing=True)
-        def eval_step(windows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def replica_eval_step(windows: tf.Tensor) -> None:
+            # Per-window terms: the last batch is smaller, and a replica may even get none.
             mean, log_variance, z = encoder(windows, training=False)
             reconstruction = reconstruction_loss(windows, decoder(z, training=False))
             kl = kl_divergence(mean, log_variance)
-            batch = tf.shape(windows)[0]
-            eval_metrics["reconstruction_loss"].update_state(
-                tf.reduce_mean(reconstruction), sample_weight=batch
-            )
-            eval_metrics["kl"].update_state(tf.reduce_mean(kl), sample_weight=batch)
-            eval_metrics["elbo"].update_state(
-                -tf.reduce_mean(reconstruction + kl), sample_weight=batch
-            )
+            eval_metrics["reconstruction_loss"].update_state(reconstruction)
+            eval_metrics["kl"].update_state(kl)
+            eval_metrics["elbo"].update_state(-(reconstruction + kl))
+
+        @tf.function
+        def eval_loop(batches: tf.distribute.DistributedDataset) -> None:
+            for windows in batches:
+                strategy.run(replica_eval_step, args=(windows,))
+
+        # The latent code of every eval window, for histograms: one pass, off the replicas (the
+        # last batch is smaller; reduce_retracing gives it a shape-generic graph).
+        @tf.function(reduce_retracing=True)
+        def encode(windows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            mean, log_variance, _ = encoder(windows, training=False)
             return mean, log_variance
 
         def evaluate(step: int) -> dict[str, float]:
             for metric in eval_metrics.values():
                 metric.reset_state()
-            means, log_variances = [], []
-            for windows in eval_batches:
-                mean, log_variance = eval_step(windows)
-                means.append(mean)
-                log_variances.append(log_variance)
+            eval_loop(distributed_eval_batches)
             results = {name: float(metric.result()) for name, metric in eval_metrics.items()}
             summaries.write_scalars(writers.eval, results, step)
+            means, log_variances = [], []
+            for windows in eval_batches:
+                mean, log_variance = encode(windows)
+                means.append(mean)
+                log_variances.append(log_variance)
             with writers.train.as_default(step=step):
                 tf.summary.histogram("latent/mean", tf.concat(means, axis=0))
                 tf.summary.histogram("latent/log_variance", tf.concat(log_variances, axis=0))
@@ -233,7 +263,7 @@ def train_and_evaluate(
 
         writers = run.open_writers()
         if start_step == 0:
-            summaries.write_hparams(logdir, dataclasses.asdict(config))  # The HParams tab.
+            summaries.write_hparams(run.output_dir, dataclasses.asdict(config))  # The HParams tab.
             with writers.train.as_default(step=0):
                 tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
                 tf.summary.text("dataset", datasets.description)
@@ -286,7 +316,8 @@ def train_and_evaluate(
                 console["eval/elbo"] = results["elbo"]
             if "steps_per_second" in scalars:
                 console["steps/s"] = round(scalars["steps_per_second"], 1)
-            progress.print_progress(step, config.num_steps, console)
+            if run.is_chief:
+                progress.print_progress(step, config.num_steps, console)
             run.end_of_loop(step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
         if run.last_saved_step != step:
