@@ -83,12 +83,22 @@ def create_strategy(name: str, num_cpu_devices: int = 1) -> tf.distribute.Strate
     split_cpu(num_cpu_devices)
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([device.name for device in devices])
-    _check_tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    if name not in _strategies:
+        if name == "mirrored":
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = gpus or tf.config.list_logical_devices("CPU")
+            _strategies[name] = tf.distribute.MirroredStrategy([device.name for device in devices])
+        else:
+            _check_tf_config()
+            _strategies[name] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _strategies[name]
+
+
+# One strategy of each kind per process. A second MirroredStrategy reuses the first one's
+# collective instance keys, and its all-reduce then fails ("Shape mismatch in the collective
+# instance"); a second MultiWorkerMirroredStrategy is refused outright. Tests and notebooks that
+# train several models in one process share the strategy instead.
+_strategies: dict[str, tf.distribute.Strategy] = {}
 
 
 def _check_tf_config() -> None:
