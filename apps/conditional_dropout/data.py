@@ -10,6 +10,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from common import input_pipeline
+
 NUM_FEATURES = 128
 NUM_INFORMATIVE = 8
 NUM_TRAIN_EXAMPLES = 2048
@@ -53,14 +55,12 @@ def make_datasets(seed: int) -> Datasets:
 
 
 def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless shuffled batches of a fixed shape, prefetched."""
-    return (
-        dataset.cache()
-        .shuffle(NUM_TRAIN_EXAMPLES, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    """Endless batches, reshuffled every epoch, of a fixed shape (so the step is traced once).
+
+    The examples are held in memory and batched by index (`common.input_pipeline`): tf.data's
+    textbook `shuffle().batch()` costs as much per example as this small model's step.
+    """
+    return input_pipeline.shuffled_batches(dataset, batch_size, seed)
 
 
 def eval_pipeline(dataset: tf.data.Dataset, batch_size: int = EVAL_BATCH_SIZE) -> tf.data.Dataset:

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import input_pipeline
 from common.errors import UserError
 
 DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
@@ -153,17 +154,13 @@ def preprocess(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor
 
 
 def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless shuffled batches, cached after preprocessing and prefetched.
+    """Endless batches, reshuffled every epoch, of a fixed shape (so the step is traced once).
 
-    `drop_remainder=True` gives every batch the same static shape, so the step is traced once.
+    The examples are held in memory and batched by index (`common.input_pipeline`): tf.data's
+    textbook `shuffle().batch()` costs as much per example as this small model's step.
     """
-    return (
-        dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
-        .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
+    return input_pipeline.shuffled_batches(
+        dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), batch_size, seed
     )
 
 

@@ -23,6 +23,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from common import input_pipeline
 from common.errors import UserError
 
 TRAIN_FRACTION = 0.8
@@ -189,14 +190,12 @@ def load_datasets(
 
 
 def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless shuffled batches of a fixed shape (so the step is traced once), prefetched."""
-    return (
-        dataset.cache()
-        .shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    """Endless batches, reshuffled every epoch, of a fixed shape (so the step is traced once).
+
+    The examples are held in memory and batched by index (`common.input_pipeline`): tf.data's
+    textbook `shuffle().batch()` costs as much per example as this small model's step.
+    """
+    return input_pipeline.shuffled_batches(dataset, batch_size, seed)
 
 
 def eval_pipeline(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
