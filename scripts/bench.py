@@ -1,7 +1,7 @@
 """`make bench`: how fast is this repo's GradientTape loop, against model.fit and the usual loops?
 
-For each workload (an app's model, its loss, its batch size, cached synthetic data of its shape), it
-measures, in one process, on the same model, data and batch size:
+For each workload (an app's model, its loss, its batch size, synthetic data of its shape, fed by the
+apps' own input pipeline), it measures, in one process, on the same model, data and batch size:
 
   eager                 a Python loop over an eager GradientTape step
   step_function         a Python loop calling a per-step tf.function
@@ -12,9 +12,16 @@ measures, in one process, on the same model, data and batch size:
   repo_loop_no_summaries  the same with no summary written: the summaries' cost is the difference
   repo_loop_1000        steps_per_loop=1000: what a longer loop buys
   repo_loop_jit         repo_loop with the step XLA-compiled (`--jit_compile`)
+  repo_loop_textbook_pipeline  repo_loop fed by `cache().shuffle().repeat().batch()` instead of
+                        the apps' pipeline (common.input_pipeline): what that pipeline buys
   fit                   model.fit, defaults (Keras 3 on TensorFlow resolves jit_compile to False)
   fit_spe32             model.fit with steps_per_execution=32, the baseline of the ratios
   fit_spe32_jit         model.fit with steps_per_execution=32 and jit_compile=True
+  fit_spe32_textbook_pipeline  fit_spe32 fed by the textbook pipeline
+
+`model.fit` gets the same model and loss the Keras way; for the VAE, whose loss needs the encoder's
+mean and log-variance, the KL term is a layer's `add_loss`, the usual way to fit a VAE without a
+custom train step.
 
 Each measurement warms up first (tracing and the data cache are not timed), then times `--steps`
 steps; methods are interleaved round-robin over `--repeats` rounds, and the median is reported, so
@@ -22,7 +29,7 @@ drift on a shared machine hits them all alike. The result is ratios within this 
 numbers are this machine's, named in the output. It also measures the one-time cost of the graph
 trace (common.graphs.trace_step_graph) and a float32 matmul's throughput as the machine's ceiling.
 
-Usage: python scripts/bench.py [--steps 2000] [--repeats 3] [--workloads mnist_mlp,regression_tape]
+Usage: python scripts/bench.py [--steps 2000] [--repeats 3] [--workloads mnist_mlp,vae_timeseries]
        [--output results/bench.json]
 """
 
@@ -52,7 +59,10 @@ from apps.mnist_mlp import model as mnist_model
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import model as regression_model
 from apps.regression_tape import train as regression_train
-from common import graphs, step_counter
+from apps.vae_timeseries import data as vae_data
+from apps.vae_timeseries import model as vae_model
+from apps.vae_timeseries import train as vae_train
+from common import graphs, input_pipeline, step_counter
 from scripts.measure_results import machine_name
 
 BASELINE = "fit_spe32"
@@ -66,11 +76,42 @@ class Workload:
     name: str
     create_model: Callable[[], keras.Model]
     compute_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (labels, outputs) -> mean loss
-    keras_loss: Callable[[], keras.losses.Loss]  # The same loss, for model.fit.
+    # The same model and loss the Keras way, for model.fit: (model, loss for compile()).
+    create_fit_model: Callable[[], tuple[keras.Model, Callable]]
     features: np.ndarray
     labels: np.ndarray
     batch_size: int
     flops_per_example: int  # Forward, weight gradients and input gradients past the first layer.
+
+
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of a model and of the models nested in it, in order."""
+    layers = []
+    for layer in model.layers:
+        layers.extend(all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return layers
+
+
+def training_flops(model: keras.Model) -> int:
+    """Flops per example of a train step of a Dense/Conv1D/Conv1DTranspose model: 2 per
+    multiply-add, for the forward pass, the weight gradients, and the input gradients of every
+    layer but the first (whose input needs none)."""
+    multiply_adds = []
+    for layer in all_layers(model):
+        if not hasattr(layer, "kernel"):
+            continue
+        if isinstance(layer, keras.layers.Conv1DTranspose):
+            positions = layer.input.shape[1]
+        elif isinstance(layer, keras.layers.Conv1D):
+            positions = layer.output.shape[1]
+        else:
+            positions = 1
+        multiply_adds.append(int(np.prod(layer.kernel.shape)) * positions)
+    return 2 * (3 * sum(multiply_adds) - multiply_adds[0])
+
+
+def same_model_for_fit(create_model: Callable[[], keras.Model], keras_loss: Callable):
+    return lambda: (create_model(), keras_loss())
 
 
 def mnist_workload(num_examples: int) -> Workload:
@@ -79,13 +120,14 @@ def mnist_workload(num_examples: int) -> Workload:
         name="mnist_mlp",
         create_model=mnist_model.create_model,
         compute_loss=mnist_train.compute_loss,
-        keras_loss=lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        create_fit_model=same_model_for_fit(
+            mnist_model.create_model,
+            lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ),
         features=rng.random((num_examples, 784), dtype=np.float32),
         labels=rng.integers(0, 10, num_examples).astype(np.int32),
         batch_size=128,
-        # 2 flops per multiply-add: forward 784*64 + 64*10, the same again for weight gradients,
-        # and the second layer's input gradient 64*10.
-        flops_per_example=2 * (2 * (784 * 64 + 64 * 10) + 64 * 10),
+        flops_per_example=training_flops(mnist_model.create_model()),
     )
 
 
@@ -95,22 +137,93 @@ def regression_workload(num_examples: int) -> Workload:
         name="regression_tape",
         create_model=regression_model.create_model,
         compute_loss=regression_train.compute_loss,
-        keras_loss=keras.losses.MeanSquaredError,
+        create_fit_model=same_model_for_fit(
+            regression_model.create_model, keras.losses.MeanSquaredError
+        ),
         features=rng.uniform(-1, 1, (num_examples, 10)).astype(np.float32),
         labels=rng.normal(size=(num_examples, 1)).astype(np.float32),
         batch_size=64,
-        flops_per_example=2 * (2 * (10 * 32 + 32 * 16 + 16) + 32 * 16 + 16),
+        flops_per_example=training_flops(regression_model.create_model()),
     )
 
 
-WORKLOADS = {"mnist_mlp": mnist_workload, "regression_tape": regression_workload}
+class KLDivergenceLoss(keras.layers.Layer):
+    """Adds the VAE's KL term to the model's losses: how `model.fit` learns a VAE without a
+    custom train step. Passes its inputs through."""
+
+    def call(self, inputs):
+        mean, log_variance = inputs
+        self.add_loss(tf.reduce_mean(vae_train.kl_divergence(mean, log_variance)))
+        return mean
 
 
-def batches(workload: Workload) -> tf.data.Dataset:
-    """The same cached, prefetched pipeline for every method."""
+def vae_workload(num_examples: int) -> Workload:
+    config = vae_train.Config()
+    # 8,192 windows of 64 x 32 floats are 64 MB; 60,000 would be half a gigabyte per copy.
+    num_examples = min(num_examples, 8192)
+    shape = (config.window_length, config.num_channels, config.latent_dim)
+
+    def create_vae() -> keras.Model:
+        """windows -> (mean, log_variance, reconstructions), as the app's two models compose."""
+        encoder = vae_model.create_encoder(*shape)
+        decoder = vae_model.create_decoder(*shape)
+        windows = keras.Input(shape=shape[:2])
+        mean, log_variance, z = encoder(windows)
+        return keras.Model(windows, [mean, log_variance, decoder(z)])
+
+    def compute_loss(windows, outputs):
+        mean, log_variance, reconstructions = outputs
+        return tf.reduce_mean(
+            vae_train.reconstruction_loss(windows, reconstructions)
+            + vae_train.kl_divergence(mean, log_variance)
+        )
+
+    def create_fit_model():
+        encoder = vae_model.create_encoder(*shape)
+        decoder = vae_model.create_decoder(*shape)
+        windows = keras.Input(shape=shape[:2])
+        mean, log_variance, z = encoder(windows)
+        KLDivergenceLoss()([mean, log_variance])
+        return keras.Model(windows, decoder(z)), vae_train.reconstruction_loss
+
+    windows = vae_data.make_windows(
+        vae_data.synthetic_series(
+            # The series generator needs a thousand points or so to place its regime changes.
+            config.num_channels,
+            max(num_examples, 1024) + config.window_length,
+            seed=0,
+        ),
+        config.window_length,
+        stride=1,
+    )[:num_examples]
+    return Workload(
+        name="vae_timeseries",
+        create_model=create_vae,
+        compute_loss=compute_loss,
+        create_fit_model=create_fit_model,
+        features=windows,
+        labels=windows,  # An autoencoder's target is its input.
+        batch_size=config.batch_size,
+        flops_per_example=training_flops(create_vae()),
+    )
+
+
+WORKLOADS = {
+    "mnist_mlp": mnist_workload,
+    "regression_tape": regression_workload,
+    "vae_timeseries": vae_workload,
+}
+
+
+def batches(workload: Workload, textbook: bool = False) -> tf.data.Dataset:
+    """The apps' pipeline (common.input_pipeline), the same for every method; or, with
+    `textbook`, the usual `cache().shuffle().repeat().batch()` it replaces."""
+    examples = tf.data.Dataset.from_tensor_slices((workload.features, workload.labels))
+    if not textbook:
+        return input_pipeline.shuffled_batches(examples, workload.batch_size, seed=0)
     return (
-        tf.data.Dataset.from_tensor_slices((workload.features, workload.labels))
-        .cache()
+        examples.cache()
+        .shuffle(10_000, seed=0, reshuffle_each_iteration=True)
         .repeat()
         .batch(workload.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
@@ -200,6 +313,7 @@ def bench_repo_loop(
     steps_per_loop: int = 100,
     summaries: bool = True,
     jit_compile: bool = False,
+    textbook: bool = False,
 ):
     """This repo's loop, as the apps' train.py run it."""
     model, optimizer = fresh_state(workload)
@@ -220,7 +334,7 @@ def bench_repo_loop(
         return loss
 
     writer = tf.summary.create_file_writer(tempfile.mkdtemp())
-    iterator = iter(batches(workload))
+    iterator = iter(batches(workload, textbook))
     summary_seconds = [0.0]
 
     def run(count):
@@ -251,15 +365,21 @@ def bench_repo_loop(
     return seconds, max(steps, steps_per_loop), traces, summary_seconds[0] / seconds
 
 
-def bench_fit(workload: Workload, steps: int, steps_per_execution: int = 1, jit: bool = False):
-    model = workload.create_model()
+def bench_fit(
+    workload: Workload,
+    steps: int,
+    steps_per_execution: int = 1,
+    jit: bool = False,
+    textbook: bool = False,
+):
+    model, loss = workload.create_fit_model()
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
-        loss=workload.keras_loss(),
+        loss=loss,
         steps_per_execution=steps_per_execution,
         jit_compile=jit,
     )
-    dataset = batches(workload)
+    dataset = batches(workload, textbook)
     steps = max(steps_per_execution, steps // steps_per_execution * steps_per_execution)
 
     def run(count):
@@ -324,9 +444,13 @@ def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
         "repo_loop_no_summaries": lambda: bench_repo_loop(workload, steps, summaries=False),
         "repo_loop_1000": lambda: bench_repo_loop(workload, steps, steps_per_loop=1000),
         "repo_loop_jit": lambda: bench_repo_loop(workload, steps, jit_compile=True),
+        "repo_loop_textbook_pipeline": lambda: bench_repo_loop(workload, steps, textbook=True),
         "fit": lambda: bench_fit(workload, steps),
         "fit_spe32": lambda: bench_fit(workload, steps, steps_per_execution=32),
         "fit_spe32_jit": lambda: bench_fit(workload, steps, steps_per_execution=32, jit=True),
+        "fit_spe32_textbook_pipeline": lambda: bench_fit(
+            workload, steps, steps_per_execution=32, textbook=True
+        ),
     }
     rates: dict[str, list[float]] = {name: [] for name in methods}
     traces: dict[str, int] = {}
@@ -401,7 +525,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--workloads", default="mnist_mlp,regression_tape")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--examples", type=int, default=60000, help="synthetic examples")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("results/bench.json"))
     args = parser.parse_args()
