@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -33,6 +34,26 @@ from common.run_lock import LogdirLock
 from common.signals import StopSignals
 
 CHECKPOINT_DIRECTORY = "checkpoints"
+
+
+def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Tensor:
+    """`loss`, or NaN if it is finite but a gradient holds a NaN or an infinity: what a train step
+    should return for the loop's non-finite check.
+
+    The loss alone can hide a broken step. On CPUs where oneDNN fuses MatMul, BiasAdd and Relu
+    (TensorFlow 2.21 in a tf.function), the fused op turns a NaN input into 0: a NaN in the data
+    gives a finite loss but NaN gradients, and from then on NaN weights behind a loss that still
+    looks fine. Call it inside the step, after `tape.gradient`; `None` gradients are skipped.
+    """
+    checks = [
+        tf.reduce_all(tf.math.is_finite(getattr(gradient, "values", gradient)))  # IndexedSlices.
+        for gradient in gradients
+        if gradient is not None
+    ]
+    all_finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+    # A loss that is already Inf stays Inf (its gradients are NaN then), so the error says so.
+    keep_loss = tf.logical_or(all_finite, tf.logical_not(tf.math.is_finite(loss)))
+    return tf.where(keep_loss, loss, tf.constant(math.nan, loss.dtype))
 
 
 class CheckpointMismatchError(UserError):
@@ -177,7 +198,7 @@ class TrainingRun:
         """
         if not math.isfinite(loss):
             raise NonFiniteLossError(
-                f"loss became {loss} at step {step}; stopped without saving. The last good "
+                f"the loss or its gradients became {loss} at step {step}; stopped without saving. The last good "
                 f"checkpoint, {self.describe_last_checkpoint()}, is kept. Try a lower "
                 "--learning_rate."
             )

@@ -110,8 +110,40 @@ def test_non_finite_loss_names_the_step_and_the_kept_checkpoint(tmp_path):
         with pytest.raises(errors.NonFiniteLossError) as raised:
             run.check_loss(float("nan"), step=57)
     message = str(raised.value)
-    assert "loss became nan at step 57" in message and f"step 40 ({path})" in message
+    assert (
+        "loss or its gradients became nan at step 57" in message and f"step 40 ({path})" in message
+    )
     assert "\n" not in message
+
+
+def test_loss_or_nan_flags_a_step_whose_gradients_are_not_finite():
+    loss = tf.constant(0.25)
+    finite = [tf.ones((2, 2)), None, tf.IndexedSlices(tf.ones((1, 2)), tf.constant([0]))]
+    assert float(training_run.loss_or_nan(loss, finite)) == 0.25
+    for bad in (float("nan"), float("inf")):
+        broken = tf.IndexedSlices(tf.constant([[1.0, bad]]), tf.constant([0]))
+        assert tf.math.is_nan(training_run.loss_or_nan(loss, [tf.ones((2, 2)), broken]))
+        assert tf.math.is_nan(training_run.loss_or_nan(loss, [tf.constant([bad])]))
+    # An infinite loss is reported as it is, not as the NaN its gradients hold.
+    infinite = training_run.loss_or_nan(tf.constant(float("inf")), [tf.constant([float("nan")])])
+    assert float(infinite) == float("inf")
+
+
+def test_a_nan_input_makes_the_step_report_nan_even_when_the_loss_hides_it():
+    # The app's pattern: a relu Dense layer in a tf.function. Where oneDNN fuses MatMul, BiasAdd
+    # and Relu (this test's machine included), NaN inputs come out as 0 and the loss is finite;
+    # elsewhere it is NaN. Either way the step must report NaN.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu")])
+
+    @tf.function
+    def step(features):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(features, training=True)))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        return loss, training_run.loss_or_nan(loss, gradients)
+
+    loss, reported = step(tf.fill((2, 3), float("nan")))
+    assert tf.math.is_nan(reported), f"the raw loss was {float(loss)}"
 
 
 def test_a_signal_saves_and_stops_at_the_next_boundary(tmp_path):

@@ -39,5 +39,7 @@ def test_rerunning_a_finished_run_says_so_and_touches_nothing(tmp_path):
 def test_an_absurd_learning_rate_stops_at_the_first_non_finite_step(tmp_path):
     logdir = tmp_path / "run"
     result = run_app(APP, "--learning_rate=1e10", "--steps_per_loop=1", f"--logdir={logdir}")
-    assert_one_line_error(result, 1, "loss became inf at step 2", "last good checkpoint")
+    assert_one_line_error(
+        result, 1, "loss or its gradients became inf at step 2", "last good checkpoint"
+    )
     assert not (logdir / "checkpoints").exists()  # Nothing of the diverged weights was saved.

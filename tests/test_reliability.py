@@ -160,7 +160,7 @@ def test_nan_in_the_data_stops_at_its_step_and_keeps_the_good_checkpoint(tmp_pat
     with pytest.raises(errors.NonFiniteLossError) as raised:
         regression_train.train_and_evaluate(longer, str(tmp_path), datasets=poisoned)
     message = str(raised.value)
-    assert "loss became nan at step 5" in message and "ckpt-4" in message
+    assert "loss or its gradients became nan at step 5" in message and "ckpt-4" in message
     assert files_and_contents(tmp_path / "checkpoints") == checkpoints_before
     assert steps_of(tmp_path) == [2, 4]  # No NaN point written.
 

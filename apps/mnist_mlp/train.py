@@ -147,7 +147,8 @@ def train_and_evaluate(
             train_loss.update_state(losses)
             train_accuracy.update_state(labels, logits)
             global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
-            return loss
+            # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
+            return training_run.loss_or_nan(loss, gradients)
 
         # With jit_compile, XLA fuses the step's ops; its graph is then written from the concrete
         # function (see common.graphs), as a traced export of an XLA step is empty.

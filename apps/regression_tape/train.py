@@ -151,7 +151,8 @@ def train_and_evaluate(
             for gradient, norm in zip(gradients, gradient_norms, strict=True):
                 norm.update_state(tf.norm(gradient))
             global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
-            return loss
+            # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
+            return training_run.loss_or_nan(loss, gradients)
 
         # With jit_compile, XLA fuses the step's ops; its graph is then written from the concrete
         # function (see common.graphs), as a traced export of an XLA step is empty.

@@ -199,7 +199,8 @@ def train_and_evaluate(
             train_metrics["elbo"].update_state(-(reconstruction + kl))
             train_metrics["loss"].update_state(reconstruction + beta * kl)
             global_step.assign_add(1)  # ONLY_FIRST_REPLICA: counts once per step.
-            return loss
+            # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
+            return training_run.loss_or_nan(loss, gradients)
 
         @tf.function
         def train_step(windows: tf.Tensor) -> tf.Tensor:
