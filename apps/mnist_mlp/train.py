@@ -27,7 +27,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import distribution, graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, metrics, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -226,12 +226,7 @@ def train_and_evaluate(
                 run.check_loss(float(loss), step)
 
             # Loop boundary: everything below runs once per steps_per_loop steps.
-            train_metrics = {
-                "loss": float(train_loss.result()),
-                "accuracy": float(train_accuracy.result()),
-            }
-            train_loss.reset_state()
-            train_accuracy.reset_state()
+            train_metrics = metrics.read_and_reset({"loss": train_loss, "accuracy": train_accuracy})
             scalars = {**train_metrics, "learning_rate": float(optimizer.learning_rate.numpy())}
             if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
                 scalars["steps_per_second"] = loop_steps / loop_seconds

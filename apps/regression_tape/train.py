@@ -22,7 +22,7 @@ import time
 import keras
 import tensorflow as tf
 
-from common import distribution, graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, metrics, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -224,12 +224,12 @@ def train_and_evaluate(
                 run.check_loss(float(loss), step)
 
             # Loop boundary: everything below runs once per steps_per_loop steps.
-            scalars = {
-                metric.name: float(metric.result())
-                for metric in (train_loss, global_gradient_norm, *gradient_norms)
-            }
-            for metric in (train_loss, global_gradient_norm, *gradient_norms):
-                metric.reset_state()
+            scalars = metrics.read_and_reset(
+                {
+                    metric.name: metric
+                    for metric in (train_loss, global_gradient_norm, *gradient_norms)
+                }
+            )
             scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
             if loop_steps:  # (A one-step run's only boundary follows no loop, so it has no speed.)
                 scalars["steps_per_second"] = loop_steps / loop_seconds

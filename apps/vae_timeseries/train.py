@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import distribution, graphs, progress, step_counter, summaries, training_run
+from common import distribution, graphs, metrics, progress, step_counter, summaries, training_run
 
 from . import data
 from . import model as model_lib
@@ -294,9 +294,7 @@ def train_and_evaluate(
                 run.check_loss(float(loss), step)
 
             # Loop boundary: everything below runs once per steps_per_loop steps.
-            scalars = {name: float(metric.result()) for name, metric in train_metrics.items()}
-            for metric in train_metrics.values():
-                metric.reset_state()
+            scalars = metrics.read_and_reset(train_metrics)
             scalars["beta"] = float(kl_weight(global_step, config.kl_warmup_steps))
             scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
             if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
