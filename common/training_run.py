@@ -198,9 +198,9 @@ class TrainingRun:
         """
         if not math.isfinite(loss):
             raise NonFiniteLossError(
-                f"the loss or its gradients became {loss} at step {step}; stopped without saving. The last good "
-                f"checkpoint, {self.describe_last_checkpoint()}, is kept. Try a lower "
-                "--learning_rate."
+                f"the loss or its gradients became {loss} at step {step}; stopped without "
+                f"saving. The last good checkpoint, {self.describe_last_checkpoint()}, is kept. "
+                "Try a lower --learning_rate."
             )
 
     def end_of_loop(self, step: int) -> None:
