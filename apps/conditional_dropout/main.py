@@ -29,7 +29,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("hidden_units", 256, "Width of both hidden layers.", lower_bound=1)
 flags.DEFINE_integer(
     "steps_per_loop",
-    50,
+    100,
     "Train steps per tf.function call; summaries between calls.",
     lower_bound=1,
 )

@@ -40,7 +40,7 @@ class Config:
     dropout_rate: float = 0.5
     dropout_off_at_step: int = 0  # 0: never. Otherwise dropout stops from this step on.
     hidden_units: int = 256
-    steps_per_loop: int = 50
+    steps_per_loop: int = 100
     eval_every_steps: int = 100
     checkpoint_every_steps: int = 500
     strategy: str = "default"  # One of common.distribution.STRATEGY_NAMES.

@@ -34,7 +34,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer(
     "steps_per_loop",
-    100,
+    250,
     "Train steps per tf.function call; summaries are written between calls.",
     lower_bound=1,
 )

@@ -43,7 +43,7 @@ class Config:
     seed: int = 0
     dataset: str = "auto"
     data_dir: str | None = None
-    steps_per_loop: int = 100
+    steps_per_loop: int = 250
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 1000
     hidden_units: int = 64

@@ -22,7 +22,7 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer(
     "steps_per_loop",
-    100,
+    500,
     "Train steps per tf.function call; summaries between calls.",
     lower_bound=1,
 )

@@ -37,7 +37,7 @@ class Config:
     learning_rate: float = 3e-3
     seed: int = 0
     noise_std: float = 0.1
-    steps_per_loop: int = 100
+    steps_per_loop: int = 500
     eval_every_steps: int = 500
     checkpoint_every_steps: int = 1000
     jit_compile: bool = False  # XLA-compile the train step (default strategy only).
