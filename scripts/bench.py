@@ -7,8 +7,9 @@ apps' own input pipeline), it measures, in one process, on the same model, data 
   step_function         a Python loop calling a per-step tf.function
   step_function_record_if  the same with a scalar summary under record_if every 100 steps, inside
                         the step: the popular way to log from a custom loop
-  repo_loop             this repo's loop, as in the apps' train.py: steps_per_loop steps per
-                        tf.function call, metrics updated in the step, summaries at loop boundaries
+  repo_loop             this repo's loop, as in the apps' train.py: the app's default
+                        steps_per_loop steps per tf.function call, metrics updated in the step,
+                        summaries at loop boundaries
   repo_loop_no_summaries  the same with no summary written: the summaries' cost is the difference
   repo_loop_1000        steps_per_loop=1000: what a longer loop buys
   repo_loop_jit         repo_loop with the step XLA-compiled (`--jit_compile`)
@@ -18,6 +19,10 @@ apps' own input pipeline), it measures, in one process, on the same model, data 
   fit_spe32             model.fit with steps_per_execution=32, the baseline of the ratios
   fit_spe32_jit         model.fit with steps_per_execution=32 and jit_compile=True
   fit_spe32_textbook_pipeline  fit_spe32 fed by the textbook pipeline
+  ceiling_one_batch     the bare step (model, loss, gradients, optimizer update; no metrics, step
+                        counter or checks) on one batch held in memory, 1000 steps per
+                        tf.function call: no input pipeline at all. What a loop of this model
+                        can reach on this machine, so it bounds every ratio above
 
 `model.fit` gets the same model and loss the Keras way; for the VAE, whose loss needs the encoder's
 mean and log-variance, the KL term is a layer's `add_loss`, the usual way to fit a VAE without a
@@ -62,7 +67,8 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from apps.vae_timeseries import model as vae_model
 from apps.vae_timeseries import train as vae_train
-from common import graphs, input_pipeline, step_counter
+from common import graphs, input_pipeline, metrics, step_counter, training_run
+from common import summaries as summaries_lib
 from scripts.measure_results import machine_name
 
 BASELINE = "fit_spe32"
@@ -82,6 +88,10 @@ class Workload:
     labels: np.ndarray
     batch_size: int
     flops_per_example: int  # Forward, weight gradients and input gradients past the first layer.
+    steps_per_loop: int  # The app's default: what repo_loop runs.
+    # Timed steps relative to --steps: the VAE's step costs about 40x the MLP's, and a quarter
+    # of the steps still lasts several seconds per measurement.
+    steps_scale: float = 1.0
 
 
 def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -128,6 +138,7 @@ def mnist_workload(num_examples: int) -> Workload:
         labels=rng.integers(0, 10, num_examples).astype(np.int32),
         batch_size=128,
         flops_per_example=training_flops(mnist_model.create_model()),
+        steps_per_loop=mnist_train.Config().steps_per_loop,
     )
 
 
@@ -144,6 +155,7 @@ def regression_workload(num_examples: int) -> Workload:
         labels=rng.normal(size=(num_examples, 1)).astype(np.float32),
         batch_size=64,
         flops_per_example=training_flops(regression_model.create_model()),
+        steps_per_loop=regression_train.Config().steps_per_loop,
     )
 
 
@@ -205,6 +217,8 @@ def vae_workload(num_examples: int) -> Workload:
         labels=windows,  # An autoencoder's target is its input.
         batch_size=config.batch_size,
         flops_per_example=training_flops(create_vae()),
+        steps_per_loop=config.steps_per_loop,
+        steps_scale=0.25,
     )
 
 
@@ -238,8 +252,16 @@ def fresh_state(workload: Workload):
     return model, optimizer
 
 
-def step_body(workload: Workload, model, optimizer, loss_metric=None, global_step=None):
-    """The train step every custom loop here runs (the apps' train_step, minus accuracy)."""
+def step_body(
+    workload: Workload,
+    model,
+    optimizer,
+    loss_metric=None,
+    global_step=None,
+    check_gradients: bool = False,
+):
+    """The train step every custom loop here runs; with all options, the apps' train_step
+    (minus accuracy, whose metric is read at boundaries all the same)."""
 
     def train_step(features, labels):
         with tf.GradientTape() as tape:
@@ -250,6 +272,8 @@ def step_body(workload: Workload, model, optimizer, loss_metric=None, global_ste
             loss_metric.update_state(loss)
         if global_step is not None:
             global_step.assign_add(1)
+        if check_gradients:
+            return training_run.loss_or_nan(loss, gradients)
         return loss
 
     return train_step
@@ -310,17 +334,21 @@ def bench_step_function(workload: Workload, steps: int, record_if: bool = False)
 def bench_repo_loop(
     workload: Workload,
     steps: int,
-    steps_per_loop: int = 100,
+    steps_per_loop: int | None = None,
     summaries: bool = True,
     jit_compile: bool = False,
     textbook: bool = False,
 ):
-    """This repo's loop, as the apps' train.py run it."""
+    """This repo's loop, as the apps' train.py run it, by default at the app's steps_per_loop."""
+    steps_per_loop = steps_per_loop or workload.steps_per_loop
     model, optimizer = fresh_state(workload)
     global_step = step_counter.create_global_step()
     train_loss = keras.metrics.Mean(name="loss")
+    # Stands for the apps' second metric (accuracy): read and reset at each boundary like it.
+    train_accuracy = keras.metrics.Mean(name="accuracy")
     train_step = tf.function(
-        step_body(workload, model, optimizer, train_loss, global_step), jit_compile=jit_compile
+        step_body(workload, model, optimizer, train_loss, global_step, check_gradients=True),
+        jit_compile=jit_compile,
     )
 
     @tf.function
@@ -344,13 +372,12 @@ def bench_repo_loop(
             loss = train_loop(iterator, tf.constant(loop_steps))
             done += loop_steps
             float(loss)  # The NaN check at each boundary.
+            # The boundary, as the apps do it: read and reset the metrics, write the scalars.
             start = time.perf_counter()
+            scalars = metrics.read_and_reset({"loss": train_loss, "accuracy": train_accuracy})
             if summaries:  # As many scalars as mnist_mlp writes per loop.
-                with writer.as_default(step=int(global_step.numpy())):
-                    tf.summary.scalar("loss", train_loss.result())
-                    for name in ("accuracy", "learning_rate", "steps_per_second", "examples"):
-                        tf.summary.scalar(name, 0.0)
-            train_loss.reset_state()
+                scalars.update(learning_rate=1e-3, steps_per_second=1.0, examples_per_second=1.0)
+                summaries_lib.write_scalars(writer, scalars, int(global_step.numpy()))
             summary_seconds[0] += time.perf_counter() - start
 
     run(steps_per_loop)  # Warm-up: tracing is not timed.
@@ -360,8 +387,8 @@ def bench_repo_loop(
     seconds = time.perf_counter() - start
     writer.close()
     traces = train_step.experimental_get_tracing_count()
-    # The summaries' share of this run's own time: measured directly, in the same loop, so it is
-    # not drowned by the noise between two separately timed runs.
+    # The loop boundary's share of this run's own time: measured directly, in the same loop, so it
+    # is not drowned by the noise between two separately timed runs.
     return seconds, max(steps, steps_per_loop), traces, summary_seconds[0] / seconds
 
 
@@ -386,6 +413,29 @@ def bench_fit(
         model.fit(dataset, steps_per_epoch=count, epochs=1, verbose=0)
 
     return timed(run, steps_per_execution * 4, steps), steps
+
+
+def bench_ceiling(workload: Workload, steps: int, steps_per_loop: int = 1000):
+    """The bare step on one batch held in memory: no pipeline, metrics, step counter or checks."""
+    model, optimizer = fresh_state(workload)
+    step = step_body(workload, model, optimizer)
+    features, labels = next(iter(batches(workload)))
+
+    @tf.function
+    def loop(num_steps):
+        loss = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            loss = step(features, labels)
+        return loss
+
+    def run(count):
+        done = 0
+        while done < count:
+            loop_steps = min(steps_per_loop, count - done)
+            float(loop(tf.constant(loop_steps)))
+            done += loop_steps
+
+    return timed(run, min(steps, steps_per_loop), steps), steps
 
 
 def bench_trace_cost(workload: Workload) -> dict[str, float]:
@@ -436,6 +486,7 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
+    steps = max(1, round(steps * workload.steps_scale))
     methods: dict[str, Callable[[], tuple]] = {
         "eager": lambda: bench_eager(workload, steps),
         "step_function": lambda: bench_step_function(workload, steps),
@@ -451,6 +502,7 @@ def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
         "fit_spe32_textbook_pipeline": lambda: bench_fit(
             workload, steps, steps_per_execution=32, textbook=True
         ),
+        "ceiling_one_batch": lambda: bench_ceiling(workload, steps),
     }
     rates: dict[str, list[float]] = {name: [] for name in methods}
     traces: dict[str, int] = {}
@@ -472,6 +524,7 @@ def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
     ceiling = matmul_gflops()
     return {
         "batch_size": workload.batch_size,
+        "timed_steps": steps,
         "flops_per_example": workload.flops_per_example,
         "methods": {
             name: {
@@ -481,9 +534,10 @@ def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
             }
             for name in methods
         },
-        # Two estimates: the share of repo_loop's time spent writing summaries (direct), and the
-        # throughput difference to repo_loop_no_summaries (two separate timings: noisier).
-        "summaries_time_share": statistics.median(summary_shares),
+        # Two estimates: the share of repo_loop's time spent at loop boundaries reading metrics
+        # and writing summaries (direct), and the throughput difference to
+        # repo_loop_no_summaries (two separate timings: noisier).
+        "boundary_time_share": statistics.median(summary_shares),
         "summaries_cost_fraction": 1 - median["repo_loop"] / median["repo_loop_no_summaries"],
         "train_step_traces": traces,
         "trace": bench_trace_cost(workload),
@@ -509,7 +563,8 @@ def print_table(results: dict) -> None:
             )
         trace = workload["trace"]
         print(
-            f"\nsummaries take {workload['summaries_time_share']:.1%} of repo_loop's time "
+            f"\nloop boundaries (reading and resetting 2 metrics, writing 5 scalars) take "
+            f"{workload['boundary_time_share']:.1%} of repo_loop's time "
             f"(measured in the loop; the throughput difference to repo_loop_no_summaries, "
             f"{workload['summaries_cost_fraction']:+.1%}, also holds run-to-run noise); "
             f"the graph trace adds {trace['graph_trace_extra_seconds']:.3f} s once "
@@ -518,6 +573,14 @@ def print_table(results: dict) -> None:
             f"{workload['repo_loop_gflops']:.1f} GFLOP/s, "
             f"{workload['repo_loop_fraction_of_matmul']:.0%} of a {workload['matmul_gflops']:.1f} "
             "GFLOP/s float32 matmul."
+        )
+        rates = {name: row["examples_per_second"] for name, row in workload["methods"].items()}
+        print(
+            f"ceiling: the bare step with no input pipeline runs at "
+            f"{rates['ceiling_one_batch'] / rates[BASELINE]:.2f}x fit_spe32, an upper bound for "
+            f"any loop of this model here; repo_loop reaches "
+            f"{rates['repo_loop'] / rates['ceiling_one_batch']:.0%} of it, and runs at "
+            f"{rates['repo_loop'] / rates['fit']:.2f}x plain fit."
         )
 
 

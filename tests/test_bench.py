@@ -20,6 +20,7 @@ METHODS = {
     "fit_spe32",
     "fit_spe32_jit",
     "fit_spe32_textbook_pipeline",
+    "ceiling_one_batch",
 }
 
 
@@ -42,6 +43,7 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| repo_loop |" in result.stdout and "vs fit, steps_per_execution=32" in result.stdout
+    assert "ceiling: the bare step with no input pipeline runs at" in result.stdout
     report = json.loads(output.read_text())
     assert report["machine"]
     # The VAE's fit baseline is a different model (its KL term an add_loss): it must run too.
@@ -54,5 +56,5 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
         # The repo's loops trace their step once, however many loops they run.
         assert set(workload["train_step_traces"].values()) == {1}
         assert workload["trace"]["first_call_seconds"] > 0
-        assert 0 < workload["summaries_time_share"] < 1
+        assert 0 < workload["boundary_time_share"] < 1
         assert workload["matmul_gflops"] > 0 and workload["flops_per_example"] > 0
