@@ -154,7 +154,7 @@ def write_scalars(writer: tf.summary.SummaryWriter, scalars: dict[str, float], s
     """Writes each `name: value` as a scalar at `step`, in one TensorFlow call.
 
     One eager `tf.summary.scalar` costs about 0.2 ms on a 2-core CPU, as much as a whole
-    `tf.function` call: one call for all of a boundary's scalars costs a fifth of five eager ones.
+    `tf.function` call: five scalars in one call took 0.4 ms here, against 1 ms eagerly.
     """
     values = {name: tf.constant(value, tf.float32) for name, value in scalars.items()}
     _write_scalars_in_graph(writer, values, tf.constant(step, tf.int64))
