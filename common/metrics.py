@@ -3,7 +3,7 @@
 Eagerly, each `float(metric.result())` and each `metric.reset_state()` is its own round of op
 dispatch, about 0.15 ms apiece on a 2-core CPU: two metrics took 0.6 ms per boundary, against
 0.37 ms for one `tf.function` call, and the gap grows with every metric (regression_tape reads
-six). Under a `tf.distribute` strategy the reads sum the replicas, as `result()` does eagerly.
+eight). Under a `tf.distribute` strategy the reads sum the replicas, as `result()` does eagerly.
 """
 
 import keras
