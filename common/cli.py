@@ -1,15 +1,20 @@
 """Command-line plumbing shared by every app's `main.py`: one-line errors, no tracebacks."""
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from absl import flags, logging
 
+from common import settings
 from common.errors import Interrupted, UserError
 
 # The exit code for bad usage (flags), as argparse and most Unix tools use it.
 EXIT_USAGE = 2
+# absl's help flags, which print the usage and exit.
+HELP_FLAGS = {"--help", "-help", "--helpshort", "--helpfull", "--helpxml", "-?", "-h"}
 # The exit code for bad input found while running (paths, data files).
 EXIT_USER_ERROR = 1
 
@@ -40,6 +45,12 @@ def parse_flags(argv: list[str]) -> list[str]:
     except flags.Error as error:
         _fail(str(error), EXIT_USAGE)
         raise AssertionError("unreachable") from error
+    except SystemExit as exit_request:
+        # absl prints the help the user asked for and exits 1, as for an error; asking for help
+        # is not one.
+        if set(argv[1:]) & HELP_FLAGS:
+            sys.exit(0)
+        raise exit_request
     if not flags.FLAGS["verbosity"].present:
         # TensorFlow logs routine INFO lines (checkpoint sharding, ...) through absl: show only
         # warnings and errors unless the user asks (`--verbosity=0` brings INFO back).
@@ -62,34 +73,79 @@ def exit_on_user_error() -> Iterator[None]:
         _fail(str(interrupted), interrupted.exit_code, prefix="interrupted")
 
 
-# The names of common.distribution.STRATEGY_NAMES, repeated so that flags parse before TensorFlow
-# is imported (a test keeps the two equal).
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
+def define_flags(config_class: type, logdir: str) -> flags.FlagValues:
+    """Defines `--logdir` and one flag per field of `config_class`, from its `setting(...)`s.
 
+    The flags belong to the calling module (the app's `main.py`), so `--helpshort` lists them
+    all. A field's type picks the flag's kind: int, float, bool, str with `choices` (an enum), or
+    str (None allowed). Bounds and checks become absl validators: a bad value fails at parsing,
+    before TensorFlow is imported.
 
-def define_strategy_flags() -> None:
-    """Defines `--strategy` and `--num_cpu_devices` (read by the app's `main.py`).
+    Args:
+        config_class: the app's frozen settings dataclass (a `TrainingSettings` subclass).
+        logdir: the default `--logdir`.
 
-    Call it after `--jit_compile`, if the app has one: XLA then needs the default strategy.
+    Returns:
+        `absl.flags.FLAGS`, for `config_from_flags` and `--logdir`.
     """
-    flags.DEFINE_enum(
-        "strategy",
-        "default",
-        STRATEGY_NAMES,
-        "tf.distribute strategy: default (one device), mirrored (all local GPUs, else "
-        "--num_cpu_devices logical CPUs), multi_worker (the cluster in TF_CONFIG; run the same "
-        "command on every worker).",
+    module_name = sys._getframe(1).f_globals["__name__"]  # As absl does for its own DEFINEs.
+    flags.DEFINE_string(
+        "logdir",
+        logdir,
+        "Run directory: summaries and checkpoints; reruns resume.",
+        module_name=module_name,
     )
-    flags.DEFINE_integer(
-        "num_cpu_devices",
-        1,
-        "Split the CPU into this many logical devices (for --strategy=mirrored without GPUs).",
-        lower_bound=1,
+    flags.register_validator(
+        "logdir", lambda value: bool(value and value.strip()), message="must not be empty"
     )
-    if "jit_compile" in flags.FLAGS:
+    for field in dataclasses.fields(config_class):
+        _define_flag(field, settings.field_metadata(config_class, field.name), module_name)
+    if {"jit_compile", "strategy"} <= {field.name for field in dataclasses.fields(config_class)}:
         flags.register_multi_flags_validator(
             ["jit_compile", "strategy"],
             lambda values: not values["jit_compile"] or values["strategy"] == "default",
             message="--jit_compile works with --strategy=default only (XLA cannot place "
             "mirrored variables on logical CPUs)",
         )
+    return flags.FLAGS
+
+
+def _define_flag(field: dataclasses.Field, metadata: dict, module_name: str) -> None:
+    name, default, help_text = field.name, field.default, metadata["help"]
+    field_type = str(field.type)
+    if field_type in ("bool", str(bool)):
+        flags.DEFINE_bool(name, default, help_text, module_name=module_name)
+    elif field_type in ("int", str(int)):
+        flags.DEFINE_integer(
+            name,
+            default,
+            help_text,
+            lower_bound=metadata["lower_bound"],
+            upper_bound=metadata["upper_bound"],
+            module_name=module_name,
+        )
+    elif field_type in ("float", str(float)):
+        flags.DEFINE_float(
+            name,
+            default,
+            help_text,
+            lower_bound=metadata["lower_bound"],
+            upper_bound=metadata["upper_bound"],
+            module_name=module_name,
+        )
+    elif metadata["choices"]:
+        flags.DEFINE_enum(name, default, metadata["choices"], help_text, module_name=module_name)
+    elif "str" in field_type:
+        flags.DEFINE_string(name, default, help_text, module_name=module_name)
+    else:
+        raise TypeError(f"setting {name}: no flag for type {field_type}")
+    check = metadata["check"]
+    if check is not None:
+        flags.register_validator(name, check.condition, message=check.message)
+
+
+def config_from_flags(config_class: type) -> Any:
+    """The frozen `config_class` with every field from its flag (see `define_flags`)."""
+    return config_class(
+        **{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(config_class)}
+    )

@@ -27,8 +27,7 @@ import warnings
 import tensorflow as tf
 
 from common.errors import UserError
-
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
+from common.settings import STRATEGY_NAMES
 
 # Iterating a distributed dataset inside a tf.function (the apps' eval loop) makes tf.data warn
 # that its options are read in graph mode; the apps set no options, so there is nothing to lose.

@@ -20,7 +20,7 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
-from common import cli, distribution
+from common import distribution
 from common.errors import UserError
 from tests import multi_worker
 from tests import tensorboard_events as events
@@ -35,7 +35,7 @@ RELATIVE_TOLERANCE = 1e-4
 def mnist_datasets():
     # 25 test digits: the last eval batch (9) splits unevenly over the 2 replicas.
     sample = mnist_data.load_sample()
-    return mnist_data.Datasets(sample.train.take(96), sample.test.take(25), "tiny", "tiny")
+    return mnist_data.Datasets(sample.train.take(96), sample.eval.take(25), "tiny", "tiny")
 
 
 def regression_datasets():
@@ -44,7 +44,7 @@ def regression_datasets():
 
 def dropout_datasets():
     datasets = dropout_data.make_datasets(seed=0)
-    return dataclasses.replace(datasets, test=datasets.test.take(517))
+    return dataclasses.replace(datasets, eval=datasets.eval.take(517))
 
 
 # app -> (train module, tiny config, datasets factory). Dropout at rate 0: masks are random, and
@@ -135,10 +135,6 @@ def test_vae_on_two_mirrored_replicas_learns_as_on_one(tmp_path):
     assert {"latent/mean", "latent/log_variance"} <= set(
         events.tags_by_plugin(train_run)["histograms"]
     )
-
-
-def test_strategy_names_agree():
-    assert cli.STRATEGY_NAMES == distribution.STRATEGY_NAMES
 
 
 def test_strategies_by_name():

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from apps.mnist_mlp import data, main, train
+from apps.mnist_mlp import data, train
 from tests import tensorboard_events as events
 
 TINY = train.Config(
@@ -19,7 +19,7 @@ def small_datasets(num_train: int = 64, num_test: int = 24) -> data.Datasets:
     """A few real digits from the bundled sample: fast, and real pixels."""
     sample = data.load_sample()
     return data.Datasets(
-        sample.train.take(num_train), sample.test.take(num_test), "tiny", "tiny sample"
+        sample.train.take(num_train), sample.eval.take(num_test), "tiny", "tiny sample"
     )
 
 
@@ -197,7 +197,3 @@ def test_jit_compile_trains_and_still_logs_the_step_graph(tmp_path):
     # An XLA step's traced export is empty; its concrete graph is the run's graph instead.
     ops = events.op_types(events.load_run(tmp_path / "train").Graph())
     assert ops >= {"MatMul", "ReluGrad", "AssignSubVariableOp"}
-
-
-def test_main_lists_the_same_datasets_as_data():
-    assert main.DATASET_NAMES == data.DATASET_NAMES

@@ -81,8 +81,8 @@ def test_it_learns_the_function_down_to_near_the_noise(tmp_path):
 def test_data_is_reproducible_and_its_references_are_right():
     first = data.make_datasets(seed=3, noise_std=0.2, num_train=2000, num_test=4000)
     second = data.make_datasets(seed=3, noise_std=0.2, num_train=2000, num_test=4000)
-    features, targets = (np.stack(a) for a in zip(*first.test.as_numpy_iterator(), strict=True))
-    again = np.stack([t for _, t in second.test.as_numpy_iterator()])
+    features, targets = (np.stack(a) for a in zip(*first.eval.as_numpy_iterator(), strict=True))
+    again = np.stack([t for _, t in second.eval.as_numpy_iterator()])
     np.testing.assert_array_equal(targets, again)
     assert features.shape == (4000, 10) and targets.shape == (4000, 1)
     assert features.min() >= -1 and features.max() <= 1

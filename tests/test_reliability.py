@@ -151,7 +151,7 @@ def test_nan_in_the_data_stops_at_its_step_and_keeps_the_good_checkpoint(tmp_pat
     features = np.full((64, 10), np.nan, np.float32)
     poisoned = regression_data.Datasets(
         tf.data.Dataset.from_tensor_slices((features, np.zeros((64, 1), np.float32))),
-        good.test,
+        good.eval,
         "poisoned",
         0.1,
         1.0,

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.util import tensor_util
 
-from apps.vae_timeseries import data, train
+from apps.vae_timeseries import data, images, train
 from tests import tensorboard_events as events
 
 TINY = train.Config(
@@ -90,7 +90,7 @@ def test_latent_histograms_and_reconstruction_images(tiny_run):
     values = tensor_util.make_ndarray(first.tensor_proto)
     width, height = int(values[0]), int(values[1])
     channels, window = TINY.num_channels, TINY.window_length
-    assert (height, width) == ((2 * channels + 1) * train.IMAGE_SCALE, window * train.IMAGE_SCALE)
+    assert (height, width) == ((2 * channels + 1) * images.IMAGE_SCALE, window * images.IMAGE_SCALE)
     assert len(values) - 2 == train.NUM_IMAGES
     image = tf.io.decode_png(values[2]).numpy()
     assert image.shape == (height, width, 3) and image.std() > 0  # A picture, not a blank.
@@ -161,7 +161,7 @@ def test_a_missing_csv_is_named(tmp_path):
 
 
 def test_heatmap_colors():
-    rgb = train.heatmap_rgb(np.array([[-3.0, 0.0, 3.0]]))
+    rgb = images.heatmap_rgb(np.array([[-3.0, 0.0, 3.0]]))
     assert rgb.dtype == np.uint8 and rgb.shape == (1, 3, 3)
     assert tuple(rgb[0, 1]) == (255, 255, 255)  # Zero is white.
     assert rgb[0, 0, 2] > rgb[0, 0, 0] and rgb[0, 2, 0] > rgb[0, 2, 2]  # Blue low, red high.

@@ -27,7 +27,7 @@ class Datasets:
     """Unbatched (features float32 [NUM_FEATURES], label float32 [1]) pairs."""
 
     train: tf.data.Dataset
-    test: tf.data.Dataset
+    eval: tf.data.Dataset  # Held out: the test split where the source has one.
     description: str
 
 
@@ -45,7 +45,7 @@ def make_datasets(seed: int) -> Datasets:
     split = NUM_TRAIN_EXAMPLES
     return Datasets(
         train=tf.data.Dataset.from_tensor_slices((features[:split], labels[:split])),
-        test=tf.data.Dataset.from_tensor_slices((features[split:], labels[split:])),
+        eval=tf.data.Dataset.from_tensor_slices((features[split:], labels[split:])),
         description=(
             f"synthetic: {NUM_FEATURES} features, {NUM_INFORMATIVE} informative, "
             f"{LABEL_NOISE:.0%} labels flipped ({split} train, {num_examples - split} test); "

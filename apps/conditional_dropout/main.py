@@ -1,80 +1,26 @@
-"""Command line of the dropout app: flags -> a frozen `train.Config` -> `train_and_evaluate`.
+"""Command line of the dropout app: flags -> a frozen `Config` -> `train.train_and_evaluate`.
 
 python -m apps.conditional_dropout --dropout_rate=0.5 --dropout_off_at_step=1000
 """
 
-import math
-import os
-
-from absl import app, flags
+from absl import app
 
 from common import cli
 
-flags.DEFINE_string(
-    "logdir", "logs/conditional_dropout", "Run directory: summaries and checkpoints; reruns resume."
-)
-flags.DEFINE_integer("num_steps", 1500, "Number of training steps.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Examples per training step.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (> 0).")
-flags.DEFINE_integer("seed", 0, "Seed for the data, weights, dropout and shuffling.", lower_bound=0)
-flags.DEFINE_float(
-    "dropout_rate", 0.5, "Fraction of units dropped in training; 0 disables dropout.", lower_bound=0
-)
-flags.DEFINE_integer(
-    "dropout_off_at_step",
-    0,
-    "Turn dropout off from this step on, at run time, without retracing (0: never).",
-    lower_bound=0,
-)
-flags.DEFINE_integer("hidden_units", 256, "Width of both hidden layers.", lower_bound=1)
-flags.DEFINE_integer(
-    "steps_per_loop",
-    100,
-    "Train steps per tf.function call; summaries between calls.",
-    lower_bound=1,
-)
-flags.DEFINE_integer(
-    "eval_every_steps", 100, "Evaluate (and write histograms) this often.", lower_bound=1
-)
+from . import config
 
-flags.register_validator(
-    "learning_rate",
-    lambda value: math.isfinite(value) and value > 0,
-    message="must be a positive finite number",
-)
-flags.register_validator("dropout_rate", lambda value: 0 <= value < 1, message="must be in [0, 1)")
-
-flags.DEFINE_integer(
-    "checkpoint_every_steps", 500, "Save a checkpoint this often (and at the end).", lower_bound=1
-)
-
-cli.define_strategy_flags()  # --strategy, --num_cpu_devices.
-
-FLAGS = flags.FLAGS
+# One flag per Config field, with its default, bounds and help (config.py), checked at parsing:
+# a bad flag is reported in milliseconds, before TensorFlow is imported.
+FLAGS = cli.define_flags(config.Config, logdir="logs/conditional_dropout")
 
 
 def main(argv: list[str]) -> None:
+    """Trains with the settings from the command line."""
     del argv  # parse_flags has rejected stray arguments.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    # Imported here, not at the top, so a bad flag is reported before TensorFlow loads.
-    from . import train
-
-    config = train.Config(
-        num_steps=FLAGS.num_steps,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        seed=FLAGS.seed,
-        dropout_rate=FLAGS.dropout_rate,
-        dropout_off_at_step=FLAGS.dropout_off_at_step,
-        hidden_units=FLAGS.hidden_units,
-        steps_per_loop=FLAGS.steps_per_loop,
-        eval_every_steps=FLAGS.eval_every_steps,
-        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
-        strategy=FLAGS.strategy,
-        num_cpu_devices=FLAGS.num_cpu_devices,
-    )
     with cli.exit_on_user_error():
-        train.train_and_evaluate(config, FLAGS.logdir)
+        from . import train  # Imports TensorFlow: here, once the flags are known to be good.
+
+        train.train_and_evaluate(cli.config_from_flags(config.Config), FLAGS.logdir)
 
 
 def run() -> None:

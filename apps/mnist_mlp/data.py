@@ -17,7 +17,8 @@ from absl import logging
 from common import input_pipeline
 from common.errors import UserError
 
-DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
+from .config import DATASET_NAMES
+
 SAMPLE_PATH = pathlib.Path(__file__).resolve().parent / "assets" / "mnist_sample.npz"
 # Where tensorflow-datasets downloads MNIST from (see tensorflow_datasets' mnist.py).
 MNIST_DOWNLOAD_HOST = "storage.googleapis.com"
@@ -31,7 +32,7 @@ class Datasets:
     """Unbatched (image, label) pairs: images uint8 of any shape with 784 pixels, integer labels."""
 
     train: tf.data.Dataset
-    test: tf.data.Dataset
+    eval: tf.data.Dataset  # Held out: the test split where the source has one.
     name: str
     description: str
 

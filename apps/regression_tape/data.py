@@ -22,7 +22,7 @@ class Datasets:
     """Unbatched (features float32 [10], target float32 [1]) pairs, and reference errors."""
 
     train: tf.data.Dataset
-    test: tf.data.Dataset
+    eval: tf.data.Dataset  # Held out: the test split where the source has one.
     description: str
     noise_std: float
     trivial_rmse: float  # RMSE on the test split of always predicting the training mean.
@@ -65,7 +65,7 @@ def make_datasets(
     trivial_rmse = float(np.sqrt(np.mean((test_targets - train_targets.mean()) ** 2)))
     return Datasets(
         train=tf.data.Dataset.from_tensor_slices((features[:num_train], train_targets)),
-        test=tf.data.Dataset.from_tensor_slices((features[num_train:], test_targets)),
+        eval=tf.data.Dataset.from_tensor_slices((features[num_train:], test_targets)),
         description=(
             f"synthetic regression, {NUM_FEATURES} inputs ({num_train} train, {num_test} test); "
             f"noise std {noise_std:g} (a perfect model's RMSE); "

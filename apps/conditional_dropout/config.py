@@ -1,0 +1,33 @@
+"""The dropout app's settings: defaults, bounds and help text in one place (the flags too).
+
+TensorFlow-free, so `main.py` defines and checks its flags before TensorFlow is imported.
+"""
+
+import dataclasses
+
+from common import settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(settings.TrainingSettings):
+    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+
+    num_steps: int = 1500
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    steps_per_loop: int = 100
+    eval_every_steps: int = 100
+    checkpoint_every_steps: int = 500
+    dropout_rate: float = settings.setting(
+        0.5,
+        "Fraction of units dropped in training; 0 disables dropout.",
+        check=settings.Check(lambda value: 0 <= value < 1, "must be in [0, 1)"),
+    )
+    dropout_off_at_step: int = settings.setting(
+        0,
+        "Turn dropout off from this step on, at run time, without retracing (0: never).",
+        lower_bound=0,
+    )
+    hidden_units: int = settings.setting(
+        256, "Width of both hidden layers.", lower_bound=1, upper_bound=2**20
+    )
