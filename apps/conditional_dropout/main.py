@@ -4,11 +4,10 @@ python -m apps.conditional_dropout --dropout_rate=0.5 --dropout_off_at_step=1000
 """
 
 import math
-import os
 
 from absl import app, flags
 
-from common import cli
+from common import cli, startup
 
 flags.DEFINE_string(
     "logdir", "logs/conditional_dropout", "Run directory: summaries and checkpoints; reruns resume."
@@ -55,7 +54,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags has rejected stray arguments.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
     # Imported here, not at the top, so a bad flag is reported before TensorFlow loads.
     from . import train
 

@@ -4,11 +4,10 @@ python -m apps.mnist_mlp --num_steps=2000 --dataset=mnist_sample --logdir=logs/m
 """
 
 import math
-import os
 
 from absl import app, flags
 
-from common import cli
+from common import cli, startup
 
 # Kept literal (a test checks it against data.DATASET_NAMES) so that flags parse before TensorFlow
 # is imported: a bad flag is reported in milliseconds, with none of TensorFlow's start-up noise.
@@ -69,7 +68,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags has rejected stray arguments.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
     from . import train  # Here, not at the top: see DATASET_NAMES.
 
     config = train.Config(

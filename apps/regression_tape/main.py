@@ -4,11 +4,10 @@ python -m apps.regression_tape --num_steps=3000 --logdir=logs/regression_tape
 """
 
 import math
-import os
 
 from absl import app, flags
 
-from common import cli
+from common import cli, startup
 
 flags.DEFINE_string(
     "logdir", "logs/regression_tape", "Run directory: summaries and checkpoints; reruns resume."
@@ -52,7 +51,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags has rejected stray arguments.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
     # Imported here, not at the top, so a bad flag is reported before TensorFlow loads.
     from . import train
 

@@ -5,11 +5,10 @@ python -m apps.vae_timeseries --data_path=my_series.csv --window_length=32
 """
 
 import math
-import os
 
 from absl import app, flags
 
-from common import cli
+from common import cli, startup
 
 flags.DEFINE_string(
     "logdir", "logs/vae_timeseries", "Run directory: summaries and checkpoints; reruns resume."
@@ -71,7 +70,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags has rejected stray arguments.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
     # Imported here, not at the top, so a bad flag is reported before TensorFlow loads.
     from . import train
 
