@@ -1,14 +1,19 @@
 """What a new user meets in the first hour (issue 15): a quiet console, one-line errors, no
 retracing warnings, trial names that tell the sweep's runs apart, a view command that works."""
 
+import logging
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
 
+import keras
+import pytest
 import tensorflow as tf
 
-from common import startup
+from common import metrics, startup, summaries, tracing
+from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, run_app
 
 # Words of TensorFlow's start-up block on a CPU-only machine (see common/startup.py).
@@ -99,3 +104,91 @@ def test_stderr_is_back_after_the_import(capfd):
     assert startup.import_tensorflow(show_startup_logs=False) is tf
     os.write(2, b"after the import\n")
     assert capfd.readouterr().err == "after the import\n"
+
+
+# Retracing: every run in one process (make results, make bench) gets functions traced once.
+
+
+@pytest.fixture
+def tensorflow_warnings():
+    """The messages TensorFlow's Python logger emits during the test."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def retracing_warnings(records: list[logging.LogRecord]) -> list[str]:
+    return [record.getMessage() for record in records if "retracing" in record.getMessage()]
+
+
+NUM_RUNS = 8  # TensorFlow warns at 5 traces within about 10 calls of one Python function.
+
+
+def fresh_run(
+    logdir: pathlib.Path,
+) -> tuple[dict[str, keras.metrics.Metric], tf.summary.SummaryWriter]:
+    """What each run makes anew: its metrics (with a value in them) and a train/ writer."""
+    loss = keras.metrics.Mean(name="loss")
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    loss.update_state([1.0, 3.0])
+    accuracy.update_state([0], [[0.9, 0.1]])
+    return {"loss": loss, "accuracy": accuracy}, tf.summary.create_file_writer(str(logdir))
+
+
+def test_per_run_reader_and_writer_are_traced_once_and_never_warn(tmp_path, tensorflow_warnings):
+    for run in range(NUM_RUNS):
+        run_metrics, writer = fresh_run(tmp_path / f"run_{run}")
+        read_metrics = metrics.MetricReader(run_metrics)
+        write_scalars = summaries.ScalarWriter(writer)
+        for step in (1, 2):  # Two loop boundaries.
+            values = read_metrics()
+            write_scalars({**values, "learning_rate": 0.001}, step)
+        writer.close()
+        assert values == {"loss": 0.0, "accuracy": 0.0}  # Reset after the first read.
+        assert read_metrics.tracing_count == 1
+        assert write_scalars.tracing_count == 1
+    assert retracing_warnings(tensorflow_warnings) == []
+    train = events.load_run(tmp_path / "run_0")
+    assert events.scalars(train, "loss") == [(1, 2.0), (2, 0.0)]
+
+
+def test_read_and_reset_and_write_scalars_never_warn_across_runs(tmp_path, tensorflow_warnings):
+    for run in range(NUM_RUNS):
+        run_metrics, writer = fresh_run(tmp_path / f"run_{run}")
+        # One boundary per run: the worst case for TensorFlow's retracing detector.
+        summaries.write_scalars(writer, metrics.read_and_reset(run_metrics), step=1)
+        writer.close()
+    assert retracing_warnings(tensorflow_warnings) == []
+    assert events.scalars(events.load_run(tmp_path / "run_7"), "accuracy") == [(1, 1.0)]
+
+
+def make_train_step(variable: tf.Variable):
+    """What every run defines anew: a step over its own variable (a new model each run)."""
+
+    def train_step(value: tf.Tensor) -> tf.Tensor:
+        variable.assign_add(value)
+        return variable * 2.0
+
+    return train_step
+
+
+def test_plain_tf_function_per_run_trips_the_detector(tensorflow_warnings):
+    # The cause in the apps' loops: each run's train step is traced once and called once in
+    # Python (for its graph), but TensorFlow counts all of them as one function retracing.
+    for _ in range(NUM_RUNS):
+        tf.function(make_train_step(tf.Variable(0.0)))(tf.constant(1.0))
+    assert retracing_warnings(tensorflow_warnings) != []
+
+
+def test_per_run_function_is_counted_alone_and_keeps_its_name(tensorflow_warnings):
+    for _ in range(NUM_RUNS):
+        train_step = tracing.per_run_function(make_train_step(tf.Variable(0.0)))
+        assert float(train_step(tf.constant(1.0))) == 2.0
+        assert train_step.experimental_get_tracing_count() == 1
+    assert retracing_warnings(tensorflow_warnings) == []
+    # The graph keeps the Python function's name, as in the Graphs tab's function list.
+    assert b"train_step" in train_step.get_concrete_function(tf.constant(1.0)).name
