@@ -140,6 +140,12 @@ def write_hparams(logdir: str, settings: dict[str, object]) -> None:
     `eval/` runs (groups `train` and `eval`): several runs of an app under one parent logdir then
     compare in one table, with no experiment-wide configuration to write first. Settings that are
     None are logged as ''; other non-scalar values are left out.
+
+    The trial id, which the dashboard's table shows in a narrow Trial ID column cut after about 14
+    characters, is the logdir's last folder first and then its parent, `lr_3e-4_h32
+    (logs/sweep_mnist)`: runs side by side differ at the start, and two runs in folders of the same
+    name under different parents still get different ids (runs of one id would be merged as one
+    trial).
     """
     values = {
         name: "" if value is None else value
@@ -148,8 +154,14 @@ def write_hparams(logdir: str, settings: dict[str, object]) -> None:
     }
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default():
-        hparams_api.hparams(values, trial_id=logdir)
+        hparams_api.hparams(values, trial_id=trial_id(logdir))
     writer.close()
+
+
+def trial_id(logdir: str) -> str:
+    """`logs/sweep_mnist/lr_3e-4_h32` -> `lr_3e-4_h32 (logs/sweep_mnist)`; `run` -> `run`."""
+    parent, _, name = logdir.rstrip("/").rpartition("/")
+    return f"{name} ({parent})" if parent else name
 
 
 class ScalarWriter:

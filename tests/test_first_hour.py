@@ -4,6 +4,7 @@ retracing warnings, trial names that tell the sweep's runs apart, a view command
 import logging
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import textwrap
 import keras
 import pytest
 import tensorflow as tf
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from common import metrics, startup, summaries, tracing
 from tests import tensorboard_events as events
@@ -192,3 +194,38 @@ def test_per_run_function_is_counted_alone_and_keeps_its_name(tensorflow_warning
     assert retracing_warnings(tensorflow_warnings) == []
     # The graph keeps the Python function's name, as in the Graphs tab's function list.
     assert b"train_step" in train_step.get_concrete_function(tf.constant(1.0)).name
+
+
+# The sweep's trials in the HParams tab.
+
+
+def test_trial_id_starts_with_the_run_folder_and_keeps_the_parent(tmp_path):
+    assert summaries.trial_id("logs/sweep_mnist/lr_3e-4_h32") == "lr_3e-4_h32 (logs/sweep_mnist)"
+    assert summaries.trial_id("logs/mnist_mlp/") == "mnist_mlp (logs)"
+    assert summaries.trial_id("run") == "run"
+    logdir = tmp_path / "sweep" / "lr_1e-3_h128"
+    summaries.write_hparams(str(logdir), {"learning_rate": 0.001})
+    content = (
+        events.load_run(logdir)
+        .SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG)
+        .plugin_data.content
+    )
+    start_info = hparams_metadata.parse_session_start_info_plugin_data(content)
+    assert start_info.group_name == f"lr_1e-3_h128 ({tmp_path / 'sweep'})"  # The Trial ID.
+
+
+def test_sweep_trials_differ_in_the_characters_the_table_shows():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    learning_rates = re.search(r"for learning_rate in ([^;]+);", makefile).group(1).split()
+    hidden_units = re.search(r"for hidden_units in ([^;]+);", makefile).group(1).split()
+    template = re.search(r"--logdir=\$\(LOGS\)/sweep_mnist/(\S+)", makefile).group(1)
+    folders = [
+        template.replace("$${learning_rate}", rate).replace("$${hidden_units}", units)
+        for rate in learning_rates
+        for units in hidden_units
+    ]
+    assert len(folders) == 6 and "$" not in "".join(folders)
+    trial_ids = [summaries.trial_id(f"logs/sweep_mnist/{folder}") for folder in folders]
+    assert len({trial[:12] for trial in trial_ids}) == 6, trial_ids
+    for rate in learning_rates:
+        float(rate)  # What --learning_rate will parse.
