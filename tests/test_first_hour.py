@@ -5,16 +5,18 @@ import logging
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
 
 import keras
 import pytest
+import tensorboard
 import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from common import metrics, startup, summaries, tracing
+from common import metrics, progress, startup, summaries, tracing
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, run_app
 
@@ -229,3 +231,42 @@ def test_sweep_trials_differ_in_the_characters_the_table_shows():
     assert len({trial[:12] for trial in trial_ids}) == 6, trial_ids
     for rate in learning_rates:
         float(rate)  # What --learning_rate will parse.
+
+
+# How to view a run.
+
+
+def test_view_command_at_the_repo_root_is_make_tensorboard(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(sys, "prefix", str(REPO_ROOT / ".venv"))
+    command = progress.view_command("logs/mnist_mlp")
+    assert command == "make tensorboard LOGS=logs/mnist_mlp"
+    # What make would run, without running it (-n): the venv's tensorboard on that logdir.
+    dry_run = subprocess.run(
+        [*shlex.split(command)[:1], "-n", *shlex.split(command)[1:]],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert ".venv/bin/tensorboard --logdir logs/mnist_mlp " in dry_run.stdout
+
+
+def test_view_command_elsewhere_runs_the_venvs_tensorboard(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    command = progress.view_command("runs/my run")
+    arguments = shlex.split(command)
+    assert arguments[-2:] == ["--logdir", "runs/my run"]
+    assert pathlib.Path(arguments[0]).is_absolute()
+    version = subprocess.run(
+        [*arguments[:-2], "--version_tb"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == tensorboard.__version__
+
+
+def test_view_command_never_hands_make_a_path_it_would_split(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(sys, "prefix", str(REPO_ROOT / ".venv"))
+    assert not progress.view_command("logs/my run").startswith("make ")
