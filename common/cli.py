@@ -60,6 +60,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     return remaining
 
 
+def startup_logs_requested() -> bool:
+    """True when the user passed `--verbosity=0` or higher: show TensorFlow's start-up lines.
+
+    For `common.startup.import_tensorflow`; by default they are hidden (see common/startup.py).
+    """
+    return flags.FLAGS["verbosity"].present and flags.FLAGS.verbosity >= 0
+
+
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turns a `UserError` raised inside the block into `error: <message>` and exit code 1, and

@@ -1,4 +1,11 @@
-"""The console side of a run: one progress line per loop boundary."""
+"""The console side of a run: one progress line per loop boundary, and how to view the run."""
+
+import pathlib
+import shlex
+import sys
+
+# The repository's root, where the Makefile and its .venv are.
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def format_number(value: float) -> str:
@@ -20,3 +27,33 @@ def print_progress(step: int, num_steps: int, metrics: dict[str, float]) -> None
     print(
         f"step {step:>{width}}/{num_steps} ({percent:3d}%)  {format_metrics(metrics)}", flush=True
     )
+
+
+def view_command(logdir: str) -> str:
+    """A shell command that serves `logdir` in TensorBoard, one that works where the run started.
+
+    `tensorboard` alone is usually not on PATH: it is installed in the venv, next to the Python
+    running this. From the repository's root, run by its `.venv`, the command is
+    `make tensorboard LOGS=<logdir>` (what the README teaches); anywhere else, or for a logdir that
+    make would split (spaces, quotes), it is the venv's `tensorboard` by its full path (or
+    `python -m tensorboard.main` where the venv has no such script).
+
+    Args:
+        logdir: the run's logdir, as the run was given it (relative to the current directory).
+
+    Returns:
+        One line to copy into a shell, e.g. `make tensorboard LOGS=logs/mnist_mlp`.
+    """
+    quoted_logdir = shlex.quote(logdir)
+    in_repo_venv = pathlib.Path(sys.prefix).resolve() == (REPO_ROOT / ".venv").resolve()
+    if (
+        in_repo_venv
+        and pathlib.Path.cwd().resolve() == REPO_ROOT
+        and (REPO_ROOT / "Makefile").is_file()
+        and quoted_logdir == logdir  # make would split or expand anything shlex needs to quote.
+    ):
+        return f"make tensorboard LOGS={logdir}"
+    tensorboard = pathlib.Path(sys.executable).parent / "tensorboard"
+    if tensorboard.is_file():
+        return f"{shlex.quote(str(tensorboard))} --logdir {quoted_logdir}"
+    return f"{shlex.quote(sys.executable)} -m tensorboard.main --logdir {quoted_logdir}"

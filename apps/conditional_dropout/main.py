@@ -5,7 +5,7 @@ python -m apps.conditional_dropout --dropout_rate=0.5 --dropout_off_at_step=1000
 
 from absl import app
 
-from common import cli
+from common import cli, startup
 
 from . import config
 
@@ -18,7 +18,10 @@ def main(argv: list[str]) -> None:
     """Trains with the settings from the command line."""
     del argv  # parse_flags has rejected stray arguments.
     with cli.exit_on_user_error():
-        from . import train  # Imports TensorFlow: here, once the flags are known to be good.
+        # Here, once the flags are known to be good; its C++ start-up lines are hidden unless
+        # --verbosity=0 asks for them.
+        startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
+        from . import train
 
         train.train_and_evaluate(cli.config_from_flags(config.Config), FLAGS.logdir)
 

@@ -6,7 +6,7 @@ python -m apps.vae_timeseries --data_path=my_series.csv --window_length=32
 
 from absl import app
 
-from common import cli
+from common import cli, startup
 
 from . import config
 
@@ -19,7 +19,10 @@ def main(argv: list[str]) -> None:
     """Trains with the settings from the command line."""
     del argv  # parse_flags has rejected stray arguments.
     with cli.exit_on_user_error():
-        from . import train  # Imports TensorFlow: here, once the flags are known to be good.
+        # Here, once the flags are known to be good; its C++ start-up lines are hidden unless
+        # --verbosity=0 asks for them.
+        startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
+        from . import train
 
         train.train_and_evaluate(cli.config_from_flags(config.Config), FLAGS.logdir)
 
