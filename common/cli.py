@@ -2,13 +2,14 @@
 
 import contextlib
 import dataclasses
+import importlib
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-from absl import flags, logging
+from absl import app, flags, logging
 
-from common import settings
+from common import settings, startup
 from common.errors import Interrupted, UserError
 
 # The exit code for bad usage (flags), as argparse and most Unix tools use it.
@@ -120,20 +121,12 @@ def define_flags(config_class: type, logdir: str) -> flags.FlagValues:
 
 def _define_flag(field: dataclasses.Field, metadata: dict, module_name: str) -> None:
     name, default, help_text = field.name, field.default, metadata["help"]
-    field_type = str(field.type)
+    field_type = str(field.type)  # `int`, or "int" where annotations are strings.
     if field_type in ("bool", str(bool)):
         flags.DEFINE_bool(name, default, help_text, module_name=module_name)
-    elif field_type in ("int", str(int)):
-        flags.DEFINE_integer(
-            name,
-            default,
-            help_text,
-            lower_bound=metadata["lower_bound"],
-            upper_bound=metadata["upper_bound"],
-            module_name=module_name,
-        )
-    elif field_type in ("float", str(float)):
-        flags.DEFINE_float(
+    elif field_type in ("int", str(int), "float", str(float)):
+        define = flags.DEFINE_integer if "int" in field_type else flags.DEFINE_float
+        define(
             name,
             default,
             help_text,
@@ -157,3 +150,27 @@ def config_from_flags(config_class: type) -> Any:
     return config_class(
         **{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(config_class)}
     )
+
+
+def run_app(config_class: type, train_module: str) -> None:
+    """An app's `main`: parses its flags, then trains with them, every error in one line.
+
+    A bad flag fails in `parse_flags` (exit 2) before TensorFlow is imported. Then TensorFlow is
+    imported with its C++ start-up lines hidden (`--verbosity=0` shows them), and
+    `<train_module>.train_and_evaluate(config, --logdir)` runs with the frozen `config_class`
+    built from the flags; a `UserError` ends as one `error:` line (exit 1), a signal as one
+    `interrupted:` line (exit 130 or 143).
+
+    Args:
+        config_class: the app's settings dataclass, whose flags `define_flags` defined.
+        train_module: the app's `train` module, by name (imported only after the flags parse).
+    """
+
+    def main(argv: list[str]) -> None:
+        del argv  # parse_flags has rejected stray arguments.
+        with exit_on_user_error():
+            startup.import_tensorflow(show_startup_logs=startup_logs_requested())
+            train = importlib.import_module(train_module)
+            train.train_and_evaluate(config_from_flags(config_class), flags.FLAGS.logdir)
+
+    app.run(main, flags_parser=parse_flags)

@@ -81,3 +81,9 @@ def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def eval_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """One pass over every example of `dataset`, in order, in batches of `batch_size` (the last
+    one smaller), cached after the first pass: what each eval runs over."""
+    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,21 +1,22 @@
 """The outer training loop, written once for every app: Orbit's `Controller`, as one function.
 
-An app's `train.py` writes what is its own (the model, the optimizer, the metrics, one replica's
-train step and eval step, and whatever it does at a boundary) and hands them to `run`, which does
-everything else, the same way for every app and every `tf.distribute` strategy:
+An app's `train.py` writes what is its own (the model, the metrics, one replica's train step and
+eval step as top-level functions, and whatever it does at a boundary) and hands them to `run`,
+which does everything else, the same way for every app and every `tf.distribute` strategy:
 
-    strategy, global_step = start(config)             # Strategy first, then seeds.
-    ... the app builds its model, optimizer and metrics in strategy.scope() ...
-    run(config, logdir, strategy, global_step, ...):
+    strategy = create_strategy(config)                # Devices first, then every seed.
+    with strategy.scope():
+        state = TrainState.create(config, [model], train_metrics, eval_metrics)
+    run(config, logdir, state, train_step, eval_step, load_datasets):
         with TrainingRun(logdir, ...) as run:          # Lock, restore, signals: training_run.py.
             start_step = run.restore()                 # A finished run stops here, untouched.
-            datasets = load_datasets(); pipelines      # Shuffle reseeded with the step on resume.
+            datasets = load_datasets()                 # Shuffle reseeded with the step on resume.
             writers = run.open_writers()               # Drops points a crash left behind.
             if start_step == 0:
                 hparams, config and dataset text at step 0
                 step one, inside the graph trace       # The one moment trace_on sees the step.
             while step < num_steps:
-                loss = train_loop(iterator, n)         # n steps in ONE tf.function call.
+                loss = train_loop(iterator, n)         # n = steps_per_loop steps, ONE call.
                 stop if the loss (or a gradient) is not finite
                 boundary: train scalars; eval, histograms and on_eval when due; on_boundary;
                           one progress line; a checkpoint when due (and on SIGINT/SIGTERM)
@@ -28,6 +29,7 @@ Python runs once per loop, not once per step; a boundary costs a few `tf.functio
 """
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -38,16 +40,20 @@ import tensorflow as tf
 from common import (
     distribution,
     graphs,
+    input_pipeline,
     metrics,
     progress,
     settings,
     step_counter,
     summaries,
+    tracing,
     training_run,
 )
 
 # What a train step returns for the loop's non-finite check: see training_run.loss_or_nan.
 loss_or_nan = training_run.loss_or_nan
+
+Metrics = dict[str, keras.metrics.Metric]
 
 
 class Datasets(Protocol):
@@ -58,19 +64,82 @@ class Datasets(Protocol):
     description: str
 
 
-def start(config: settings.TrainingSettings) -> tuple[tf.distribute.Strategy, tf.Variable]:
-    """A run's first TensorFlow calls: the strategy, every seed, and the global step.
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """One run's models, optimizer and metrics: what the steps use and a checkpoint saves."""
 
-    Returns:
-        The strategy (build the model, optimizer and metrics in its `scope()`), and the int64
-        global step that stamps every summary (the VAE reads it for its KL schedule).
-    """
+    models: tuple[keras.Model, ...]
+    optimizer: keras.optimizers.Optimizer
+    train_metrics: Metrics  # Updated by the train step; logged and reset at every boundary.
+    eval_metrics: Metrics  # Updated by the eval step; logged to eval/ at every eval.
+    global_step: tf.Variable  # Optimizer steps so far; stamps every summary.
+    global_batch_size: int  # Examples per step over all replicas.
+    strategy: tf.distribute.Strategy
+
+    @classmethod
+    def create(
+        cls,
+        config: settings.TrainingSettings,
+        models: Sequence[keras.Model],
+        train_metrics: Metrics,
+        eval_metrics: Metrics,
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> "TrainState":
+        """Call it in `strategy.scope()`, so every variable is mirrored on every replica.
+
+        Args:
+            config: for the learning rate and the global batch size.
+            models: the Keras models the steps use (checkpointed, graphed, histogrammed).
+            train_metrics, eval_metrics: `{tag: metric}`; the tags are what TensorBoard shows.
+            optimizer: default `keras.optimizers.Adam(config.learning_rate)`.
+        """
+        optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
+        variables = [variable for model in models for variable in model.trainable_variables]
+        # Its slot variables now rather than inside the first step: a tf.function that creates
+        # variables is traced twice, and its graph fills up with initializers.
+        optimizer.build(variables)
+        return cls(
+            models=tuple(models),
+            optimizer=optimizer,
+            train_metrics=train_metrics,
+            eval_metrics=eval_metrics,
+            global_step=step_counter.create_global_step(),
+            global_batch_size=config.batch_size,
+            strategy=tf.distribute.get_strategy(),
+        )
+
+    @property
+    def model(self) -> keras.Model:
+        """The first (for most apps the only) model."""
+        return self.models[0]
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        """Every model's trainable variables, in order: what the gradients are taken of."""
+        return [variable for model in self.models for variable in model.trainable_variables]
+
+    def average_loss(self, per_example_losses: tf.Tensor) -> tf.Tensor:
+        """One replica's per-example losses summed and divided by the *global* batch size.
+
+        Under a strategy each replica sees a slice of the batch; dividing by the global batch, not
+        the slice, makes the replicas' losses (and gradients, which the optimizer sums) add up to
+        the whole batch's mean, exactly as on one device.
+        """
+        return tf.nn.compute_average_loss(
+            per_example_losses, global_batch_size=self.global_batch_size
+        )
+
+
+TrainStep = Callable[..., tf.Tensor]  # train_step(state, *batch) -> loss_or_nan(loss, gradients)
+EvalStep = Callable[..., None]  # eval_step(state, *batch): updates state.eval_metrics
+
+
+def create_strategy(config: settings.TrainingSettings) -> tf.distribute.Strategy:
+    """A run's first TensorFlow calls: the `tf.distribute` strategy, then every seed."""
     # First: splitting the CPU into logical devices must precede every other TensorFlow call.
     strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():  # Mirrored on every replica; counts once per step (ONLY_FIRST_REPLICA).
-        global_step = step_counter.create_global_step()
-    return strategy, global_step
+    return strategy
 
 
 def as_tuple(batch: Any) -> tuple:
@@ -79,34 +148,30 @@ def as_tuple(batch: Any) -> tuple:
 
 
 def make_train_step(
-    strategy: tf.distribute.Strategy,
-    replica_step: Callable[..., tf.Tensor],
-    global_step: tf.Variable,
-    jit_compile: bool = False,
+    state: TrainState, train_step: TrainStep, jit_compile: bool = False
 ) -> Callable[..., tf.Tensor]:
     """The `tf.function` that runs one train step on every replica: what the Graphs tab shows.
 
     Args:
-        strategy: the run's strategy.
-        replica_step: one replica's share of a step, `replica_step(*batch) -> loss`: per-example
-            losses scaled by the global batch (`tf.nn.compute_average_loss`), the gradients
-            applied, the train metrics updated, and `loss_or_nan(loss, gradients)` returned.
-        global_step: incremented once per step.
+        state: the run's state, passed to `train_step` first.
+        train_step: one replica's share of a step, `train_step(state, *batch) -> loss`: the loss
+            averaged with `state.average_loss`, the gradients applied, the train metrics
+            updated, and `loss_or_nan(loss, gradients)` returned.
         jit_compile: XLA-compile the step (its graph is then written from the concrete function,
             see common.graphs, as a traced export of an XLA step is empty).
 
     Returns:
-        `train_step(*batch) -> loss`, the replicas' losses summed: the whole batch's mean loss,
-        the same on every worker, so all of them break out of a loop on a NaN together.
+        `step(*batch) -> loss`, the replicas' losses summed: the whole batch's mean loss, the same
+        on every worker, so all of them break out of a loop on a NaN together.
     """
+    replica_step = functools.partial(train_step, state)
 
-    @tf.function(jit_compile=jit_compile)
-    def train_step(*batch: tf.Tensor) -> tf.Tensor:
-        per_replica_loss = strategy.run(replica_step, args=batch)
-        global_step.assign_add(1)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+    def train_step_on_every_replica(*batch: tf.Tensor) -> tf.Tensor:
+        per_replica_loss = state.strategy.run(replica_step, args=batch)
+        state.global_step.assign_add(1)  # ONLY_FIRST_REPLICA aggregation: once per step.
+        return state.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
 
-    return train_step
+    return tracing.per_run_function(train_step_on_every_replica, jit_compile=jit_compile)
 
 
 def make_train_loop(train_step: Callable[..., tf.Tensor]) -> Callable[..., tf.Tensor]:
@@ -117,7 +182,6 @@ def make_train_loop(train_step: Callable[..., tf.Tensor]) -> Callable[..., tf.Te
     whose loss (or gradient) is not finite, and returns that NaN for the caller to report.
     """
 
-    @tf.function
     def train_loop(iterator: Any, num_steps: tf.Tensor) -> tf.Tensor:
         loss = tf.constant(0.0)
         for _ in tf.range(num_steps):
@@ -126,40 +190,39 @@ def make_train_loop(train_step: Callable[..., tf.Tensor]) -> Callable[..., tf.Te
                 break
         return loss
 
-    return train_loop
+    return tracing.per_run_function(train_loop)
 
 
 def make_evaluate(
-    strategy: tf.distribute.Strategy,
-    replica_eval_step: Callable[..., None],
-    eval_metrics: dict[str, keras.metrics.Metric],
-    batches: tf.data.Dataset,
+    state: TrainState, eval_step: EvalStep, batches: tf.data.Dataset
 ) -> Callable[[], dict[str, float]]:
-    """`evaluate() -> {name: value}`: one pass over `batches` in one `tf.function` call.
+    """`evaluate() -> {tag: value}`: one pass over `batches` in one `tf.function` call.
 
-    `replica_eval_step(*batch)` updates the eval metrics with per-example values: the last batch
+    `eval_step(state, *batch)` updates the eval metrics with per-example values: the last batch
     is smaller, and a replica may get none of it. The metrics are read and reset in one call.
     """
-    distributed_batches = strategy.experimental_distribute_dataset(batches)
+    distributed_batches = state.strategy.experimental_distribute_dataset(batches)
+    replica_step = functools.partial(eval_step, state)
 
-    @tf.function
     def eval_loop(batches: Any) -> None:
         for batch in batches:
-            strategy.run(replica_eval_step, args=as_tuple(batch))
+            state.strategy.run(replica_step, args=as_tuple(batch))
+
+    eval_loop = tracing.per_run_function(eval_loop)
+    read_eval_metrics = metrics.MetricReader(state.eval_metrics)
 
     def evaluate() -> dict[str, float]:
         eval_loop(distributed_batches)
-        return metrics.read_and_reset(eval_metrics)
+        return read_eval_metrics()
 
     return evaluate
 
 
-def checkpoint_objects(
-    models: Sequence[keras.Model], optimizer: keras.optimizers.Optimizer
-) -> dict[str, Any]:
+def checkpoint_objects(state: TrainState) -> dict[str, Any]:
     """What a checkpoint holds: `model=` (or each model by its name) and `optimizer=`."""
+    models = state.models
     named = {"model": models[0]} if len(models) == 1 else {model.name: model for model in models}
-    return {**named, "optimizer": optimizer}
+    return {**named, "optimizer": state.optimizer}
 
 
 def next_loop_steps(
@@ -180,16 +243,31 @@ def eval_is_due(step: int, last_eval_step: int, config: settings.TrainingSetting
     return step // every > last_eval_step // every or step == config.num_steps
 
 
+def train_scalars(
+    read_train_metrics: metrics.MetricReader,
+    state: TrainState,
+    loop_steps: int,
+    loop_seconds: float,
+) -> dict[str, float]:
+    """A boundary's train scalars: the metrics (read and reset), the learning rate, the speed."""
+    scalars = read_train_metrics()
+    scalars["learning_rate"] = float(state.optimizer.learning_rate.numpy())
+    if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
+        scalars["steps_per_second"] = loop_steps / loop_seconds
+        scalars["examples_per_second"] = loop_steps * state.global_batch_size / loop_seconds
+    return scalars
+
+
 # Train scalars about the loop rather than the model, left out of the returned metrics.
 _RATES = ("train/learning_rate", "train/steps_per_second", "train/examples_per_second")
 
 
 @dataclasses.dataclass
 class _Progress:
-    """What the loop remembers between boundaries."""
+    """What the loop keeps between boundaries."""
 
     step: int
-    first_step: int
+    start_step: int
     last_eval_step: int
     loops_run: int = 0
     train_seconds: float = 0.0  # Inside train_loop only: eval and summaries are not speed.
@@ -199,18 +277,11 @@ class _Progress:
 def run(
     config: settings.TrainingSettings,
     logdir: str,
-    strategy: tf.distribute.Strategy,
-    global_step: tf.Variable,
-    *,
-    models: Sequence[keras.Model],
-    optimizer: keras.optimizers.Optimizer,
-    train_step: Callable[..., tf.Tensor],
-    train_metrics: dict[str, keras.metrics.Metric],
-    eval_step: Callable[..., None],
-    eval_metrics: dict[str, keras.metrics.Metric],
+    state: TrainState,
+    train_step: TrainStep,
+    eval_step: EvalStep,
     load_datasets: Callable[[], Datasets],
-    train_pipeline: Callable[[tf.data.Dataset, int, int], tf.data.Dataset],
-    eval_pipeline: Callable[[tf.data.Dataset, int], tf.data.Dataset],
+    *,
     eval_batch_size: int | None = None,
     progress_metrics: Sequence[str] | None = None,
     boundary_scalars: Callable[[], dict[str, float]] | None = None,
@@ -222,25 +293,21 @@ def run(
 ) -> dict[str, float]:
     """Trains up to `config.num_steps` steps in `logdir`, resuming from its latest checkpoint.
 
+    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
+    does nothing and says so (and returns only `steps`).
+
     Args:
-        config: the app's settings (a `TrainingSettings`): steps, batch, loop, eval, checkpoint
+        config: the app's settings (a `TrainingSettings`): steps, batch, loop, eval and checkpoint
             cadence, profile, XLA.
         logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
-        strategy, global_step: from `start(config)`.
-        models: the Keras models, for the Graphs and Text tabs, weight histograms and the
-            checkpoint.
-        optimizer: its learning rate is logged; it is checkpointed with the models.
-        train_step: one replica's train step, `train_step(*batch) -> loss_or_nan(...)`.
-        train_metrics: updated by `train_step`; read, logged under their keys and reset at every
-            boundary.
-        eval_step: one replica's eval step, `eval_step(*batch)`, updating `eval_metrics`.
-        eval_metrics: read and logged to `eval/` under their keys at every eval.
-        load_datasets: returns the app's datasets; called after the checkpoint is restored, so a
-            finished run loads nothing.
-        train_pipeline: `(dataset, batch_size, seed) -> endless batches`.
-        eval_pipeline: `(dataset, batch_size) -> one pass of batches`.
+        state: from `TrainState.create`, in the strategy's scope.
+        train_step: `train_step(state, *batch) -> loss_or_nan(loss, gradients)`, one replica's
+            share of a step (see `make_train_step`).
+        eval_step: `eval_step(state, *batch)`, one replica's share of an eval batch.
+        load_datasets: returns the app's datasets, unbatched; called once the checkpoint is
+            restored, so a finished run loads nothing.
         eval_batch_size: the eval batch, if not `config.batch_size`.
-        progress_metrics: the console's `train/<name>` and `eval/<name>` values, in order
+        progress_metrics: the console's `train/<tag>` and `eval/<tag>` values, in order
             (default: every train metric, every eval metric, `train/steps_per_second`).
         boundary_scalars: more train scalars at each boundary, e.g. a schedule's value.
         on_eval: `on_eval(step, eval_results, writers)` after each eval: the app's own eval
@@ -253,9 +320,9 @@ def run(
         final_metrics: more values for the returned metrics, called once training is done.
 
     Returns:
-        `train/<name>` and `eval/<name>` at the last step, whatever `final_metrics` adds, and
-        `steps`, `resumed_from_step`, `examples_per_second`, `wall_time_seconds` and
-        `train_step_traces` (1: the step was never retraced). Only `steps` for a finished run.
+        `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
+        `steps`, `resumed_from_step`, `examples_per_second` (inside the loops), the process's
+        `wall_time_seconds` in here, and `train_step_traces` (1: never retraced).
 
     Raises:
         common.errors.UserError: for an unusable logdir, unavailable data, a checkpoint of
@@ -263,12 +330,13 @@ def run(
         common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
     start_time = time.perf_counter()
+    strategy = state.strategy
     run = training_run.TrainingRun(
         logdir,
-        global_step,
+        state.global_step,
         config.checkpoint_every_steps,
         strategy=strategy,
-        **checkpoint_objects(models, optimizer),
+        **checkpoint_objects(state),
     )
     with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
         start_step = run.restore()
@@ -277,105 +345,97 @@ def run(
         datasets = load_datasets()
         if run.is_chief:
             print(f"dataset: {datasets.description}", flush=True)
-            print(f"logdir:  {logdir}   (view with: tensorboard --logdir {logdir})", flush=True)
+            print(f"logdir:  {logdir}   (view with: {progress.view_command(logdir)})", flush=True)
         if strategy.num_replicas_in_sync > 1:
             print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
-        # Pipelines batch by the global batch size; the strategy splits each batch over the
-        # replicas. A resumed run reshuffles with another seed, so it does not replay the same
-        # batches.
-        train_iterator = iter(
-            strategy.experimental_distribute_dataset(
-                train_pipeline(datasets.train, config.batch_size, config.seed + start_step)
-            )
+        # Batches of the global batch size; the strategy splits each over the replicas. A resumed
+        # run reshuffles with another seed, so it does not replay the same batches.
+        train_batches = input_pipeline.shuffled_batches(
+            datasets.train, config.batch_size, config.seed + start_step
         )
-        evaluate = make_evaluate(
-            strategy,
-            eval_step,
-            eval_metrics,
-            eval_pipeline(datasets.eval, eval_batch_size or config.batch_size),
+        train_iterator = iter(strategy.experimental_distribute_dataset(train_batches))
+        eval_batches = input_pipeline.eval_batches(
+            datasets.eval, eval_batch_size or config.batch_size
         )
-        train_function = make_train_step(strategy, train_step, global_step, config.jit_compile)
+        evaluate = make_evaluate(state, eval_step, eval_batches)
+        train_function = make_train_step(state, train_step, config.jit_compile)
         train_loop = make_train_loop(train_function)
-        variables = [variable for model in models for variable in model.trainable_variables]
+        read_train_metrics = metrics.MetricReader(state.train_metrics)
 
         writers = run.open_writers()
+        write_train_scalars = summaries.ScalarWriter(writers.train)
+        write_eval_scalars = summaries.ScalarWriter(writers.eval)
         if start_step == 0:
             _write_run_description(config, run.output_dir, writers, datasets.description)
             # Step one runs inside the graph trace: trace_on records a tf.function's graph only
             # while it is first traced, so this is the one moment to capture the whole step.
             loss = graphs.trace_and_write_graphs(
-                train_function, as_tuple(next(train_iterator)), models, writers.train
+                train_function, as_tuple(next(train_iterator)), state.models, writers.train
             )
             run.check_loss(float(loss), step=1)
             for name, function, args in extra_graphs:
                 graphs.trace_step_graph(function, args, writers.train, name=name)
 
-        state = _Progress(step=int(global_step.numpy()), first_step=0, last_eval_step=start_step)
-        state.first_step = state.step
-        console_names = list(progress_metrics or _default_progress(train_metrics, eval_metrics))
-        # `or not state.metrics`: a one-step run still gets one boundary, with summaries and eval.
-        while state.step < config.num_steps or not state.metrics:
+        step = int(state.global_step.numpy())
+        loop = _Progress(step=step, start_step=step, last_eval_step=start_step)
+        console_names = list(progress_metrics or _default_progress(state))
+        # `or not loop.metrics`: a one-step run still gets one boundary, with summaries and eval.
+        while loop.step < config.num_steps or not loop.metrics:
             loop_steps = next_loop_steps(
-                state.step, config.num_steps, config.steps_per_loop, boundary_steps
+                loop.step, config.num_steps, config.steps_per_loop, boundary_steps
             )
             # The second loop, not the first: the first includes train_loop's one-time tracing.
-            profiling = config.profile and state.loops_run == 1
+            profiling = config.profile and loop.loops_run == 1
             if profiling:
                 tf.profiler.experimental.start(f"{run.output_dir}/train")
             loop_start = time.perf_counter()
             loss = train_loop(train_iterator, tf.constant(loop_steps))
-            state.step = int(global_step.numpy())  # Reading the step waits for the loop.
+            loop.step = int(state.global_step.numpy())  # Reading the step waits for the loop.
             loop_seconds = time.perf_counter() - loop_start
-            state.train_seconds += loop_seconds
-            state.loops_run += 1
+            loop.train_seconds += loop_seconds
+            loop.loops_run += 1
             if profiling:
                 tf.profiler.experimental.stop()  # Writes train/plugins/profile/<time>/.
                 if run.is_chief:
                     _print_profile_location(run.output_dir, loop_steps)
             if loop_steps:
-                run.check_loss(float(loss), state.step)
+                run.check_loss(float(loss), loop.step)
 
             # Loop boundary: everything below runs once per loop.
-            scalars = metrics.read_and_reset(train_metrics)
+            scalars = train_scalars(read_train_metrics, state, loop_steps, loop_seconds)
             scalars.update(boundary_scalars() if boundary_scalars else {})
-            scalars["learning_rate"] = float(optimizer.learning_rate.numpy())
-            if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
-                scalars["steps_per_second"] = loop_steps / loop_seconds
-                scalars["examples_per_second"] = loop_steps * config.batch_size / loop_seconds
-            summaries.write_scalars(writers.train, scalars, state.step)
+            write_train_scalars(scalars, loop.step)
             values = {f"train/{name}": value for name, value in scalars.items()}
-
-            if eval_is_due(state.step, state.last_eval_step, config):
+            if eval_is_due(loop.step, loop.last_eval_step, config):
                 results = evaluate()
-                summaries.write_scalars(writers.eval, results, state.step)
-                summaries.write_weight_histograms(writers.train, variables, state.step)
+                write_eval_scalars(results, loop.step)
+                summaries.write_weight_histograms(
+                    writers.train, state.trainable_variables, loop.step
+                )
                 if on_eval:
-                    on_eval(state.step, results, writers)
-                state.last_eval_step = state.step
+                    on_eval(loop.step, results, writers)
+                loop.last_eval_step = loop.step
                 values.update({f"eval/{name}": value for name, value in results.items()})
             # The returned metrics keep what was measured; the run's speed is reported whole.
-            state.metrics.update({name: values[name] for name in values if name not in _RATES})
+            loop.metrics.update({name: values[name] for name in values if name not in _RATES})
             if on_boundary:
-                on_boundary(state.step)
+                on_boundary(loop.step)
             if run.is_chief:  # This boundary's values only: no eval values from an earlier eval.
                 console = {name: values[name] for name in console_names if name in values}
-                progress.print_progress(state.step, config.num_steps, console)
-            run.end_of_loop(state.step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
+                progress.print_progress(loop.step, config.num_steps, console)
+            run.end_of_loop(loop.step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
 
-        if run.last_saved_step != state.step:
-            run.save(state.step)
+        if run.last_saved_step != loop.step:
+            run.save(loop.step)
 
-    return _finish(
-        state, start_step, start_time, config, train_function, console_names, final_metrics
-    )
+    extra = final_metrics() if final_metrics else {}
+    return _finish(loop, start_step, start_time, state, train_function, console_names, extra)
 
 
-def _default_progress(
-    train_metrics: dict[str, keras.metrics.Metric], eval_metrics: dict[str, keras.metrics.Metric]
-) -> list[str]:
+def _default_progress(state: TrainState) -> list[str]:
     return [
-        *(f"train/{name}" for name in train_metrics),
-        *(f"eval/{name}" for name in eval_metrics),
+        *(f"train/{name}" for name in state.train_metrics),
+        *(f"eval/{name}" for name in state.eval_metrics),
         "train/steps_per_second",
     ]
 
@@ -396,31 +456,27 @@ def _write_run_description(
 
 def _print_profile_location(output_dir: str, loop_steps: int) -> None:
     print(
-        f"profile: {loop_steps} steps traced into {output_dir}/train/plugins/profile; view it in "
-        "TensorBoard's Profile tab (needs the tensorboard-plugin-profile package)",
+        f"profile: {loop_steps} steps traced into {output_dir}/train/plugins/profile; open "
+        "TensorBoard's Profile tab (it needs the tensorboard-plugin-profile package)",
         flush=True,
     )
 
 
 def _finish(
-    state: _Progress,
+    loop: _Progress,
     start_step: int,
     start_time: float,
-    config: settings.TrainingSettings,
+    state: TrainState,
     train_function: Any,
     console_names: Sequence[str],
-    final_metrics: Callable[[], dict[str, float]] | None,
+    extra: dict[str, float],
 ) -> dict[str, float]:
     """The returned metrics, and the `final:` line: the console's values, then the run's."""
-    results = dict(state.metrics)
-    extra = final_metrics() if final_metrics else {}
-    results.update(extra)
-    steps_trained = state.step - state.first_step
-    results["steps"] = state.step
+    results = {**loop.metrics, **extra}
+    results["steps"] = loop.step
     results["resumed_from_step"] = start_step
-    results["examples_per_second"] = (
-        steps_trained * config.batch_size / state.train_seconds if state.train_seconds else 0.0
-    )
+    examples = (loop.step - loop.start_step) * state.global_batch_size
+    results["examples_per_second"] = examples / loop.train_seconds if loop.train_seconds else 0.0
     results["wall_time_seconds"] = time.perf_counter() - start_time
     # 1 unless something forced a retrace (a new input shape or dtype): worth watching.
     results["train_step_traces"] = train_function.experimental_get_tracing_count()

@@ -10,8 +10,6 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from common import input_pipeline
-
 NUM_FEATURES = 128
 NUM_INFORMATIVE = 8
 NUM_TRAIN_EXAMPLES = 2048
@@ -52,17 +50,3 @@ def make_datasets(seed: int) -> Datasets:
             f"the best possible accuracy is about {1 - LABEL_NOISE:.0%}"
         ),
     )
-
-
-def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless batches, reshuffled every epoch, of a fixed shape (so the step is traced once).
-
-    The examples are held in memory and batched by index (`common.input_pipeline`): tf.data's
-    textbook `shuffle().batch()` costs as much per example as this small model's step.
-    """
-    return input_pipeline.shuffled_batches(dataset, batch_size, seed)
-
-
-def eval_pipeline(dataset: tf.data.Dataset, batch_size: int = EVAL_BATCH_SIZE) -> tf.data.Dataset:
-    """One ordered pass over every example."""
-    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common import input_pipeline
 from common.errors import UserError
 
 from .config import DATASET_NAMES
@@ -29,7 +28,7 @@ SYNTHETIC_TEST_EXAMPLES = 1024
 
 @dataclasses.dataclass(frozen=True)
 class Datasets:
-    """Unbatched (image, label) pairs: images uint8 of any shape with 784 pixels, integer labels."""
+    """Unbatched (pixels, label): 784 float32 pixels in [0, 1] and an int32 label (`preprocess`)."""
 
     train: tf.data.Dataset
     eval: tf.data.Dataset  # Held out: the test split where the source has one.
@@ -109,7 +108,7 @@ def load_mnist(data_dir: str | None = None) -> Datasets:
     train, test = tfds.load(
         "mnist", split=["train", "test"], as_supervised=True, data_dir=data_dir, shuffle_files=False
     )
-    return Datasets(train, test, "mnist", "full MNIST through tensorflow-datasets")
+    return preprocessed(train, test, "mnist", "full MNIST through tensorflow-datasets")
 
 
 def load_sample(path: pathlib.Path = SAMPLE_PATH) -> Datasets:
@@ -120,7 +119,7 @@ def load_sample(path: pathlib.Path = SAMPLE_PATH) -> Datasets:
             test = (arrays["test_images"], arrays["test_labels"])
     except (OSError, KeyError, ValueError) as error:
         raise UserError(f"cannot read the bundled MNIST sample {path}: {error}") from error
-    return Datasets(
+    return preprocessed(
         tf.data.Dataset.from_tensor_slices(train),
         tf.data.Dataset.from_tensor_slices(test),
         "mnist_sample",
@@ -140,7 +139,7 @@ def make_synthetic(seed: int) -> Datasets:
     centered = images.reshape(num_examples, -1).astype(np.float32) / 255.0 - 0.5
     labels = np.argmax(centered @ teacher, axis=1).astype(np.uint8)
     split = SYNTHETIC_TRAIN_EXAMPLES
-    return Datasets(
+    return preprocessed(
         tf.data.Dataset.from_tensor_slices((images[:split], labels[:split])),
         tf.data.Dataset.from_tensor_slices((images[split:], labels[split:])),
         "synthetic",
@@ -154,22 +153,13 @@ def preprocess(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor
     return tf.ensure_shape(pixels, [28 * 28]), tf.cast(label, tf.int32)
 
 
-def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless batches, reshuffled every epoch, of a fixed shape (so the step is traced once).
-
-    The examples are held in memory and batched by index (`common.input_pipeline`): tf.data's
-    textbook `shuffle().batch()` costs as much per example as this small model's step.
-    """
-    return input_pipeline.shuffled_batches(
-        dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), batch_size, seed
-    )
-
-
-def eval_pipeline(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """One pass over every example, in order, cached after the first pass."""
-    return (
-        dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+def preprocessed(
+    train: tf.data.Dataset, held_out: tf.data.Dataset, name: str, description: str
+) -> Datasets:
+    """Datasets of `preprocess`ed examples, ready for the training loop's pipelines."""
+    return Datasets(
+        train.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
+        held_out.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
+        name,
+        description,
     )

@@ -1,7 +1,4 @@
-"""The regression app's settings: defaults, bounds and help text in one place (the flags too).
-
-TensorFlow-free, so `main.py` defines and checks its flags before TensorFlow is imported.
-"""
+"""The regression settings: one home, from which main.py makes its flags (no TensorFlow)."""
 
 import dataclasses
 
@@ -10,7 +7,7 @@ from common import settings
 
 @dataclasses.dataclass(frozen=True)
 class Config(settings.TrainingSettings):
-    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+    """A run's settings: the shared ones (common/settings.py; defaults set here) and its own."""
 
     num_steps: int = 3000
     batch_size: int = 64

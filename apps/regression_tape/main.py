@@ -3,9 +3,7 @@
 python -m apps.regression_tape --num_steps=3000 --noise_std=0.1 --logdir=logs/regression_tape
 """
 
-from absl import app
-
-from common import cli, startup
+from common import cli
 
 from . import config
 
@@ -14,21 +12,9 @@ from . import config
 FLAGS = cli.define_flags(config.Config, logdir="logs/regression_tape")
 
 
-def main(argv: list[str]) -> None:
-    """Trains with the settings from the command line."""
-    del argv  # parse_flags has rejected stray arguments.
-    with cli.exit_on_user_error():
-        # Here, once the flags are known to be good; its C++ start-up lines are hidden unless
-        # --verbosity=0 asks for them.
-        startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
-        from . import train
-
-        train.train_and_evaluate(cli.config_from_flags(config.Config), FLAGS.logdir)
-
-
 def run() -> None:
-    """Parses flags (one-line errors) and runs `main`."""
-    app.run(main, flags_parser=cli.parse_flags)
+    """Parses the flags, then trains: `train.train_and_evaluate(Config(flags), --logdir)`."""
+    cli.run_app(config.Config, train_module=f"{__package__}.train")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ What lands in `<logdir>`:
   eval/   scalars `loss` (MSE), `mae`, `rmse` on the held-out split, every `eval_every_steps`.
 """
 
-import functools
-
 import keras
 import tensorflow as tf
 
@@ -32,21 +30,15 @@ def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
 
 
 def train_step(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    metrics: dict[str, keras.metrics.Metric],
-    features: tf.Tensor,
-    targets: tf.Tensor,
-    *,
-    global_batch_size: int,
+    state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor
 ) -> tf.Tensor:
     """One replica's share of a train step, and the gradient norms of the whole batch."""
     with tf.GradientTape() as tape:
-        losses = per_example_loss(targets, model(features, training=True))
-        # Divided by the global batch: the replicas' losses then add up to the batch's mean.
-        loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch_size)
-    gradients = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        losses = per_example_loss(targets, state.model(features, training=True))
+        loss = state.average_loss(losses)  # Over the global batch: see TrainState.average_loss.
+    gradients = tape.gradient(loss, state.trainable_variables)
+    state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+    metrics = state.train_metrics
     metrics["loss"].update_state(losses)
     # The norms of the whole batch's gradient, not of this replica's share: sum the shares first
     # (the identity with one replica).
@@ -54,81 +46,52 @@ def train_step(
         tf.distribute.ReduceOp.SUM, gradients
     )
     metrics["gradient_norm/global"].update_state(tf.linalg.global_norm(gradients))
-    for variable, gradient in zip(model.trainable_variables, gradients, strict=True):
+    for variable, gradient in zip(state.trainable_variables, gradients, strict=True):
         metrics[f"gradient_norm/{variable.path}"].update_state(tf.norm(gradient))
     # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
     return training_loop.loss_or_nan(loss, gradients)
 
 
-def eval_step(
-    model: keras.Model,
-    metrics: dict[str, keras.metrics.Metric],
-    features: tf.Tensor,
-    targets: tf.Tensor,
-) -> None:
+def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor) -> None:
     """MSE, MAE and RMSE of one replica's share of an eval batch."""
-    predictions = model(features, training=False)
-    for metric in metrics.values():
+    predictions = state.model(features, training=False)
+    for metric in state.eval_metrics.values():
         metric.update_state(targets, predictions)
 
 
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
-    """Trains up to `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+    """Trains up to `config.num_steps` steps, logging to `logdir`: see `training_loop.run`.
 
-    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
-    does nothing and says so (and returns only `steps`).
-
-    Args:
-        config: the run's settings.
-        logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
-        datasets: data to use instead of generating it from `config` (tests inject here).
-
-    Returns:
-        `train/loss`, the gradient norms, `eval/loss`, `eval/mae`, `eval/rmse` at the last step;
-        `noise_std` and `trivial_rmse` to judge them by; and the run's figures (see
-        `common.training_loop.run`).
-
-    Raises:
-        common.errors.UserError: for an unusable logdir, a checkpoint of another model, or a
-            NaN/Inf loss (then the last good checkpoint is kept).
-        common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
+    `datasets` replaces the data generated from `config` (tests inject here). Returns `train/loss`,
+    the gradient norms, `eval/loss`, `eval/mae`, `eval/rmse` at the last step; `noise_std` and
+    `trivial_rmse` to judge them by; and the run's figures.
     """
-    strategy, global_step = training_loop.start(config)
+    strategy = training_loop.create_strategy(config)
     datasets = datasets or data.make_datasets(config.seed, config.noise_std)  # Synthetic: instant.
     with strategy.scope():  # Variables made here are mirrored on every replica.
         model = model_lib.create_model()
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        optimizer.build(model.trainable_variables)  # Now: a step that builds it traces twice.
         # One norm per variable shows which layer's gradients vanish or explode; the global norm
         # alone hides that.
-        train_metrics = {
-            "loss": keras.metrics.Mean(),
-            "gradient_norm/global": keras.metrics.Mean(),
-            **{f"gradient_norm/{v.path}": keras.metrics.Mean() for v in model.trainable_variables},
-        }
+        gradient_norms = ["global", *(variable.path for variable in model.trainable_variables)]
+        train_metrics = {"loss": keras.metrics.Mean()}
+        train_metrics.update(
+            {f"gradient_norm/{name}": keras.metrics.Mean() for name in gradient_norms}
+        )
         eval_metrics = {
             "loss": keras.metrics.MeanSquaredError(),
             "mae": keras.metrics.MeanAbsoluteError(),
             "rmse": keras.metrics.RootMeanSquaredError(),
         }
+        state = training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
     return training_loop.run(
         config,
         logdir,
-        strategy,
-        global_step,
-        models=[model],
-        optimizer=optimizer,
-        train_step=functools.partial(
-            train_step, model, optimizer, train_metrics, global_batch_size=config.batch_size
-        ),
-        train_metrics=train_metrics,
-        eval_step=functools.partial(eval_step, model, eval_metrics),
-        eval_metrics=eval_metrics,
-        load_datasets=lambda: datasets,
-        train_pipeline=data.train_pipeline,
-        eval_pipeline=data.eval_pipeline,
+        state,
+        train_step,
+        eval_step,
+        lambda: datasets,
         progress_metrics=[
             "train/loss",
             "train/gradient_norm/global",

@@ -1,7 +1,4 @@
-"""The VAE app's settings: defaults, bounds and help text in one place (the flags too).
-
-TensorFlow-free, so `main.py` defines and checks its flags before TensorFlow is imported.
-"""
+"""The VAE app's settings: one home, from which main.py makes its flags (no TensorFlow)."""
 
 import dataclasses
 
@@ -10,14 +7,9 @@ from common import settings
 
 @dataclasses.dataclass(frozen=True)
 class Config(settings.TrainingSettings):
-    """Everything a run depends on; `main.py` builds it from flags, tests build it directly."""
+    """A run's settings: the shared ones (common/settings.py; defaults set here) and its own."""
 
-    num_steps: int = 2000
     batch_size: int = 32
-    learning_rate: float = 1e-3
-    steps_per_loop: int = 100
-    eval_every_steps: int = 500
-    checkpoint_every_steps: int = 1000
     data_path: str | None = settings.setting(
         None,
         "CSV of a multivariate series: one column per channel, optional header and time column. "

@@ -23,7 +23,6 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from common import input_pipeline
 from common.errors import UserError
 
 TRAIN_FRACTION = 0.8
@@ -187,17 +186,3 @@ def load_datasets(
             f"{window_length} steps, standardized with training statistics"
         ),
     )
-
-
-def train_pipeline(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless batches, reshuffled every epoch, of a fixed shape (so the step is traced once).
-
-    The examples are held in memory and batched by index (`common.input_pipeline`): tf.data's
-    textbook `shuffle().batch()` costs as much per example as this small model's step.
-    """
-    return input_pipeline.shuffled_batches(dataset, batch_size, seed)
-
-
-def eval_pipeline(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """One ordered pass over every eval window."""
-    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

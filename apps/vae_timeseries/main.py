@@ -4,9 +4,7 @@ python -m apps.vae_timeseries --num_steps=2000 --latent_dim=8 --kl_warmup_steps=
 python -m apps.vae_timeseries --data_path=my_series.csv --window_length=32
 """
 
-from absl import app
-
-from common import cli, startup
+from common import cli
 
 from . import config
 
@@ -15,21 +13,9 @@ from . import config
 FLAGS = cli.define_flags(config.Config, logdir="logs/vae_timeseries")
 
 
-def main(argv: list[str]) -> None:
-    """Trains with the settings from the command line."""
-    del argv  # parse_flags has rejected stray arguments.
-    with cli.exit_on_user_error():
-        # Here, once the flags are known to be good; its C++ start-up lines are hidden unless
-        # --verbosity=0 asks for them.
-        startup.import_tensorflow(show_startup_logs=cli.startup_logs_requested())
-        from . import train
-
-        train.train_and_evaluate(cli.config_from_flags(config.Config), FLAGS.logdir)
-
-
 def run() -> None:
-    """Parses flags (one-line errors) and runs `main`."""
-    app.run(main, flags_parser=cli.parse_flags)
+    """Parses the flags, then trains: `train.train_and_evaluate(Config(flags), --logdir)`."""
+    cli.run_app(config.Config, train_module=f"{__package__}.train")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import summaries, training_loop
+from common import input_pipeline, summaries, training_loop
 
 from . import data, images
 from . import model as model_lib
@@ -54,49 +54,36 @@ def kl_weight(step: tf.Tensor, warmup_steps: int) -> tf.Tensor:
 
 
 def train_step(
-    encoder: keras.Model,
-    decoder: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    metrics: dict[str, keras.metrics.Metric],
-    windows: tf.Tensor,
-    *,
-    global_step: tf.Variable,
-    kl_warmup_steps: int,
-    global_batch_size: int,
+    state: training_loop.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
 ) -> tf.Tensor:
     """One replica's share of a train step on a batch of windows."""
-    beta = kl_weight(
-        global_step, kl_warmup_steps
-    )  # Read in the graph: the schedule never retraces.
-    variables = encoder.trainable_variables + decoder.trainable_variables
+    encoder, decoder = state.models
+    beta = kl_weight(state.global_step, kl_warmup_steps)  # In the graph: never retraces.
     with tf.GradientTape() as tape:
         mean, log_variance, z = encoder(windows, training=True)
         reconstruction = reconstruction_loss(windows, decoder(z, training=True))  # Per window.
         kl = kl_divergence(mean, log_variance)
-        # Divided by the global batch: the replicas' losses then add up to the batch's mean.
-        loss = tf.nn.compute_average_loss(
-            reconstruction + beta * kl, global_batch_size=global_batch_size
-        )
-    gradients = tape.gradient(loss, variables)
-    optimizer.apply_gradients(zip(gradients, variables, strict=True))
-    metrics["reconstruction_loss"].update_state(reconstruction)
-    metrics["kl"].update_state(kl)
-    metrics["elbo"].update_state(-(reconstruction + kl))
-    metrics["loss"].update_state(reconstruction + beta * kl)
+        loss = state.average_loss(reconstruction + beta * kl)  # See TrainState.average_loss.
+    gradients = tape.gradient(loss, state.trainable_variables)
+    state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+    update_metrics(state.train_metrics, reconstruction, kl)
+    state.train_metrics["loss"].update_state(reconstruction + beta * kl)
     # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
     return training_loop.loss_or_nan(loss, gradients)
 
 
-def eval_step(
-    encoder: keras.Model,
-    decoder: keras.Model,
-    metrics: dict[str, keras.metrics.Metric],
-    windows: tf.Tensor,
-) -> None:
+def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
     """Per-window terms of one replica's share of an eval batch (the last batch is smaller)."""
+    encoder, decoder = state.models
     mean, log_variance, z = encoder(windows, training=False)
     reconstruction = reconstruction_loss(windows, decoder(z, training=False))
-    kl = kl_divergence(mean, log_variance)
+    update_metrics(state.eval_metrics, reconstruction, kl_divergence(mean, log_variance))
+
+
+def update_metrics(
+    metrics: training_loop.Metrics, reconstruction: tf.Tensor, kl: tf.Tensor
+) -> None:
+    """The per-window reconstruction loss, KL and ELBO (at beta 1) into their means."""
     metrics["reconstruction_loss"].update_state(reconstruction)
     metrics["kl"].update_state(kl)
     metrics["elbo"].update_state(-(reconstruction + kl))
@@ -131,49 +118,35 @@ def write_latent_summaries(
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
-    """Trains up to `config.num_steps` steps, logging to `logdir`; returns the final metrics.
+    """Trains up to `config.num_steps` steps, logging to `logdir`: see `training_loop.run`.
 
-    Running it again on the same logdir resumes from the latest checkpoint; on a finished run it
-    does nothing and says so (and returns only `steps`).
-
-    Args:
-        config: the run's settings.
-        logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
-        datasets: windows to use instead of loading `config.data_path` or the synthetic series.
-
-    Returns:
-        `train/reconstruction_loss`, `train/kl`, `train/elbo`, `train/loss`, `train/beta`, and
-        `eval/reconstruction_loss`, `eval/kl`, `eval/elbo` at the last step; `eval/first_elbo`,
-        the ELBO at the first eval; and the run's figures (see `common.training_loop.run`).
-
-    Raises:
-        common.errors.UserError: for an unusable logdir, a missing or malformed data file, a
-            checkpoint of another model, or a NaN/Inf loss (then the last good checkpoint is kept).
-        common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
+    `datasets` replaces the windows of `config.data_path` or the synthetic series. Returns the
+    train and eval `reconstruction_loss`, `kl`, `elbo` (and train `loss`, `beta`) at the last
+    step, `eval/first_elbo` (at the first eval), and the run's figures.
     """
-    strategy, global_step = training_loop.start(config)
+    strategy = training_loop.create_strategy(config)
     # The data decide the number of channels, so they come before the model; a bad data file is
     # reported before the logdir is touched.
     datasets = datasets or data.load_datasets(
         config.data_path, config.window_length, config.num_channels, config.seed
     )
     shape = (config.window_length, datasets.num_channels, config.latent_dim)
+    names = ("reconstruction_loss", "kl", "elbo")
     with strategy.scope():  # Variables made here are mirrored on every replica.
         encoder = model_lib.create_encoder(*shape, config.seed)
         decoder = model_lib.create_decoder(*shape)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        # Now: a step that builds it traces twice.
-        optimizer.build(encoder.trainable_variables + decoder.trainable_variables)
-        names = ("reconstruction_loss", "kl", "elbo")
         train_metrics = {name: keras.metrics.Mean() for name in (*names, "loss")}
         eval_metrics = {name: keras.metrics.Mean() for name in names}
+        state = training_loop.TrainState.create(
+            config, [encoder, decoder], train_metrics, eval_metrics
+        )
 
     # Made once per run; reduce_retracing gives the smaller last batch a shape-generic graph
     # rather than a second one.
     encode = tf.function(
         lambda windows: encoder(windows, training=False)[:2], reduce_retracing=True
     )
-    eval_batches = data.eval_pipeline(datasets.eval, config.batch_size)
+    eval_batches = input_pipeline.eval_batches(datasets.eval, config.batch_size)
     first_elbo: list[float] = []
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
@@ -183,26 +156,10 @@ def train_and_evaluate(
     return training_loop.run(
         config,
         logdir,
-        strategy,
-        global_step,
-        models=[encoder, decoder],
-        optimizer=optimizer,
-        train_step=functools.partial(
-            train_step,
-            encoder,
-            decoder,
-            optimizer,
-            train_metrics,
-            global_step=global_step,
-            kl_warmup_steps=config.kl_warmup_steps,
-            global_batch_size=config.batch_size,
-        ),
-        train_metrics=train_metrics,
-        eval_step=functools.partial(eval_step, encoder, decoder, eval_metrics),
-        eval_metrics=eval_metrics,
-        load_datasets=lambda: datasets,
-        train_pipeline=data.train_pipeline,
-        eval_pipeline=data.eval_pipeline,
+        state,
+        functools.partial(train_step, kl_warmup_steps=config.kl_warmup_steps),
+        eval_step,
+        lambda: datasets,
         progress_metrics=[
             "train/elbo",
             "train/kl",
@@ -210,7 +167,9 @@ def train_and_evaluate(
             "eval/elbo",
             "train/steps_per_second",
         ],
-        boundary_scalars=lambda: {"beta": float(kl_weight(global_step, config.kl_warmup_steps))},
+        boundary_scalars=lambda: {
+            "beta": float(kl_weight(state.global_step, config.kl_warmup_steps))
+        },
         on_eval=on_eval,
         final_metrics=lambda: {"eval/first_elbo": first_elbo[0]},
     )
