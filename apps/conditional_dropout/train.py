@@ -27,7 +27,7 @@ from . import data
 from . import model as model_lib
 from .config import Config
 
-__all__ = ["Config", "eval_step", "train_and_evaluate", "train_step"]
+__all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
 
 def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -72,6 +72,20 @@ def eval_step(
     state.eval_metrics["accuracy"].update_state(labels, logits)
 
 
+def create_state(config: Config) -> training_loop.TrainState:
+    """The model with its dropout switches, Adam, and metrics (dropout_enabled for train too).
+    Call it in the strategy's scope, so every variable is mirrored on every replica."""
+    model = model_lib.create_model(
+        data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
+    )
+    # Logits, so the decision threshold is 0, not 0.5.
+    train_metrics = {"loss": keras.metrics.Mean(), "dropout_enabled": keras.metrics.Mean()}
+    train_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
+    eval_metrics = {"loss": keras.metrics.Mean()}
+    eval_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
+    return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+
+
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
@@ -84,16 +98,9 @@ def train_and_evaluate(
     """
     strategy = training_loop.create_strategy(config)
     datasets = datasets or data.make_datasets(config.seed)  # Synthetic: instant.
-    with strategy.scope():  # Variables made here are mirrored on every replica.
-        model = model_lib.create_model(
-            data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
-        )
-        # Logits, so the decision threshold is 0, not 0.5.
-        train_metrics = {"loss": keras.metrics.Mean(), "dropout_enabled": keras.metrics.Mean()}
-        train_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
-        eval_metrics = {"loss": keras.metrics.Mean()}
-        eval_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
-        state = training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+    with strategy.scope():
+        state = create_state(config)
+    model = state.model
 
     # The inference graph: a batch dimension of None, so every eval batch, the smaller last one
     # included, runs through this one traced graph.

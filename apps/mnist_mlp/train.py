@@ -22,7 +22,7 @@ from . import data
 from . import model as model_lib
 from .config import Config
 
-__all__ = ["Config", "eval_step", "train_and_evaluate", "train_step"]
+__all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
 
 def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -51,9 +51,15 @@ def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Ten
     state.eval_metrics["accuracy"].update_state(labels, logits)
 
 
-def create_metrics() -> dict[str, keras.metrics.Metric]:
-    """The loss and the accuracy: the train and the eval step each update a set."""
-    return {"loss": keras.metrics.Mean(), "accuracy": keras.metrics.SparseCategoricalAccuracy()}
+def create_state(config: Config) -> training_loop.TrainState:
+    """The model, Adam, and a loss and an accuracy metric for each of train and eval. Call it in
+    the strategy's scope, so every variable is mirrored on every replica."""
+    model = model_lib.create_model(config.hidden_units)
+    metrics = [
+        {"loss": keras.metrics.Mean(), "accuracy": keras.metrics.SparseCategoricalAccuracy()}
+        for _ in ("train", "eval")
+    ]
+    return training_loop.TrainState.create(config, [model], *metrics)
 
 
 def train_and_evaluate(
@@ -65,9 +71,8 @@ def train_and_evaluate(
     `train/loss`, `train/accuracy`, `eval/loss`, `eval/accuracy` and the run's figures.
     """
     strategy = training_loop.create_strategy(config)
-    with strategy.scope():  # Variables made here are mirrored on every replica.
-        model = model_lib.create_model(config.hidden_units)
-        state = training_loop.TrainState.create(config, [model], create_metrics(), create_metrics())
+    with strategy.scope():
+        state = create_state(config)
 
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
         return datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)

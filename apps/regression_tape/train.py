@@ -21,7 +21,7 @@ from . import data
 from . import model as model_lib
 from .config import Config
 
-__all__ = ["Config", "eval_step", "train_and_evaluate", "train_step"]
+__all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
 
 def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
@@ -59,6 +59,23 @@ def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.
         metric.update_state(targets, predictions)
 
 
+def create_state(config: Config) -> training_loop.TrainState:
+    """The model, Adam, the train loss and gradient norms, and MSE, MAE and RMSE for eval. Call it
+    in the strategy's scope, so every variable is mirrored on every replica."""
+    model = model_lib.create_model()
+    # One norm per variable shows which layer's gradients vanish or explode; the global norm
+    # alone hides that.
+    norms = ["global", *(variable.path for variable in model.trainable_variables)]
+    train_metrics = {"loss": keras.metrics.Mean()}
+    train_metrics.update({f"gradient_norm/{name}": keras.metrics.Mean() for name in norms})
+    eval_metrics = {
+        "loss": keras.metrics.MeanSquaredError(),
+        "mae": keras.metrics.MeanAbsoluteError(),
+        "rmse": keras.metrics.RootMeanSquaredError(),
+    }
+    return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+
+
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
@@ -70,21 +87,8 @@ def train_and_evaluate(
     """
     strategy = training_loop.create_strategy(config)
     datasets = datasets or data.make_datasets(config.seed, config.noise_std)  # Synthetic: instant.
-    with strategy.scope():  # Variables made here are mirrored on every replica.
-        model = model_lib.create_model()
-        # One norm per variable shows which layer's gradients vanish or explode; the global norm
-        # alone hides that.
-        gradient_norms = ["global", *(variable.path for variable in model.trainable_variables)]
-        train_metrics = {"loss": keras.metrics.Mean()}
-        train_metrics.update(
-            {f"gradient_norm/{name}": keras.metrics.Mean() for name in gradient_norms}
-        )
-        eval_metrics = {
-            "loss": keras.metrics.MeanSquaredError(),
-            "mae": keras.metrics.MeanAbsoluteError(),
-            "rmse": keras.metrics.RootMeanSquaredError(),
-        }
-        state = training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+    with strategy.scope():
+        state = create_state(config)
     return training_loop.run(
         config,
         logdir,
@@ -95,7 +99,7 @@ def train_and_evaluate(
         progress_metrics=[
             "train/loss",
             "train/gradient_norm/global",
-            *(f"eval/{name}" for name in eval_metrics),
+            *(f"eval/{name}" for name in state.eval_metrics),
             "train/steps_per_second",
         ],
         final_metrics=lambda: {

@@ -25,13 +25,13 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, summaries, training_loop
+from common import input_pipeline, summaries, tracing, training_loop
 
 from . import data, images
 from . import model as model_lib
 from .config import Config
 
-__all__ = ["Config", "eval_step", "train_and_evaluate", "train_step"]
+__all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
 NUM_IMAGES = 3
 
@@ -115,6 +115,18 @@ def write_latent_summaries(
         tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
 
 
+def create_state(config: Config, num_channels: int) -> training_loop.TrainState:
+    """The encoder and decoder, Adam, and the ELBO's terms as metrics (train also logs its loss).
+    Call it in the strategy's scope, so every variable is mirrored on every replica."""
+    shape = (config.window_length, num_channels, config.latent_dim)
+    encoder = model_lib.create_encoder(*shape, config.seed)
+    decoder = model_lib.create_decoder(*shape)
+    names = ("reconstruction_loss", "kl", "elbo")
+    train_metrics = {name: keras.metrics.Mean() for name in (*names, "loss")}
+    eval_metrics = {name: keras.metrics.Mean() for name in names}
+    return training_loop.TrainState.create(config, [encoder, decoder], train_metrics, eval_metrics)
+
+
 def train_and_evaluate(
     config: Config, logdir: str, datasets: data.Datasets | None = None
 ) -> dict[str, float]:
@@ -130,21 +142,15 @@ def train_and_evaluate(
     datasets = datasets or data.load_datasets(
         config.data_path, config.window_length, config.num_channels, config.seed
     )
-    shape = (config.window_length, datasets.num_channels, config.latent_dim)
-    names = ("reconstruction_loss", "kl", "elbo")
-    with strategy.scope():  # Variables made here are mirrored on every replica.
-        encoder = model_lib.create_encoder(*shape, config.seed)
-        decoder = model_lib.create_decoder(*shape)
-        train_metrics = {name: keras.metrics.Mean() for name in (*names, "loss")}
-        eval_metrics = {name: keras.metrics.Mean() for name in names}
-        state = training_loop.TrainState.create(
-            config, [encoder, decoder], train_metrics, eval_metrics
-        )
+    with strategy.scope():
+        state = create_state(config, datasets.num_channels)
+    encoder, decoder = state.models
 
-    # Made once per run; reduce_retracing gives the smaller last batch a shape-generic graph
-    # rather than a second one.
-    encode = tf.function(
-        lambda windows: encoder(windows, training=False)[:2], reduce_retracing=True
+    # Its own function per run, traced once: the batch dimension is None, so the smaller last
+    # batch runs through the same graph.
+    encode = tracing.per_run_function(
+        lambda windows: encoder(windows, training=False)[:2],
+        input_signature=[tf.TensorSpec([None, config.window_length, datasets.num_channels])],
     )
     eval_batches = input_pipeline.eval_batches(datasets.eval, config.batch_size)
     first_elbo: list[float] = []
