@@ -1,11 +1,13 @@
 """Command-line plumbing shared by every app's `main.py`: one-line errors, no tracebacks."""
 
 import contextlib
+import signal
 import sys
 from collections.abc import Iterator
 
 from absl import flags, logging
 
+from common import errors
 from common.errors import Interrupted, UserError
 
 # The exit code for bad usage (flags), as argparse and most Unix tools use it.
@@ -51,8 +53,18 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turns a `UserError` raised inside the block into `error: <message>` and exit code 1, and
-    an `Interrupted` run into `interrupted: <message>` and exit code 128 + the signal's number.
+    """Reports what a user can act on in one line and exits, instead of a traceback.
+
+    - `UserError`: `error: <message>`, exit 1.
+    - `Interrupted` (a run stopped by a signal, after saving): `interrupted: <message>`, exit
+      128 + the signal's number.
+    - `KeyboardInterrupt`: a SIGINT that arrived before a run installed its own handler (while
+      TensorFlow imports, say, which takes seconds) or a second Ctrl-C: `interrupted: ...`,
+      exit 130. A run's second Ctrl-C arrives here as `Interrupted`, with what it kept.
+    - A full disk, an exhausted memory (`MemoryError`, TensorFlow's `ResourceExhaustedError`)
+      or a refused write, wherever it happens: `error: ...` naming the likely culprit, exit 1.
+
+    Anything else is a bug and keeps its traceback.
     """
     try:
         yield
@@ -60,6 +72,17 @@ def exit_on_user_error() -> Iterator[None]:
         _fail(str(error), EXIT_USER_ERROR)
     except Interrupted as interrupted:
         _fail(str(interrupted), interrupted.exit_code, prefix="interrupted")
+    except KeyboardInterrupt:
+        _fail(
+            "SIGINT during start-up, before training began; nothing was saved",
+            128 + signal.SIGINT,
+            prefix="interrupted",
+        )
+    except Exception as error:  # MemoryError included; anything not recognized is re-raised.
+        reported = errors.as_user_error(error)
+        if reported is None:
+            raise
+        _fail(str(reported), EXIT_USER_ERROR)
 
 
 # The names of common.distribution.STRATEGY_NAMES, repeated so that flags parse before TensorFlow
