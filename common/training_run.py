@@ -37,6 +37,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -530,8 +531,14 @@ class TrainingRun:
             state_path = f"{self._checkpoint_directory}/{STATE_FILE_NAME}"
             if self._state_to_write:
                 names = [f"{CHECKPOINT_NAME}-{step}" for step in self._state_to_write]
+                # With timestamps after the last preserved one, or the manager would leave these
+                # out of its list, and never sweep them.
+                now = time.time()
                 state = CheckpointState(
-                    model_checkpoint_path=names[-1], all_model_checkpoint_paths=names
+                    model_checkpoint_path=names[-1],
+                    all_model_checkpoint_paths=names,
+                    all_model_checkpoint_timestamps=[now] * len(names),
+                    last_preserved_timestamp=now - 1,
                 )
                 run_record.atomic_write(state_path, text_format.MessageToString(state))
             elif self._remove_state and tf.io.gfile.exists(state_path):
