@@ -85,6 +85,22 @@ def exit_on_user_error() -> Iterator[None]:
         _fail(str(reported), EXIT_USER_ERROR)
 
 
+def logdir_flag_problem(logdir: str) -> str | None:
+    """What is wrong with a `--logdir` value before anything uses it, or None.
+
+    For a flag validator (`flags.register_validator`), so it fails at parsing, with exit 2:
+    an empty value would put `train/` and `eval/` at the filesystem's root (`f"{logdir}/train"`),
+    and TensorFlow's file functions take UTF-8 paths only.
+    """
+    if not logdir.strip():
+        return "must not be empty: it is the directory of the run's summaries and checkpoints"
+    try:
+        logdir.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8; TensorFlow needs UTF-8 paths"
+    return None
+
+
 # The names of common.distribution.STRATEGY_NAMES, repeated so that flags parse before TensorFlow
 # is imported (a test keeps the two equal).
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")

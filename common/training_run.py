@@ -242,6 +242,7 @@ class TrainingRun:
         self._state_to_write: list[int] | None = None
         self._remove_state = False
         self._files_to_remove: list[str] = []
+        self._refusal: LogdirStateError | None = None
         self._writing = False
 
     @property
@@ -387,7 +388,13 @@ class TrainingRun:
             )
         if self.is_chief:
             self._plan_repairs(found, record, candidates, restored_step, bool(problems))
-            self._check_event_files(record, restored_step)
+            try:
+                self._check_event_files(record, restored_step)
+            except LogdirStateError as refusal:
+                if restored_step is None:
+                    raise  # A new run would write at once: refused before anything slow.
+                # A resume is refused at its first write, so a finished run stays "nothing to do".
+                self._refusal = refusal
         if restored_step is not None and (problems or found.state_problem):
             reason = "; ".join(problems) or (
                 f"{CHECKPOINT_DIRECTORY}/{STATE_FILE_NAME}, the list of checkpoints, "
@@ -519,6 +526,8 @@ class TrainingRun:
             return
         if not self._restored:
             self.restore()
+        if self._refusal is not None:
+            raise self._refusal
         try:
             summaries.remove_trim_leftovers(self.logdir)
             for path in run_record.leftovers(self.logdir):

@@ -173,6 +173,7 @@ def test_an_event_file_no_run_recorded_is_never_rewritten(logdir, tmp_path):
     (written,) = (tmp_path / "elsewhere").glob("events.*")
     shutil.move(written, logdir / "eval" / "events.out.tfevents.1700000001.elsewhere.4242.1.v2")
     before = files_and_contents(logdir)
+    assert train(logdir, num_steps=8) == {"steps": 8}  # Finished: nothing to do, nothing refused.
     with pytest.raises(training_run.LogdirStateError) as raised:
         train(logdir, num_steps=12)
     assert str(raised.value) == (
@@ -505,6 +506,12 @@ def test_exit_on_user_error_reports_the_machines_limits_in_one_line(
     assert exited.value.code == exit_code
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and stderr.startswith(line), stderr
+
+
+def test_the_logdir_flag_helper_names_an_empty_or_non_utf8_value():
+    assert cli.logdir_flag_problem("logs/run") is None
+    assert cli.logdir_flag_problem("").startswith("must not be empty")
+    assert cli.logdir_flag_problem(os.fsdecode(b"logs/\xff")).startswith("is not valid UTF-8")
 
 
 def test_exit_on_user_error_leaves_a_bug_its_traceback():
