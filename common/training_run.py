@@ -375,9 +375,13 @@ class TrainingRun:
         if restored_step is not None:
             self.last_saved_step = int(self.global_step.numpy())
             self._latest = f"{found.directory}/{CHECKPOINT_NAME}-{restored_step}"
+        # A missing list is only worth a word when there were checkpoints to list.
         problems = (
-            [f"{CHECKPOINT_DIRECTORY}/{STATE_FILE_NAME} {found.state_problem}"]
-            if found.state_problem and found.state_exists
+            [
+                f"{CHECKPOINT_DIRECTORY}/{STATE_FILE_NAME}, the list of checkpoints, "
+                f"{found.state_problem}"
+            ]
+            if found.state_problem and (found.state_exists or candidates)
             else []
         )
         problems += [f"{CHECKPOINT_NAME}-{step} cannot be read ({why})" for step, why in skipped]
@@ -395,14 +399,10 @@ class TrainingRun:
                     raise  # A new run would write at once: refused before anything slow.
                 # A resume is refused at its first write, so a finished run stays "nothing to do".
                 self._refusal = refusal
-        if restored_step is not None and (problems or found.state_problem):
-            reason = "; ".join(problems) or (
-                f"{CHECKPOINT_DIRECTORY}/{STATE_FILE_NAME}, the list of checkpoints, "
-                f"{found.state_problem}"
-            )
+        if restored_step is not None and problems:
             print(
-                f"warning: {reason}: resuming from {self._latest}, the newest checkpoint that "
-                "restores; what came after it is dropped",
+                f"warning: {'; '.join(problems)}: resuming from {self._latest}, the newest "
+                "checkpoint that restores; what came after it is dropped",
                 file=sys.stderr,
                 flush=True,
             )

@@ -145,8 +145,19 @@ def test_a_missing_list_of_checkpoints_resumes_from_the_newest_and_keeps_every_p
             ),
             "holds checkpoint files (ckpt-2.data-00000-of-00001, ckpt-2.index and 2 more), but",
         ),
+        (
+            lambda logdir: (logdir / run_record.RECORD_FILE_NAME).write_bytes(b"\xff{"),
+            f"{run_record.RECORD_FILE_NAME}, the record of which files this app's runs wrote "
+            "there, cannot be read",
+        ),
     ],
-    ids=["foreign-files", "checkpoints-gone", "checkpoints-is-a-file", "unlisted-unrecorded"],
+    ids=[
+        "foreign-files",
+        "checkpoints-gone",
+        "checkpoints-is-a-file",
+        "unlisted-unrecorded",
+        "record-unreadable",
+    ],
 )
 def test_a_logdir_that_does_not_add_up_is_refused_in_one_line_touching_nothing(
     logdir, damage, complaint
@@ -262,17 +273,17 @@ def test_a_full_disk_during_the_trim_leaves_the_files_whole_and_no_temporary(log
         (
             lambda logdir: (logdir / "checkpoints" / "checkpoint").write_bytes(b""),
             4,
-            "checkpoints/checkpoint is empty",
+            "checkpoints/checkpoint, the list of checkpoints, is empty",
         ),
         (
             lambda logdir: (logdir / "checkpoints" / "checkpoint").write_text("{garbage: ["),
             4,
-            "checkpoints/checkpoint cannot be parsed",
+            "checkpoints/checkpoint, the list of checkpoints, cannot be parsed",
         ),
         (
             lambda logdir: (logdir / "checkpoints" / "checkpoint").write_bytes(b"\xff\xfe\x00"),
             4,
-            "checkpoints/checkpoint is not UTF-8 text",
+            "checkpoints/checkpoint, the list of checkpoints, is not UTF-8 text",
         ),
     ],
     ids=["truncated-data", "empty-list", "garbage-list", "non-utf8-list"],
