@@ -282,7 +282,7 @@ class TrainingRun:
                 self._lock.release()
             else:
                 shutil.rmtree(self.output_dir, ignore_errors=True)
-        kept = f"The last good checkpoint, {self.describe_last_checkpoint()}, is kept."
+        kept = self._what_is_kept()
         if isinstance(exc, KeyboardInterrupt):
             # A second Ctrl-C: the first one's handler gave the default back, so the user is
             # never stuck; say what that cost.
@@ -349,6 +349,12 @@ class TrainingRun:
             return "none yet"
         step = self.last_saved_step if self.last_saved_step is not None else "?"
         return f"step {step} ({self.latest_checkpoint})"
+
+    def _what_is_kept(self) -> str:
+        """The sentence an error ends with: which checkpoint survives it."""
+        if self.latest_checkpoint is None:
+            return "No checkpoint had been saved yet."
+        return f"The last good checkpoint, {self.describe_last_checkpoint()}, is kept."
 
     def restore(self) -> int:
         """Restores the newest checkpoint that can be read, if any, and returns the global step
@@ -565,7 +571,7 @@ class TrainingRun:
         self._writing = True
 
     def _raise_as_user_error(self, error: Exception, context: str) -> None:
-        kept = f"The last good checkpoint, {self.describe_last_checkpoint()}, is kept."
+        kept = self._what_is_kept()
         reported = errors.as_user_error(error, f"{context} in logdir {self.logdir}", kept)
         if reported is None:
             raise error
@@ -607,9 +613,15 @@ class TrainingRun:
                 summaries.trim_events_after(self.logdir, last, paths=self._own_event_files)
             except Exception as error:
                 self._raise_as_user_error(error, "while dropping points after the checkpoint")
+            existing = set(summaries.event_files_by_name(self.logdir))
         self.writers = summaries.create_writers(self.output_dir)
         if self.is_chief:
             try:
+                # The writers' files by name, not only by the pid in it: that needs the clock
+                # to have stayed at or after the run's recorded start.
+                self._record.add_event_files(
+                    sorted(set(summaries.event_files_by_name(self.logdir)) - existing)
+                )
                 self._record_event_files()
                 run_record.write(self.logdir, self._record)
             except Exception as error:
@@ -644,8 +656,7 @@ class TrainingRun:
         ]
         raise NonFiniteWeightsError(
             f"the weights became non-finite at step {step} ({_some(culprits)} hold NaN or Inf); "
-            f"stopped without saving. The last good checkpoint, {self.describe_last_checkpoint()}, "
-            f"is kept. {NON_FINITE_ADVICE}"
+            f"stopped without saving. {self._what_is_kept()} {NON_FINITE_ADVICE}"
         )
 
     def save(self, step: int) -> str:
@@ -713,8 +724,7 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss or its gradients became {loss} at step {step}; stopped without "
-                f"saving. The last good checkpoint, {self.describe_last_checkpoint()}, is kept. "
-                f"{NON_FINITE_ADVICE}"
+                f"saving. {self._what_is_kept()} {NON_FINITE_ADVICE}"
             )
 
     def end_of_loop(self, step: int) -> None:
