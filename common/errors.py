@@ -6,6 +6,7 @@ loaded, and `common.training_run` to add which checkpoint is kept.
 """
 
 import errno
+from collections.abc import Sequence
 
 # TensorFlow reports an operating system's ENOSPC as RESOURCE_EXHAUSTED (tsl's ErrnoToCode), the
 # same code as an allocation that fails: only the message tells a full disk from a full memory.
@@ -59,18 +60,27 @@ class UnwritablePathError(UserError):
 OUT_OF_MEMORY_ADVICE = "try a smaller --batch_size or a smaller model (fewer units or latent size)"
 
 
-def first_line(error: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of an error's message (TensorFlow's `message` without its op
-    context where it has one), at most `limit` characters: what fits in a one-line report."""
+# Lines of TensorFlow's op errors that say nothing about the cause: a graph function's wrapper
+# (`Graph execution error:`, then where the op was defined), the failing node, an OOM hint.
+_NOISE_PREFIXES = ("graph execution error", "detected at node", "[[", "hint:", 'file "')
+
+
+def first_line(error: BaseException, limit: int = 300, containing: Sequence[str] = ()) -> str:
+    """The first telling line of an error's message, at most `limit` characters: what fits in a
+    one-line report. TensorFlow's wrappers and hints are skipped, and so is its op context
+    (`{{function_node __wrapped__SaveV2_...}}`); with `containing`, the first line holding one of
+    those texts (lower case) is preferred."""
     message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    lines = []
     for line in str(message).splitlines():
         line = line.strip()
-        if line:
-            # TensorFlow prefixes op errors with `{{function_node __wrapped__SaveV2_...}}`: noise.
-            if line.startswith("{{") and "}}" in line:
-                line = line.split("}}", 1)[1].strip() or line
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return type(error).__name__
+        if line.startswith("{{") and "}}" in line:
+            line = line.split("}}", 1)[1].strip()
+        if line and not line.lower().startswith(_NOISE_PREFIXES):
+            lines.append(line.rstrip(".:"))
+    preferred = [line for line in lines if any(text in line.lower() for text in containing)]
+    line = (preferred or lines or [type(error).__name__])[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _class_names(error: BaseException) -> set[str]:
@@ -114,9 +124,9 @@ def as_user_error(error: BaseException, context: str = "", kept: str = "") -> Us
     where = f" {context}" if context else ""
     after = f" {kept}" if kept else ""
     if is_disk_full(error):
+        cause = first_line(error, containing=_DISK_FULL_MESSAGES)
         return DiskFullError(
-            f"disk full{where}: {first_line(error)}.{after} Free some space, then run the same "
-            "command again."
+            f"disk full{where}: {cause}.{after} Free some space, then run the same command again."
         )
     if is_out_of_memory(error):
         return OutOfMemoryError(

@@ -527,6 +527,20 @@ def test_the_logdir_flag_helper_names_an_empty_or_non_utf8_value():
     assert cli.logdir_flag_problem(os.fsdecode(b"logs/\xff")).startswith("is not valid UTF-8")
 
 
+def test_a_full_disk_inside_a_graph_function_is_reported_by_its_cause():
+    # What a summary write in a tf.function raised on a 200 KiB tmpfs, trimmed.
+    message = (
+        "Graph execution error:\n\nDetected at node write_summary defined at (most recent call "
+        'last):\n  File "train.py", line 1\n/l/train/events.out.tfevents.1.vm.2.0.v2; No space '
+        "left on device\n\tFailed to flush 11 events\n\t [[{{node write_summary}}]]"
+    )
+    error = tf.errors.ResourceExhaustedError(None, None, message)
+    assert str(errors.as_user_error(error, "in logdir /l")) == (
+        "disk full in logdir /l: /l/train/events.out.tfevents.1.vm.2.0.v2; No space left on "
+        "device. Free some space, then run the same command again."
+    )
+
+
 def test_exit_on_user_error_leaves_a_bug_its_traceback():
     with pytest.raises(ValueError, match="a bug"), cli.exit_on_user_error():
         raise ValueError("a bug")
