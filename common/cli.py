@@ -62,7 +62,8 @@ def exit_on_user_error() -> Iterator[None]:
       TensorFlow imports, say, which takes seconds) or a second Ctrl-C: `interrupted: ...`,
       exit 130. A run's second Ctrl-C arrives here as `Interrupted`, with what it kept.
     - A full disk, an exhausted memory (`MemoryError`, TensorFlow's `ResourceExhaustedError`)
-      or a refused write, wherever it happens: `error: ...` naming the likely culprit, exit 1.
+      or a refused access (permissions, a read-only mount), wherever it happens: `error: ...`
+      naming the likely culprit, exit 1.
 
     Anything else is a bug and keeps its traceback.
     """

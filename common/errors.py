@@ -52,7 +52,7 @@ class OutOfMemoryError(UserError):
 
 
 class UnwritablePathError(UserError):
-    """A write was refused: a read-only mount, missing permissions."""
+    """An access was refused: a read-only mount, missing permissions."""
 
 
 # What an out-of-memory error tells the user to change. Every app has --batch_size; the model's
@@ -114,7 +114,7 @@ def is_unwritable(error: BaseException) -> bool:
 
 
 def as_user_error(error: BaseException, context: str = "", kept: str = "") -> UserError | None:
-    """A one-line UserError for a full disk, an exhausted memory or a refused write, else None.
+    """A one-line UserError for a full disk, an exhausted memory or a refused access, else None.
 
     Args:
         error: what was raised.
@@ -133,5 +133,6 @@ def as_user_error(error: BaseException, context: str = "", kept: str = "") -> Us
             f"out of memory{where}: {first_line(error)}; {OUT_OF_MEMORY_ADVICE}.{after}"
         )
     if is_unwritable(error):
-        return UnwritablePathError(f"cannot write{where}: {first_line(error)}.{after}")
+        # Reads are refused too (a data file without read permission): the cause line says which.
+        return UnwritablePathError(f"access refused{where}: {first_line(error)}.{after}")
     return None
