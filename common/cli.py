@@ -3,13 +3,14 @@
 import contextlib
 import dataclasses
 import importlib
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from absl import app, flags, logging
 
-from common import settings, startup
+from common import errors, settings, startup
 from common.errors import Interrupted, UserError
 
 # The exit code for bad usage (flags), as argparse and most Unix tools use it.
@@ -71,8 +72,19 @@ def startup_logs_requested() -> bool:
 
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turns a `UserError` raised inside the block into `error: <message>` and exit code 1, and
-    an `Interrupted` run into `interrupted: <message>` and exit code 128 + the signal's number.
+    """Reports what a user can act on in one line and exits, instead of a traceback.
+
+    - `UserError`: `error: <message>`, exit 1.
+    - `Interrupted` (a run stopped by a signal, after saving): `interrupted: <message>`, exit
+      128 + the signal's number.
+    - `KeyboardInterrupt`: a SIGINT that arrived before a run installed its own handler (while
+      TensorFlow imports, say, which takes seconds) or a second Ctrl-C: `interrupted: ...`,
+      exit 130. A run's second Ctrl-C arrives here as `Interrupted`, with what it kept.
+    - A full disk, an exhausted memory (`MemoryError`, TensorFlow's `ResourceExhaustedError`)
+      or a refused access (permissions, a read-only mount), wherever it happens: `error: ...`
+      naming the likely culprit, exit 1.
+
+    Anything else is a bug and keeps its traceback.
     """
     try:
         yield
@@ -80,6 +92,33 @@ def exit_on_user_error() -> Iterator[None]:
         _fail(str(error), EXIT_USER_ERROR)
     except Interrupted as interrupted:
         _fail(str(interrupted), interrupted.exit_code, prefix="interrupted")
+    except KeyboardInterrupt:
+        _fail(
+            "SIGINT during start-up, before training began; nothing was saved",
+            128 + signal.SIGINT,
+            prefix="interrupted",
+        )
+    except Exception as error:  # MemoryError included; anything not recognized is re-raised.
+        reported = errors.as_user_error(error)
+        if reported is None:
+            raise
+        _fail(str(reported), EXIT_USER_ERROR)
+
+
+def logdir_flag_problem(logdir: str) -> str | None:
+    """What is wrong with a `--logdir` value before anything uses it, or None.
+
+    For a flag validator (`flags.register_validator`), so it fails at parsing, with exit 2:
+    an empty value would put `train/` and `eval/` at the filesystem's root (`f"{logdir}/train"`),
+    and TensorFlow's file functions take UTF-8 paths only.
+    """
+    if not logdir.strip():
+        return "must not be empty: it is the directory of the run's summaries and checkpoints"
+    try:
+        logdir.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8; TensorFlow needs UTF-8 paths"
+    return None
 
 
 def define_flags(config_class: type, logdir: str) -> flags.FlagValues:
@@ -105,7 +144,10 @@ def define_flags(config_class: type, logdir: str) -> flags.FlagValues:
         module_name=module_name,
     )
     flags.register_validator(
-        "logdir", lambda value: bool(value and value.strip()), message="must not be empty"
+        "logdir",
+        lambda value: value is not None and logdir_flag_problem(value) is None,
+        message="must be a non-empty UTF-8 path: the directory of the run's summaries and "
+        "checkpoints",
     )
     for field in dataclasses.fields(config_class):
         _define_flag(field, settings.field_metadata(config_class, field.name), module_name)

@@ -19,6 +19,41 @@ import tensorflow as tf
 
 from common.errors import UserError
 
+# A batch is gathered into new tensors (and prefetched, so two may exist at once): past this size a
+# --batch_size is a typo, not a setting, and the allocation would fail or swap for minutes first.
+MAX_BATCH_BYTES = 2 * 1024**3
+# A batch that needs more passes over the training set than this repeats every example that many
+# times in itself: no longer a batch of the data. (Up to it, batches larger than the set work.)
+MAX_PASSES_PER_BATCH = 100
+
+
+def check_batch_size(batch_size: int, num_examples: int, bytes_per_example: int) -> None:
+    """Refuses a batch that cannot be meant: over `MAX_BATCH_BYTES`, or more than
+    `MAX_PASSES_PER_BATCH` times the training set.
+
+    Args:
+        batch_size: examples per batch (the global batch, over every replica).
+        num_examples: examples in the training set.
+        bytes_per_example: bytes of one example, every tensor of it.
+
+    Raises:
+        common.errors.UserError: one line naming --batch_size and the training set's size.
+    """
+    batch_bytes = batch_size * bytes_per_example
+    if batch_bytes > MAX_BATCH_BYTES:
+        raise UserError(
+            f"--batch_size={batch_size} is too large: one batch would take "
+            f"{batch_bytes / 1024**3:.1f} GiB ({bytes_per_example} bytes an example; at most "
+            f"{MAX_BATCH_BYTES // 1024**3} GiB), for a training set of {num_examples} examples; "
+            "pass a smaller --batch_size"
+        )
+    if batch_size > MAX_PASSES_PER_BATCH * num_examples:
+        raise UserError(
+            f"--batch_size={batch_size} is more than {MAX_PASSES_PER_BATCH} times the training "
+            f"set's {num_examples} examples: each batch would repeat every example "
+            f"{batch_size // num_examples} times; pass a smaller --batch_size"
+        )
+
 
 def materialize(dataset: tf.data.Dataset) -> Any:
     """All of a finite dataset's elements, stacked on a new first axis (the same nest of tensors).
@@ -51,10 +86,17 @@ def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf
         A dataset of batches of `batch_size` examples, whose shapes are static.
 
     Raises:
-        common.errors.UserError: if the dataset is empty or endless.
+        common.errors.UserError: if the dataset is empty or endless, or the batch too large (see
+            `check_batch_size`).
     """
     tensors = materialize(dataset)
     num_examples = int(tf.shape(tf.nest.flatten(tensors)[0])[0])
+    # Checked before anything of the size of a batch is made: the permutations of a round alone
+    # hold `batch_size` indices.
+    bytes_per_example = sum(
+        tensor.dtype.size * math.prod(tensor.shape[1:]) for tensor in tf.nest.flatten(tensors)
+    )
+    check_batch_size(batch_size, num_examples, bytes_per_example)
     # Passes per round: one, unless a batch needs more examples than the dataset has.
     passes = math.ceil(batch_size / num_examples)
     batches_per_round = passes * num_examples // batch_size

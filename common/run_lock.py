@@ -6,8 +6,11 @@ for the error message only. Locks need a local (or NFS with locking) filesystem;
 logdir there is no lock and a warning says so.
 """
 
+import errno
 import fcntl
 import os
+import stat
+from typing import TextIO
 
 from absl import logging
 
@@ -18,6 +21,10 @@ LOCK_FILE_NAME = ".lock"
 
 class LogdirInUseError(UserError):
     """Another live process is running in this logdir."""
+
+
+class LogdirLockError(UserError):
+    """The logdir's `.lock` is not a file the lock can be held on (a directory, say)."""
 
 
 class LogdirLock:
@@ -33,7 +40,7 @@ class LogdirLock:
         if "://" in self.logdir:
             logging.warning("No run lock on %s: only local logdirs can be locked.", self.logdir)
             return self
-        lock_file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        lock_file = self._open()
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -50,6 +57,31 @@ class LogdirLock:
         lock_file.flush()
         self._file = lock_file
         return self
+
+    def _open(self) -> TextIO:
+        """Opens (or creates) the lock file, refusing anything but a regular file: a directory
+        cannot be locked, and a symbolic link would have its target overwritten with the pid."""
+        try:
+            descriptor = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            )
+        except OSError as error:
+            what = {
+                errno.EISDIR: "is a directory",
+                errno.ELOOP: "is a symbolic link",
+            }.get(error.errno, f"cannot be opened ({error.strerror})")
+            raise LogdirLockError(
+                f"logdir {self.logdir}: {LOCK_FILE_NAME} {what}, not the run lock this app keeps "
+                f"there; move {self.path} away, or pass a new --logdir"
+            ) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise LogdirLockError(
+                f"logdir {self.logdir}: {LOCK_FILE_NAME} is not a regular file, not the run lock "
+                f"this app keeps there; move {self.path} away, or pass a new --logdir"
+            )
+        # The pid is read back for a message only: bytes that are not text must not break it.
+        return os.fdopen(descriptor, "a+", encoding="utf-8", errors="replace")
 
     def release(self) -> None:
         """Releases the lock (closing the file releases the flock)."""

@@ -9,12 +9,13 @@ Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://..
 import dataclasses
 import functools
 import uuid
+from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.hparams import api as hparams_api
 
-from common import tracing
+from common import errors, tracing
 from common.errors import UserError
 
 
@@ -41,13 +42,31 @@ class SummaryWriters:
         self.eval.close()
 
 
-def _first_line(error: Exception) -> str:
-    message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
-    return str(message).strip().splitlines()[0] if str(message).strip() else type(error).__name__
+# The trim writes its temporary file under a name that is neither matched by `events.out.tfevents.*`
+# nor read by TensorBoard (whose loader takes any file with `tfevents` in its name): the hidden
+# `.trim.<the event file's name after the prefix>.tmp`, beside the file it replaces.
+EVENT_FILE_PREFIX = "events.out.tfevents."
+TRIM_TEMPORARY_PREFIX = ".trim."
+TRIM_TEMPORARY_SUFFIX = ".tmp"
+# What earlier versions of the trim named their temporary file: `<event file>.trimmed`. TensorBoard
+# read a leftover one as a second copy of the run's points.
+OLD_TRIM_SUFFIX = ".trimmed"
+
+
+def _first_line(error: BaseException) -> str:
+    return errors.first_line(error)
+
+
+def display_path(path: str) -> str:
+    """`path` as it can be printed: bytes that are not UTF-8 (kept by Python as surrogates) are
+    shown as `\\xff` escapes instead of breaking the message."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def prepare_logdir(logdir: str) -> str:
     """Checks that `logdir` is (or can be made) a writable directory, and creates it.
+
+    Also refuses a `train` or `eval` inside it that is not a directory: the writers need them.
 
     Args:
         logdir: a local path or a `tf.io.gfile` URL.
@@ -58,8 +77,27 @@ def prepare_logdir(logdir: str) -> str:
     Raises:
         LogdirError: with a one-line message that names the path.
     """
-    if tf.io.gfile.exists(logdir) and not tf.io.gfile.isdir(logdir):
-        raise LogdirError(f"logdir {logdir} is a file, not a directory")
+    try:
+        logdir.encode("utf-8")
+    except UnicodeEncodeError:
+        # TensorFlow's file functions take UTF-8 paths only (they fail deep inside otherwise).
+        raise LogdirError(
+            f"logdir {display_path(logdir)} is not valid UTF-8; TensorFlow needs UTF-8 paths: pass "
+            "a --logdir whose name is UTF-8 text"
+        ) from None
+    try:
+        if tf.io.gfile.exists(logdir) and not tf.io.gfile.isdir(logdir):
+            raise LogdirError(f"logdir {logdir} is a file, not a directory")
+        for run in ("train", "eval"):
+            path = f"{logdir}/{run}"
+            if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+                raise LogdirError(
+                    f"logdir {logdir}: {run} is a file, not the directory of the {run} run's event "
+                    f"files; move {path} away, or pass a new --logdir"
+                )
+    except (tf.errors.OpError, OSError) as error:
+        # An unreachable bucket, a path TensorFlow has no filesystem for (`s3://` here), ...
+        raise LogdirError(f"logdir {logdir} cannot be reached: {_first_line(error)}") from error
     try:
         tf.io.gfile.makedirs(logdir)
         # Writing is the only reliable test: permission bits say nothing on read-only mounts or
@@ -75,47 +113,144 @@ def prepare_logdir(logdir: str) -> str:
     return logdir
 
 
+def run_directories(logdir: str) -> list[str]:
+    """Where a run's event files are: its root (hparams), `train/` and `eval/`."""
+    return [logdir, f"{logdir}/train", f"{logdir}/eval"]
+
+
 def event_files(logdir: str) -> list[str]:
-    """The event files of a run: its `train/` and `eval/` writers', and its root (hparams)."""
+    """The event files of a run: its `train/` and `eval/` writers', and its root (hparams).
+
+    An old trim's leftover (`<event file>.trimmed`) is not one: see `remove_trim_leftovers`.
+    """
     return sorted(
         path
-        for directory in (logdir, f"{logdir}/train", f"{logdir}/eval")
-        for path in tf.io.gfile.glob(f"{directory}/events.out.tfevents.*")
+        for directory in run_directories(logdir)
+        for path in tf.io.gfile.glob(f"{directory}/{EVENT_FILE_PREFIX}*")
+        if not path.endswith(OLD_TRIM_SUFFIX)
     )
 
 
-def trim_events_after(logdir: str, last_step: int) -> int:
-    """Drops, from every event file of the run, the events stamped after `last_step`.
+def event_files_by_name(logdir: str) -> dict[str, str]:
+    """`event_files(logdir)` keyed by their names relative to `logdir` (`train/events...`), which
+    stay the same however `logdir` is spelled (a trailing `/`, a `gs://` URL)."""
+    files = {}
+    for run, directory in zip(("", "train/", "eval/"), run_directories(logdir), strict=True):
+        for path in tf.io.gfile.glob(f"{directory}/{EVENT_FILE_PREFIX}*"):
+            if not path.endswith(OLD_TRIM_SUFFIX):
+                files[run + path.rsplit("/", 1)[-1]] = path
+    return files
+
+
+def trim_temporary_path(path: str) -> str:
+    """Where `trim_events_after` writes the new version of event file `path` before the rename."""
+    directory, name = path.rsplit("/", 1)
+    return (
+        f"{directory}/{TRIM_TEMPORARY_PREFIX}{name.removeprefix(EVENT_FILE_PREFIX)}"
+        f"{TRIM_TEMPORARY_SUFFIX}"
+    )
+
+
+def trim_leftovers(logdir: str) -> list[str]:
+    """Temporary files a trim killed midway left behind, in the run's directories.
+
+    Both kinds are this code's by their names: the hidden `.trim.*.tmp`, and the `.trimmed` of
+    earlier versions, but the latter only beside the event file it was copied from (without it,
+    it may be the only copy of the points, and it is left alone).
+    """
+    leftovers = []
+    for directory in run_directories(logdir):
+        leftovers += tf.io.gfile.glob(
+            f"{directory}/{TRIM_TEMPORARY_PREFIX}*{TRIM_TEMPORARY_SUFFIX}"
+        )
+        for path in tf.io.gfile.glob(f"{directory}/{EVENT_FILE_PREFIX}*{OLD_TRIM_SUFFIX}"):
+            if tf.io.gfile.exists(path.removesuffix(OLD_TRIM_SUFFIX)):
+                leftovers.append(path)
+    return sorted(leftovers)
+
+
+def remove_trim_leftovers(logdir: str) -> list[str]:
+    """Removes what `trim_leftovers` finds, and returns it.
+
+    A trim renames its finished file over the original, so a leftover is always an unfinished
+    copy whose original is intact: removing it loses nothing, and the trim that follows redoes it.
+    """
+    leftovers = trim_leftovers(logdir)
+    for path in leftovers:
+        tf.io.gfile.remove(path)
+    return leftovers
+
+
+def _events(path: str) -> Iterator[tuple[bytes, event_pb2.Event]]:
+    """The records of an event file and their events, up to a torn last record (DataLossError)."""
+    for record in tf.data.TFRecordDataset(path):
+        data = record.numpy()
+        yield data, event_pb2.Event.FromString(data)
+
+
+def largest_step(path: str) -> int:
+    """The largest step of the points in event file `path`, -1 if it has none (only its header).
+
+    Reads what it can: a torn last record (a kill mid-write) ends the reading, as in the trim.
+    """
+    largest = -1
+    try:
+        for _, event in _events(path):
+            if not event.HasField("file_version"):
+                largest = max(largest, event.step)
+    except tf.errors.DataLossError:
+        pass
+    return largest
+
+
+def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None = None) -> int:
+    """Drops, from event files of the run, the events stamped after `last_step`.
 
     When a run resumes from a checkpoint at step S, the points its crashed predecessor wrote after S
     would stand beside the replayed ones in TensorBoard, two values for one step. So each file that
     holds such points (or a torn last record, from a kill mid-write) is rewritten without them, to
-    a temporary file first and then renamed over the original, so a crash here loses nothing.
-    `last_step=-1` keeps nothing but the files' version headers (a restart with no checkpoint).
+    a temporary file first (see `trim_temporary_path`) and then renamed over the original, so a
+    crash here loses nothing. `last_step=-1` keeps nothing but the files' version headers (a
+    restart with no checkpoint). A file with nothing to drop is not touched.
+
+    Args:
+        logdir: the run's directory.
+        last_step: the step of the checkpoint the run resumes from, or -1.
+        paths: the event files to trim, which the caller has proven its own (see
+            `common.training_run`); None trims every event file of `logdir`.
 
     Returns:
         How many events were dropped.
+
+    Raises:
+        tf.errors.OpError: if a write fails (a full disk, say); the temporary file is removed
+            and the original is left as it was.
     """
     dropped = 0
-    for path in event_files(logdir):
+    for path in event_files(logdir) if paths is None else sorted(paths):
         kept: list[bytes] = []
         needs_rewrite = False
         try:
-            for record in tf.data.TFRecordDataset(path):
-                event = event_pb2.Event.FromString(record.numpy())
+            for record, event in _events(path):
                 if event.HasField("file_version") or event.step <= last_step:
-                    kept.append(record.numpy())
+                    kept.append(record)
                 else:
                     needs_rewrite = True
                     dropped += 1
         except tf.errors.DataLossError:
             needs_rewrite = True  # A torn last record: everything before it is kept.
         if needs_rewrite:
-            temporary = f"{path}.trimmed"
-            with tf.io.TFRecordWriter(temporary) as writer:
-                for record in kept:
-                    writer.write(record)
-            tf.io.gfile.rename(temporary, path, overwrite=True)
+            temporary = trim_temporary_path(path)
+            try:
+                with tf.io.TFRecordWriter(temporary) as writer:
+                    for record in kept:
+                        writer.write(record)
+                tf.io.gfile.rename(temporary, path, overwrite=True)
+            except BaseException:
+                # A full disk, a kill by KeyboardInterrupt: the original is intact; no half copy.
+                if tf.io.gfile.exists(temporary):
+                    tf.io.gfile.remove(temporary)
+                raise
     return dropped
 
 

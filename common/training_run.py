@@ -11,29 +11,57 @@
 Checkpoints live in `<logdir>/checkpoints` (a `tf.train.CheckpointManager`). Writers are flushed
 before every save, so every point up to a checkpoint is on disk when the checkpoint is; points after
 it are dropped on resume (`summaries.trim_events_after`): TensorBoard never shows one step twice.
-Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint.
+Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint,
+and `save` refuses weights that hold a NaN or an infinity.
+
+A run rewrites only what it can prove its own: `common.run_record` keeps, in the logdir, which event
+files and checkpoints this code's runs wrote, and is updated before anything is written. The trim
+touches only those files; a logdir whose state does not add up (event files of another program and
+no checkpoint, checkpoints its runs saved that are now gone, ...) is refused in one line before
+anything is written. A checkpoint that cannot be read (a truncated file, a broken list of
+checkpoints) is skipped, with a warning, for the newest one that restores; only one that reads
+fine but holds other variables "does not fit this model".
 
 Under a multi-worker strategy every worker runs this same code: the chief owns the logdir (lock,
-summaries, checkpoints); every other worker restores from the chief's checkpoints but writes to a
-temporary directory of its own, `output_dir`, removed at the end. Decisions that end the loop
-(a signal) are agreed by all workers, so none is left waiting in a collective.
+record, summaries, checkpoints); every other worker restores from the chief's checkpoints (choosing
+the same one, by the same rule) but writes to a temporary directory of its own, `output_dir`,
+removed at the end. Decisions that end the loop (a signal) are agreed by all workers, so none is
+left waiting in a collective.
 """
 
+import dataclasses
 import math
 import os
+import re
 import shutil
 import signal
+import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Sequence
 
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from common import distribution, summaries
-from common.errors import Interrupted, NonFiniteLossError, UserError
+from common import distribution, errors, run_record, summaries
+from common.errors import Interrupted, NonFiniteLossError, NonFiniteWeightsError, UserError
 from common.run_lock import LogdirLock
 from common.signals import StopSignals
 
 CHECKPOINT_DIRECTORY = "checkpoints"
+CHECKPOINT_NAME = "ckpt"
+# CheckpointManager's list of checkpoints, in `checkpoints/`.
+STATE_FILE_NAME = "checkpoint"
+# The files of checkpoint `ckpt-N`: its index, its data shards, and the directory a save writes
+# its shards to before merging them (left behind when a save is killed or fails).
+_CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_NAME}-(\d+)(\.index|\.data-\d+-of-\d+|_temp)")
+# What the NaN messages suggest: a huge learning rate is one cause, huge or missing values in the
+# data another (float32 overflows past 3.4e38).
+NON_FINITE_ADVICE = (
+    "Try a lower --learning_rate, or check the data for very large or missing values."
+)
 
 
 def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Tensor:
@@ -58,6 +86,113 @@ def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Te
 
 class CheckpointMismatchError(UserError):
     """The logdir's checkpoint does not fit this model (another app or another configuration)."""
+
+
+class LogdirStateError(UserError):
+    """The logdir's contents do not add up: the run would have to rewrite what it cannot prove
+    its own, or start over on top of an earlier run's work. Nothing was written."""
+
+
+@dataclasses.dataclass
+class _CheckpointsFound:
+    """What `checkpoints/` holds, read without touching anything."""
+
+    directory: str
+    # The steps of the list of checkpoints (the state file), newest first; empty without one.
+    listed: list[int]
+    # Why the list cannot be used (`is empty`, ...), or None if it is fine or absent with reason.
+    state_problem: str | None
+    state_exists: bool
+    # Every checkpoint file by step: its index, data shards and a save's temporary directory.
+    files: dict[int, list[str]]
+
+    @property
+    def complete_steps(self) -> list[int]:
+        """Steps with an index file, newest first: the checkpoints that may restore."""
+        return sorted(
+            (
+                step
+                for step, paths in self.files.items()
+                if any(p.endswith(".index") for p in paths)
+            ),
+            reverse=True,
+        )
+
+
+def _read_state(directory: str) -> tuple[list[int], str | None, bool]:
+    """The steps CheckpointManager's state file lists (newest first), why it cannot be used (or
+    None), and whether it exists. Only `ckpt-N` in `directory` itself is accepted: a list naming
+    other paths is not this code's, and the manager would delete files by it."""
+    path = f"{directory}/{STATE_FILE_NAME}"
+    if not tf.io.gfile.exists(path):
+        return [], "is missing", False
+    try:
+        with tf.io.gfile.GFile(path, "rb") as file:
+            content = file.read()
+    except tf.errors.OpError as error:
+        return [], f"cannot be read ({errors.first_line(error, 120)})", True
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return [], "is not UTF-8 text", True
+    if not text.strip():
+        return [], "is empty", True
+    state = CheckpointState()
+    try:
+        text_format.Merge(text, state)
+    except text_format.ParseError as error:
+        return [], f"cannot be parsed ({errors.first_line(error, 120)})", True
+    if not state.model_checkpoint_path:
+        return [], "names no checkpoint", True
+    steps = []
+    for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+        parent, _, name = listed.rpartition("/")
+        match = re.fullmatch(rf"{CHECKPOINT_NAME}-(\d+)", name)
+        if match is None or parent not in ("", directory, directory.rstrip("/")):
+            return [], f"lists {listed!r}, which is not a checkpoint in {directory}", True
+        steps.append(int(match[1]))
+    latest = steps[0]
+    # Entries newer than the latest are not the manager's (it lists in order of saving).
+    return sorted({step for step in steps if step <= latest}, reverse=True), None, True
+
+
+def _find_checkpoints(directory: str) -> _CheckpointsFound:
+    """Reads `directory` (a run's `checkpoints/`), touching nothing."""
+    if not tf.io.gfile.exists(directory):
+        return _CheckpointsFound(directory, [], None, False, {})
+    files: dict[int, list[str]] = {}
+    for name in tf.io.gfile.listdir(directory):
+        match = _CHECKPOINT_FILE.fullmatch(name.rstrip("/"))
+        if match is not None:
+            files.setdefault(int(match[1]), []).append(f"{directory}/{name.rstrip('/')}")
+    listed, problem, exists = _read_state(directory)
+    if not exists and not files:
+        problem = None  # A checkpoints/ with no checkpoint in it: nothing to resume, nothing odd.
+    return _CheckpointsFound(directory, listed, problem, exists, files)
+
+
+def _unreadable_reason(path: str) -> str | None:
+    """Why checkpoint `path` cannot be read (a truncated or missing file), or None if every
+    tensor in it reads: then a failed restore means that it is another model's."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except Exception as error:  # IndexError for a truncated data file, OpError, ...
+        return errors.first_line(error, 150)
+    return None
+
+
+def _float_variables(trackables: dict[str, object]) -> list[tf.Variable]:
+    """The floating-point variables among what a checkpoint saves: a model's and an optimizer's
+    `variables`, and variables given directly (each once)."""
+    found: dict[int, tf.Variable] = {}
+    for value in trackables.values():
+        variables = [value] if isinstance(value, tf.Variable) else getattr(value, "variables", [])
+        for variable in variables or []:
+            if tf.as_dtype(variable.dtype).is_floating:
+                found.setdefault(id(variable), variable)
+    return list(found.values())
 
 
 class TrainingRun:
@@ -90,44 +225,123 @@ class TrainingRun:
         # Where this worker writes: the logdir on the chief; set on entry for the others.
         self.output_dir = logdir
         self._checkpoint = tf.train.Checkpoint(global_step=global_step, **trackables)
+        self._float_variables = _float_variables(trackables)
+        self._all_finite: tf.types.experimental.PolymorphicFunction | None = None
         self._max_to_keep = max_to_keep
         self._lock = LogdirLock(logdir)
         self._stop_signals = StopSignals()
         self._manager: tf.train.CheckpointManager | None = None
         self.writers: summaries.SummaryWriters | None = None
         self.last_saved_step: int | None = None
+        # Set by restore(): the checkpoint restored (then each one saved), and what to repair
+        # before the first write (a broken list of checkpoints, a killed save's files).
+        self._restored = False
+        self._latest: str | None = None
+        self._record: run_record.RunRecord | None = None
+        self._own_event_files: list[str] = []
+        self._state_to_write: list[int] | None = None
+        self._remove_state = False
+        self._files_to_remove: list[str] = []
+        self._refusal: LogdirStateError | None = None
+        self._writing = False
+
+    @property
+    def _checkpoint_directory(self) -> str:
+        """The chief's `checkpoints/`, which every worker restores from."""
+        return f"{self.logdir}/{CHECKPOINT_DIRECTORY}"
 
     def __enter__(self) -> "TrainingRun":
         if self.is_chief:
             summaries.prepare_logdir(self.logdir)
             self._lock.acquire()
+            try:
+                self._check_checkpoint_directory()
+            except BaseException:
+                self._lock.release()
+                raise
         else:
             name = distribution.worker_name(self.strategy).replace(" ", "-") or "worker"
             self.output_dir = tempfile.mkdtemp(prefix=f"{name}-")
+            self._manager = self._create_manager(self.output_dir)
         self._stop_signals.__enter__()
-        self._manager = tf.train.CheckpointManager(
-            self._checkpoint,
-            os.path.join(self.output_dir, CHECKPOINT_DIRECTORY),
-            max_to_keep=self._max_to_keep,
-            checkpoint_name="ckpt",
-        )
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.writers is not None:
-            self.writers.close()
-        self._stop_signals.__exit__()
-        if self.is_chief:
-            self._lock.release()
-        else:
-            shutil.rmtree(self.output_dir, ignore_errors=True)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, *rest: object
+    ) -> None:
+        try:
+            if self.writers is not None:
+                try:
+                    self.writers.close()
+                except Exception as error:
+                    if exc is None:  # Otherwise the first error is the one to report.
+                        exc = error
+        finally:
+            self._stop_signals.__exit__()
+            if self.is_chief:
+                self._lock.release()
+            else:
+                shutil.rmtree(self.output_dir, ignore_errors=True)
+        kept = self._what_is_kept()
+        if isinstance(exc, KeyboardInterrupt):
+            # A second Ctrl-C: the first one's handler gave the default back, so the user is
+            # never stuck; say what that cost.
+            raise Interrupted(
+                signal.SIGINT,
+                f"a second SIGINT stopped the run at once, without saving. {kept} Run the same "
+                "command again to resume.",
+            ) from None
+        if isinstance(exc, Exception) and not isinstance(exc, UserError | Interrupted):
+            reported = errors.as_user_error(exc, f"in logdir {self.logdir}", kept)
+            if reported is not None:
+                raise reported from exc
+            if exc_type is None:
+                raise exc  # A failed close at the end of a clean block, not recognized.
+
+    def _check_checkpoint_directory(self) -> None:
+        """Refuses a `checkpoints` that is a file, or that cannot be written: before any training,
+        not at the first save."""
+        directory = self._checkpoint_directory
+        try:
+            if not tf.io.gfile.exists(directory):
+                return
+            if not tf.io.gfile.isdir(directory):
+                raise LogdirStateError(
+                    f"logdir {self.logdir}: {CHECKPOINT_DIRECTORY} is a file, not the directory of "
+                    f"checkpoints; move {directory} away, or pass a new --logdir"
+                )
+            probe = f"{directory}/.write_test_{uuid.uuid4().hex}"
+            with tf.io.gfile.GFile(probe, "w") as probe_file:
+                probe_file.write("ok")
+            tf.io.gfile.remove(probe)
+        except (tf.errors.OpError, OSError) as error:
+            raise errors.UnwritablePathError(
+                f"logdir {self.logdir}: {directory} cannot be written "
+                f"({errors.first_line(error)}), so no checkpoint could be saved; make it "
+                "writable, or pass a new --logdir"
+            ) from error
+
+    def _create_manager(self, directory: str) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(
+            self._checkpoint,
+            f"{directory}/{CHECKPOINT_DIRECTORY}",
+            max_to_keep=self._max_to_keep,
+            checkpoint_name=CHECKPOINT_NAME,
+        )
 
     @property
     def latest_checkpoint(self) -> str | None:
-        """Path prefix of the newest checkpoint, or None (always the chief's, on any worker)."""
-        if self.is_chief:
-            return self._manager.latest_checkpoint
-        return tf.train.latest_checkpoint(os.path.join(self.logdir, CHECKPOINT_DIRECTORY))
+        """Path prefix of the newest good checkpoint, or None (always the chief's, on any worker).
+
+        After `restore()`, the one restored (an unreadable newer one is not "good"), then each one
+        saved.
+        """
+        if self.is_chief and (self._restored or self._latest is not None):
+            return self._latest
+        listed, _, _ = _read_state(self._checkpoint_directory)
+        if listed:
+            return f"{self._checkpoint_directory}/{CHECKPOINT_NAME}-{listed[0]}"
+        return self._latest
 
     def describe_last_checkpoint(self) -> str:
         """`step 400 (logs/x/checkpoints/ckpt-400)`, or `none yet`, for messages."""
@@ -136,27 +350,240 @@ class TrainingRun:
         step = self.last_saved_step if self.last_saved_step is not None else "?"
         return f"step {step} ({self.latest_checkpoint})"
 
+    def _what_is_kept(self) -> str:
+        """The sentence an error ends with: which checkpoint survives it."""
+        if self.latest_checkpoint is None:
+            return "No checkpoint had been saved yet."
+        return f"The last good checkpoint, {self.describe_last_checkpoint()}, is kept."
+
     def restore(self) -> int:
-        """Restores the latest checkpoint, if any, and returns the global step (0 for a new run).
+        """Restores the newest checkpoint that can be read, if any, and returns the global step
+        (0 for a new run).
+
+        A newer checkpoint that cannot be read (a truncated file; a list of checkpoints that is
+        missing, empty or not text) is skipped with a one-line warning, and treated as never
+        written. On the chief, this also decides which event files the run may trim later (those
+        the logdir's record proves its own), and refuses what does not add up. Nothing is written.
 
         Raises:
-            CheckpointMismatchError: if the checkpoint is not of this model and optimizer.
+            CheckpointMismatchError: if the checkpoint reads fine but is not of this model and
+                optimizer.
+            LogdirStateError: if no checkpoint can be read, or the logdir holds what its record
+                cannot account for (see the module docstring).
+            common.run_record.RecordError: if the logdir's record is not readable.
         """
-        path = self.latest_checkpoint
-        if path is None:
-            return 0
-        reason = None
-        try:
-            self._checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        if reason is not None:
-            raise CheckpointMismatchError(
-                f"logdir {self.logdir} holds a checkpoint ({path}) that does not fit this model: "
-                f"{reason}; pass a new --logdir"
+        self._restored = True
+        record = run_record.read(self.logdir) if self.is_chief else None
+        self._record = record
+        found = _find_checkpoints(self._checkpoint_directory)
+        candidates = self._candidates(found, record)
+        restored_step, skipped = self._restore_newest(candidates)
+        if restored_step is not None:
+            self.last_saved_step = int(self.global_step.numpy())
+            self._latest = f"{found.directory}/{CHECKPOINT_NAME}-{restored_step}"
+        # A missing list is only worth a word when there were checkpoints to list.
+        problems = (
+            [
+                f"{CHECKPOINT_DIRECTORY}/{STATE_FILE_NAME}, the list of checkpoints, "
+                f"{found.state_problem}"
+            ]
+            if found.state_problem and (found.state_exists or candidates)
+            else []
+        )
+        problems += [f"{CHECKPOINT_NAME}-{step} cannot be read ({why})" for step, why in skipped]
+        if candidates and restored_step is None:
+            raise LogdirStateError(
+                f"logdir {self.logdir}: no checkpoint in {found.directory} can be read: "
+                f"{'; '.join(problems)}; pass a new --logdir"
             )
-        self.last_saved_step = int(self.global_step.numpy())
-        return self.last_saved_step
+        if self.is_chief:
+            self._plan_repairs(found, record, candidates, restored_step, bool(problems))
+            try:
+                self._check_event_files(record, restored_step)
+            except LogdirStateError as refusal:
+                if restored_step is None:
+                    raise  # A new run would write at once: refused before anything slow.
+                # A resume is refused at its first write, so a finished run stays "nothing to do".
+                self._refusal = refusal
+        if restored_step is not None and problems:
+            print(
+                f"warning: {'; '.join(problems)}: resuming from {self._latest}, the newest "
+                "checkpoint that restores; what came after it is dropped",
+                file=sys.stderr,
+                flush=True,
+            )
+        return self.last_saved_step or 0
+
+    def _candidates(
+        self, found: _CheckpointsFound, record: run_record.RunRecord | None
+    ) -> list[int]:
+        """The steps of the checkpoints to try, newest first, from the list of checkpoints or,
+        when it is broken or missing, from the files the logdir's record proves its runs' own."""
+        if found.state_problem is None:
+            return found.listed
+        steps = found.complete_steps
+        if not self.is_chief:
+            return steps  # The chief has judged the same files by the same rules.
+        unfinished_first_save = (
+            not found.state_exists  # The list is written once the first save is complete.
+            and record is not None
+            and record.last_saved is None
+            and record.saving is not None
+            and set(found.files) == {record.saving}
+        )
+        if unfinished_first_save:
+            return []  # Its files are removed before the first write: see _plan_repairs.
+        if found.state_exists and not found.files and record is None:
+            # Nothing to resume, but the manager cannot start with that file there, and without a
+            # record it cannot be proven this app's to remove.
+            raise LogdirStateError(
+                f"logdir {self.logdir}: {found.directory}/{STATE_FILE_NAME}, the list of "
+                f"checkpoints, {found.state_problem}, and no checkpoint is there; move it away, or "
+                "pass a new --logdir"
+            )
+        if found.files and (record is None or record.last_saved is None):
+            names = sorted(
+                name.rsplit("/", 1)[-1] for paths in found.files.values() for name in paths
+            )
+            raise LogdirStateError(
+                f"logdir {self.logdir}: {found.directory} holds checkpoint files "
+                f"({_some(names)}), but its list of checkpoints ({STATE_FILE_NAME}) "
+                f"{found.state_problem} and no record says this app's runs saved them; move "
+                f"{found.directory} away, or pass a new --logdir"
+            )
+        return steps
+
+    def _restore_newest(self, candidates: list[int]) -> tuple[int | None, list[tuple[int, str]]]:
+        """Restores the first of `candidates` that can be read; returns its step (None if none
+        can) and the skipped ones with the reason each cannot be read."""
+        skipped = []
+        for step in candidates:
+            path = f"{self._checkpoint_directory}/{CHECKPOINT_NAME}-{step}"
+            try:
+                self._checkpoint.restore(path).assert_existing_objects_matched()
+                return step, skipped
+            except Exception as error:  # Corrupt files raise IndexError as well as OpError.
+                unreadable = _unreadable_reason(path)
+                if unreadable is not None:
+                    skipped.append((step, unreadable))
+                    continue
+                reason = errors.first_line(error, 200)
+                raise CheckpointMismatchError(
+                    f"logdir {self.logdir} holds a checkpoint ({path}) that does not fit this "
+                    f"model: {reason}; pass a new --logdir"
+                ) from error
+        return None, skipped
+
+    def _plan_repairs(
+        self,
+        found: _CheckpointsFound,
+        record: run_record.RunRecord | None,
+        candidates: list[int],
+        restored_step: int | None,
+        newer_skipped: bool,
+    ) -> None:
+        """Decides (without doing it yet) what the first write repairs in `checkpoints/`, and
+        refuses a logdir whose runs saved checkpoints that are gone."""
+        if restored_step is None and record is not None and record.last_saved is not None:
+            raise LogdirStateError(
+                f"logdir {self.logdir}: its runs saved checkpoints (the last at step "
+                f"{record.last_saved}), but {found.directory} holds none now; starting over "
+                "would overwrite their work: put the checkpoints back, or pass a new --logdir"
+            )
+        if restored_step is not None and (found.state_problem or newer_skipped):
+            # The list is rewritten to end at the restored checkpoint: the unreadable ones after
+            # it count as never written (their files stay, unlisted, until a save replaces them).
+            self._state_to_write = sorted(step for step in candidates if step <= restored_step)
+        elif restored_step is None and found.state_problem and found.state_exists and record:
+            self._remove_state = True  # A broken list with nothing to list: the manager needs none.
+        # A save killed midway (the record says it had begun): its files are leftovers, unless it
+        # got as far as being listed.
+        if record is not None and record.saving is not None:
+            kept = set(self._state_to_write or found.listed) if restored_step is not None else set()
+            if record.saving not in kept:
+                self._files_to_remove += found.files.get(record.saving, [])
+
+    def _check_event_files(self, record: run_record.RunRecord | None, restored_step: int | None):
+        """Keeps the event files the record proves this logdir's for the trim, and refuses if
+        another one holds points the resumed run would write again."""
+        last = -1 if restored_step is None else restored_step
+        self._own_event_files = []
+        for name, path in summaries.event_files_by_name(self.logdir).items():
+            if record is not None and record.is_ours(name):
+                self._own_event_files.append(path)
+            elif summaries.largest_step(path) > last:
+                if restored_step is None:
+                    raise LogdirStateError(
+                        f"logdir {self.logdir} already holds event files that no run of this app "
+                        f"recorded writing ({name}, ...) and no checkpoint to resume from; "
+                        "pass a new --logdir, or move them away"
+                    )
+                raise LogdirStateError(
+                    f"logdir {self.logdir}: {name} holds points after step {restored_step}, the "
+                    "checkpoint to resume from, but no run of this app recorded writing it (an "
+                    "older version, or another program), so it cannot be trimmed; move it away, "
+                    "or pass a new --logdir"
+                )
+
+    def _begin_writing(self) -> None:
+        """Before the chief's first write: removes its own leftovers, repairs the list of
+        checkpoints as `restore` planned, and records this run in the logdir's record."""
+        if self._writing or not self.is_chief:
+            return
+        if not self._restored:
+            self.restore()
+        if self._refusal is not None:
+            raise self._refusal
+        try:
+            summaries.remove_trim_leftovers(self.logdir)
+            for path in run_record.leftovers(self.logdir):
+                tf.io.gfile.remove(path)
+            for path in self._files_to_remove:
+                if tf.io.gfile.isdir(path):
+                    tf.io.gfile.rmtree(path)
+                elif tf.io.gfile.exists(path):
+                    tf.io.gfile.remove(path)
+            state_path = f"{self._checkpoint_directory}/{STATE_FILE_NAME}"
+            if self._state_to_write:
+                names = [f"{CHECKPOINT_NAME}-{step}" for step in self._state_to_write]
+                # With timestamps after the last preserved one, or the manager would leave these
+                # out of its list, and never sweep them.
+                now = time.time()
+                state = CheckpointState(
+                    model_checkpoint_path=names[-1],
+                    all_model_checkpoint_paths=names,
+                    all_model_checkpoint_timestamps=[now] * len(names),
+                    last_preserved_timestamp=now - 1,
+                )
+                run_record.atomic_write(state_path, text_format.MessageToString(state))
+            elif self._remove_state and tf.io.gfile.exists(state_path):
+                tf.io.gfile.remove(state_path)
+            record = self._record or run_record.RunRecord()
+            record.add_this_run()
+            record.saving = None
+            if self.last_saved_step is not None:  # Adopts an older version's checkpoints, too.
+                record.last_saved = max(record.last_saved or 0, self.last_saved_step)
+            run_record.write(self.logdir, record)
+        except Exception as error:
+            self._raise_as_user_error(error, "while preparing to write")
+        self._record = record
+        self._manager = self._create_manager(self.logdir)
+        self._writing = True
+
+    def _raise_as_user_error(self, error: Exception, context: str) -> None:
+        kept = self._what_is_kept()
+        reported = errors.as_user_error(error, f"{context} in logdir {self.logdir}", kept)
+        if reported is None:
+            raise error
+        raise reported from error
+
+    def _record_event_files(self) -> None:
+        """Adds the event files this run created (its name is in theirs) to the record."""
+        record = self._record
+        names = [
+            name for name in summaries.event_files_by_name(self.logdir) if record.is_ours(name)
+        ]
+        record.add_event_files(names)
 
     def already_finished(self, num_steps: int) -> bool:
         """True (and says so on the console) if the restored run has done `num_steps` already;
@@ -174,21 +601,119 @@ class TrainingRun:
         return False
 
     def open_writers(self) -> summaries.SummaryWriters:
-        """Drops points written after the restored checkpoint, then opens the train/eval writers."""
+        """Drops points written after the restored checkpoint, then opens the train/eval writers.
+
+        Only event files the logdir's record proves this app's runs wrote are trimmed; the
+        writers' new files are added to it at once.
+        """
         if self.is_chief:
-            summaries.trim_events_after(
-                self.logdir, self.last_saved_step if self.last_saved_step is not None else -1
-            )
+            self._begin_writing()
+            last = self.last_saved_step if self.last_saved_step is not None else -1
+            try:
+                summaries.trim_events_after(self.logdir, last, paths=self._own_event_files)
+            except Exception as error:
+                self._raise_as_user_error(error, "while dropping points after the checkpoint")
+            existing = set(summaries.event_files_by_name(self.logdir))
         self.writers = summaries.create_writers(self.output_dir)
+        if self.is_chief:
+            try:
+                # The writers' files by name, not only by the pid in it: that needs the clock
+                # to have stayed at or after the run's recorded start.
+                self._record.add_event_files(
+                    sorted(set(summaries.event_files_by_name(self.logdir)) - existing)
+                )
+                self._record_event_files()
+                run_record.write(self.logdir, self._record)
+            except Exception as error:
+                self._raise_as_user_error(error, "while recording the new event files")
         return self.writers
 
+    def _check_weights_are_finite(self, step: int) -> None:
+        """Raises NonFiniteWeightsError unless every saved floating-point variable is finite.
+
+        One tf.function call for all of them (about as cheap as one eager op): eagerly, each
+        variable's check would be an op dispatch of its own.
+        """
+        if not self._float_variables:
+            return
+        if self._all_finite is None:
+            variables = self._float_variables
+
+            @tf.function
+            def all_finite() -> tf.Tensor:
+                return tf.reduce_all(
+                    tf.stack([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables])
+                )
+
+            self._all_finite = all_finite
+        if bool(self._all_finite()):
+            return
+        # The failure path only: name the culprits, one eager check each.
+        culprits = [
+            str(getattr(variable, "path", None) or variable.name)
+            for variable in self._float_variables
+            if not bool(tf.reduce_all(tf.math.is_finite(variable)))
+        ]
+        raise NonFiniteWeightsError(
+            f"the weights became non-finite at step {step} ({_some(culprits)} hold NaN or Inf); "
+            f"stopped without saving. {self._what_is_kept()} {NON_FINITE_ADVICE}"
+        )
+
     def save(self, step: int) -> str:
-        """Flushes the writers, then saves a checkpoint numbered `step`; returns its path."""
+        """Flushes the writers, then saves a checkpoint numbered `step`; returns its path.
+
+        Raises:
+            NonFiniteWeightsError: if a variable holds NaN or Inf; nothing is saved.
+            common.errors.DiskFullError, ...: if the save fails; the last good checkpoint is
+                kept, and no half-written checkpoint is left behind.
+        """
+        self._check_weights_are_finite(step)
         if self.writers is not None:
-            self.writers.flush()  # Every point up to `step` is on disk before the checkpoint is.
-        path = self._manager.save(checkpoint_number=step)
+            try:
+                self.writers.flush()  # Every point up to `step` is on disk before the checkpoint.
+            except Exception as error:
+                self._raise_as_user_error(error, f"while writing the summaries of step {step}")
+        if self.is_chief:
+            self._begin_writing()
+            try:
+                self._record.saving = step
+                self._record_event_files()
+                run_record.write(self.logdir, self._record)
+            except Exception as error:
+                self._raise_as_user_error(error, f"while recording checkpoint {step}")
+        listed_before = set(self._manager.checkpoints)
+        prefix = f"{self._manager.directory}/{CHECKPOINT_NAME}-{step}"
+        try:
+            path = self._manager.save(checkpoint_number=step)
+        except BaseException as error:
+            self._remove_failed_save(prefix, listed_before)
+            if isinstance(error, Exception):
+                self._raise_as_user_error(error, f"while saving checkpoint {prefix}")
+            raise
         self.last_saved_step = step
+        self._latest = path
+        if self.is_chief:
+            try:
+                self._record.saving = None
+                self._record.last_saved = step
+                run_record.write(self.logdir, self._record)
+            except Exception as error:
+                self._raise_as_user_error(error, f"after saving checkpoint {path}")
         return path
+
+    def _remove_failed_save(self, prefix: str, listed_before: set[str]) -> None:
+        """Removes what a failed save of `prefix` wrote (its temporary directory, a partial index
+        or data file), unless the list of checkpoints names it. Best effort: the disk may still
+        be full, and the error to report is the save's."""
+        if any(os.path.basename(listed) == os.path.basename(prefix) for listed in listed_before):
+            return
+        try:
+            if tf.io.gfile.isdir(f"{prefix}_temp"):
+                tf.io.gfile.rmtree(f"{prefix}_temp")
+            for path in tf.io.gfile.glob(f"{prefix}.index") + tf.io.gfile.glob(f"{prefix}.data-*"):
+                tf.io.gfile.remove(path)
+        except (tf.errors.OpError, OSError):
+            pass
 
     def check_loss(self, loss: float, step: int) -> None:
         """Raises NonFiniteLossError, naming the step and the kept checkpoint, unless finite.
@@ -199,8 +724,7 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss or its gradients became {loss} at step {step}; stopped without "
-                f"saving. The last good checkpoint, {self.describe_last_checkpoint()}, is kept. "
-                "Try a lower --learning_rate."
+                f"saving. {self._what_is_kept()} {NON_FINITE_ADVICE}"
             )
 
     def end_of_loop(self, step: int) -> None:
@@ -226,3 +750,10 @@ class TrainingRun:
         last = self.last_saved_step or 0
         if step // self.checkpoint_every_steps > last // self.checkpoint_every_steps:
             self.save(step)
+
+
+def _some(names: Sequence[str], shown: int = 2) -> str:
+    """`a, b and 3 more`: a list short enough for a one-line message."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"

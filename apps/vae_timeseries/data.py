@@ -7,8 +7,8 @@ in TensorBoard show.
 
 CSV: one column per channel, an optional header row, and an optional time column (named `time`,
 `timestamp`, `date` or `datetime`) that is dropped. Anything else wrong (a missing file, ragged
-rows, a cell that is not a finite number, too few rows) is a `UserError` naming the file, row and
-column.
+rows, a cell that is not a finite number or too large for float32, too few rows) is a `UserError`
+naming the file, row and column.
 
 Either way the series is split in time (the first 80% trains, the rest evaluates: no window spans
 both), standardized per channel with the training part's mean and standard deviation only, and cut
@@ -17,8 +17,10 @@ into windows of `window_length` steps.
 
 import csv
 import dataclasses
+import itertools
 import math
 import pathlib
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +30,7 @@ from common.errors import UserError
 TRAIN_FRACTION = 0.8
 SYNTHETIC_LENGTH = 20000
 TIME_COLUMN_NAMES = {"time", "timestamp", "date", "datetime"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DataFileError(UserError):
@@ -70,6 +73,10 @@ def synthetic_series(num_channels: int, length: int, seed: int) -> np.ndarray:
 def read_csv(path: str) -> np.ndarray:
     """Reads a CSV of a multivariate series into [rows, channels] float32, strictly.
 
+    Row by row: each row's width is checked before anything of its size is allocated (a header of
+    ten million columns above rows of three fails at the first row, not after a 30 GiB array),
+    and each cell must be a number that float32 can hold (1e300 would become Inf in training).
+
     Raises:
         DataFileError: naming the file and the row (1-based, as an editor shows it) and column.
     """
@@ -78,48 +85,65 @@ def read_csv(path: str) -> np.ndarray:
         raise DataFileError(f"data file {path} does not exist (or is not a file)")
     try:
         with file.open(newline="") as handle:
-            rows = list(csv.reader(handle))
+            return _read_rows(path, csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataFileError(f"data file {path} cannot be read as CSV: {error}") from error
-    rows = [row for row in rows if any(cell.strip() for cell in row)]  # Blank lines.
-    if not rows:
+
+
+def _read_rows(path: str, reader: Any) -> np.ndarray:
+    """The values of a CSV reader's rows: see `read_csv`."""
+    rows = ((reader.line_num, row) for row in reader if any(cell.strip() for cell in row))
+    first_line, first_row = next(rows, (0, []))
+    if not first_row:
         raise DataFileError(f"data file {path} is empty")
-
-    header: list[str] | None = None
-    first_data_line = 1
-    if not all(_is_number(cell) for cell in rows[0]):
-        header = [cell.strip() for cell in rows[0]]
-        rows = rows[1:]
-        first_data_line = 2
-    width = len(header) if header else len(rows[0]) if rows else 0
-    names = header or [f"column {index + 1}" for index in range(width)]
-    drop = [index for index, name in enumerate(names) if name.lower() in TIME_COLUMN_NAMES]
-
-    values = np.empty((len(rows), width - len(drop)), dtype=np.float64)
-    for row_index, row in enumerate(rows):
-        line = row_index + first_data_line
+    width = len(first_row)
+    has_header = not all(_is_number(cell) for cell in first_row)
+    pending = [] if has_header else [(first_line, first_row)]
+    names: list[str] = []
+    kept_columns: list[int] = []
+    values: list[np.ndarray] = []
+    for line, row in itertools.chain(pending, rows):
         if len(row) != width:
             raise DataFileError(
                 f"data file {path} row {line} has {len(row)} columns, expected {width}"
+                + (" (as many as the header)" if has_header else "")
             )
-        kept = 0
-        for column, cell in enumerate(row):
-            if column in drop:
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise DataFileError(
-                    f"data file {path} row {line} column {column + 1} ({names[column]!r}): "
-                    f"{cell.strip()!r} is not a finite number"
-                ) from None
-            values[row_index, kept] = value
-            kept += 1
-    if values.shape[1] == 0:
+        if not names:  # Only once a data row of the same width shows the header is meant.
+            names = (
+                [cell.strip() for cell in first_row]
+                if has_header
+                else [f"column {index + 1}" for index in range(width)]
+            )
+            kept_columns = [
+                index for index, name in enumerate(names) if name.lower() not in TIME_COLUMN_NAMES
+            ]
+        values.append(np.array([_cell_value(path, line, row, names, c) for c in kept_columns]))
+    if has_header and not names:  # A header and no data: the length check below says so.
+        names = [cell.strip() for cell in first_row]
+        kept_columns = [i for i, name in enumerate(names) if name.lower() not in TIME_COLUMN_NAMES]
+    if not kept_columns:
         raise DataFileError(f"data file {path} has no data columns (only a time column)")
-    return values.astype(np.float32)
+    if not values:
+        return np.zeros((0, len(kept_columns)), np.float32)
+    return np.stack(values).astype(np.float32)
+
+
+def _cell_value(path: str, line: int, row: list[str], names: list[str], column: int) -> float:
+    """The number in `row[column]`, or a DataFileError naming the file, row and column."""
+    cell = row[column]
+    try:
+        value = float(cell)
+    except ValueError:
+        value = math.nan
+    place = f"data file {path} row {line} column {column + 1} ({names[column]!r})"
+    if not math.isfinite(value):
+        raise DataFileError(f"{place}: {cell.strip()!r} is not a finite number") from None
+    if abs(value) > FLOAT32_MAX:
+        raise DataFileError(
+            f"{place}: {cell.strip()!r} is too large for float32 (at most {FLOAT32_MAX:.1e} in "
+            "magnitude), the precision the model trains in"
+        )
+    return value
 
 
 def _is_number(cell: str) -> bool:
