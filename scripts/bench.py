@@ -7,9 +7,11 @@ apps' own input pipeline), it measures, in one process, on the same model, data 
   step_function         a Python loop calling a per-step tf.function
   step_function_record_if  the same with a scalar summary under record_if every 100 steps, inside
                         the step: the popular way to log from a custom loop
-  repo_loop             this repo's loop, as in the apps' train.py: the app's default
-                        steps_per_loop steps per tf.function call, metrics updated in the step,
-                        summaries at loop boundaries
+  repo_loop             this repo's loop, not a copy: the app's own TrainState and train step
+                        (its create_state and train_step) run by common.training_loop, the app's
+                        default steps_per_loop steps per tf.function call, and at each boundary
+                        the NaN check, the train metrics read and reset and the train scalars
+                        written, as training_loop.run does them
   repo_loop_no_summaries  the same with no summary written: the summaries' cost is the difference
   repo_loop_1000        steps_per_loop=1000: what a longer loop buys
   repo_loop_jit         repo_loop with the step XLA-compiled (`--jit_compile`)
@@ -41,6 +43,7 @@ Usage: python scripts/bench.py [--steps 2000] [--repeats 3] [--workloads mnist_m
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -67,7 +70,7 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from apps.vae_timeseries import model as vae_model
 from apps.vae_timeseries import train as vae_train
-from common import graphs, input_pipeline, metrics, step_counter, training_run
+from common import graphs, input_pipeline, metrics, training_loop, training_run
 from common import summaries as summaries_lib
 from scripts.measure_results import machine_name
 
@@ -84,6 +87,9 @@ class Workload:
     compute_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (labels, outputs) -> mean loss
     # The same model and loss the Keras way, for model.fit: (model, loss for compile()).
     create_fit_model: Callable[[], tuple[keras.Model, Callable]]
+    # The app's own TrainState and train step (its create_state and train_step): what repo_loop
+    # runs, through common.training_loop, exactly as the app does.
+    create_state: Callable[[], tuple[training_loop.TrainState, training_loop.TrainStep]]
     features: np.ndarray
     labels: np.ndarray
     batch_size: int
@@ -92,6 +98,7 @@ class Workload:
     # Timed steps relative to --steps: the VAE's step costs about 40x the MLP's, and a quarter
     # of the steps still lasts several seconds per measurement.
     steps_scale: float = 1.0
+    features_only: bool = False  # The app's step takes the features alone (an autoencoder).
 
 
 def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -124,15 +131,24 @@ def same_model_for_fit(create_model: Callable[[], keras.Model], keras_loss: Call
     return lambda: (create_model(), keras_loss())
 
 
+def mean_loss(per_example_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]):
+    """(labels, outputs) -> the batch's mean loss, from an app's per-example loss."""
+    return lambda labels, outputs: tf.reduce_mean(per_example_loss(labels, outputs))
+
+
 def mnist_workload(num_examples: int) -> Workload:
     rng = np.random.default_rng(0)
     return Workload(
         name="mnist_mlp",
         create_model=mnist_model.create_model,
-        compute_loss=mnist_train.compute_loss,
+        compute_loss=mean_loss(mnist_train.per_example_loss),
         create_fit_model=same_model_for_fit(
             mnist_model.create_model,
             lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ),
+        create_state=lambda: (
+            mnist_train.create_state(mnist_train.Config()),
+            mnist_train.train_step,
         ),
         features=rng.random((num_examples, 784), dtype=np.float32),
         labels=rng.integers(0, 10, num_examples).astype(np.int32),
@@ -147,9 +163,13 @@ def regression_workload(num_examples: int) -> Workload:
     return Workload(
         name="regression_tape",
         create_model=regression_model.create_model,
-        compute_loss=regression_train.compute_loss,
+        compute_loss=mean_loss(regression_train.per_example_loss),
         create_fit_model=same_model_for_fit(
             regression_model.create_model, keras.losses.MeanSquaredError
+        ),
+        create_state=lambda: (
+            regression_train.create_state(regression_train.Config()),
+            regression_train.train_step,
         ),
         features=rng.uniform(-1, 1, (num_examples, 10)).astype(np.float32),
         labels=rng.normal(size=(num_examples, 1)).astype(np.float32),
@@ -213,12 +233,17 @@ def vae_workload(num_examples: int) -> Workload:
         create_model=create_vae,
         compute_loss=compute_loss,
         create_fit_model=create_fit_model,
+        create_state=lambda: (
+            vae_train.create_state(config, config.num_channels),
+            functools.partial(vae_train.train_step, kl_warmup_steps=config.kl_warmup_steps),
+        ),
         features=windows,
         labels=windows,  # An autoencoder's target is its input.
         batch_size=config.batch_size,
         flops_per_example=training_flops(create_vae()),
         steps_per_loop=config.steps_per_loop,
         steps_scale=0.25,
+        features_only=True,
     )
 
 
@@ -229,10 +254,14 @@ WORKLOADS = {
 }
 
 
-def batches(workload: Workload, textbook: bool = False) -> tf.data.Dataset:
+def batches(
+    workload: Workload, textbook: bool = False, features_only: bool = False
+) -> tf.data.Dataset:
     """The apps' pipeline (common.input_pipeline), the same for every method; or, with
     `textbook`, the usual `cache().shuffle().repeat().batch()` it replaces."""
-    examples = tf.data.Dataset.from_tensor_slices((workload.features, workload.labels))
+    examples = tf.data.Dataset.from_tensor_slices(
+        workload.features if features_only else (workload.features, workload.labels)
+    )
     if not textbook:
         return input_pipeline.shuffled_batches(examples, workload.batch_size, seed=0)
     return (
@@ -339,57 +368,50 @@ def bench_repo_loop(
     jit_compile: bool = False,
     textbook: bool = False,
 ):
-    """This repo's loop, as the apps' train.py run it, by default at the app's steps_per_loop."""
+    """This repo's loop: the app's own TrainState and train step, run by common.training_loop's
+    train_loop, with the boundary's train scalars as `training_loop.run` reads and writes them;
+    by default at the app's steps_per_loop."""
     steps_per_loop = steps_per_loop or workload.steps_per_loop
-    model, optimizer = fresh_state(workload)
-    global_step = step_counter.create_global_step()
-    train_loss = keras.metrics.Mean(name="loss")
-    # Stands for the apps' second metric (accuracy): read and reset at each boundary like it.
-    train_accuracy = keras.metrics.Mean(name="accuracy")
-    train_step = tf.function(
-        step_body(workload, model, optimizer, train_loss, global_step, check_gradients=True),
-        jit_compile=jit_compile,
-    )
-
-    @tf.function
-    def train_loop(iterator, num_steps):
-        loss = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            features, labels = next(iterator)
-            loss = train_step(features, labels)
-            if not tf.math.is_finite(loss):
-                break
-        return loss
-
+    state, train_step = workload.create_state()
+    train_function = training_loop.make_train_step(state, train_step, jit_compile)
+    train_loop = training_loop.make_train_loop(train_function)
+    read_train_metrics = metrics.MetricReader(state.train_metrics)
     writer = tf.summary.create_file_writer(tempfile.mkdtemp())
-    iterator = iter(batches(workload, textbook))
-    summary_seconds = [0.0]
+    write_train_scalars = summaries_lib.ScalarWriter(writer)
+    batches_ = batches(workload, textbook, features_only=workload.features_only)
+    iterator = iter(state.strategy.experimental_distribute_dataset(batches_))
+    boundary_seconds = [0.0]
 
     def run(count):
         done = 0
         while done < count:
             loop_steps = min(steps_per_loop, count - done)
+            loop_start = time.perf_counter()
             loss = train_loop(iterator, tf.constant(loop_steps))
+            step = int(state.global_step.numpy())  # As the loop does: waits for the steps.
+            loop_seconds = time.perf_counter() - loop_start
             done += loop_steps
-            float(loss)  # The NaN check at each boundary.
-            # The boundary, as the apps do it: read and reset the metrics, write the scalars.
+            # The boundary, as training_loop.run has it: the NaN check, the metrics read and
+            # reset, the scalars written.
             start = time.perf_counter()
-            scalars = metrics.read_and_reset({"loss": train_loss, "accuracy": train_accuracy})
-            if summaries:  # As many scalars as mnist_mlp writes per loop.
-                scalars.update(learning_rate=1e-3, steps_per_second=1.0, examples_per_second=1.0)
-                summaries_lib.write_scalars(writer, scalars, int(global_step.numpy()))
-            summary_seconds[0] += time.perf_counter() - start
+            float(loss)
+            scalars = training_loop.train_scalars(
+                read_train_metrics, state, loop_steps, loop_seconds
+            )
+            if summaries:
+                write_train_scalars(scalars, step)
+            boundary_seconds[0] += time.perf_counter() - start
 
     run(steps_per_loop)  # Warm-up: tracing is not timed.
-    summary_seconds[0] = 0.0
+    boundary_seconds[0] = 0.0
     start = time.perf_counter()
     run(max(steps, steps_per_loop))
     seconds = time.perf_counter() - start
     writer.close()
-    traces = train_step.experimental_get_tracing_count()
+    traces = train_function.experimental_get_tracing_count()
     # The loop boundary's share of this run's own time: measured directly, in the same loop, so it
     # is not drowned by the noise between two separately timed runs.
-    return seconds, max(steps, steps_per_loop), traces, summary_seconds[0] / seconds
+    return seconds, max(steps, steps_per_loop), traces, boundary_seconds[0] / seconds
 
 
 def bench_fit(
@@ -461,6 +483,11 @@ def bench_trace_cost(workload: Workload) -> dict[str, float]:
         "first_call_seconds": first_call,
         "first_call_with_graph_trace_seconds": traced_first_call,
         "graph_trace_extra_seconds": traced_first_call - first_call,
+        # How much two first calls of the same kind differ: the trace's cost is measurable only
+        # above this.
+        "first_call_spread_seconds": max(
+            max(results[False]) - first_call, max(results[True]) - traced_first_call
+        ),
     }
 
 
@@ -550,37 +577,71 @@ def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
     }
 
 
+# What single runs of one method move by on this shared 2-core machine (README "Speed"): the noise
+# floor assumed when one round gives no spread to measure.
+SINGLE_ROUND_NOISE = 0.20
+
+
+def noise_floor(workload: dict) -> float:
+    """The median relative spread, (max - min) / median, of each method's rounds: differences in
+    rate smaller than this are noise, not findings."""
+    spreads = [
+        (max(row["all_rounds"]) - min(row["all_rounds"])) / statistics.median(row["all_rounds"])
+        for row in workload["methods"].values()
+        if len(row["all_rounds"]) > 1
+    ]
+    return statistics.median(spreads) if spreads else SINGLE_ROUND_NOISE
+
+
 def print_table(results: dict) -> None:
     print(f"\nmachine: {results['machine']}; {results['date']}")
     for name, workload in results["workloads"].items():
+        noise = noise_floor(workload)
         print(f"\n### {name} (batch {workload['batch_size']})\n")
-        print("| method | examples/s | vs fit, steps_per_execution=32 |")
-        print("|---|---|---|")
+        print("| method | examples/s | vs fit, steps_per_execution=32 | rounds' spread |")
+        print("|---|---|---|---|")
         for method, row in workload["methods"].items():
+            rounds = row["all_rounds"]
+            spread = (max(rounds) - min(rounds)) / statistics.median(rounds)
             print(
                 f"| {method} | {row['examples_per_second']:,.0f} | "
-                f"{row['ratio_to_fit_spe32']:.2f}x |"
+                f"{row['ratio_to_fit_spe32']:.2f}x | "
+                f"{f'±{spread / 2:.0%}' if len(rounds) > 1 else '1 round'} |"
             )
-        trace = workload["trace"]
+        measured = "measured" if noise != SINGLE_ROUND_NOISE else "assumed (1 round)"
         print(
-            f"\nloop boundaries (reading and resetting 2 metrics, writing 5 scalars) take "
-            f"{workload['boundary_time_share']:.1%} of repo_loop's time "
-            f"(measured in the loop; the throughput difference to repo_loop_no_summaries, "
-            f"{workload['summaries_cost_fraction']:+.1%}, also holds run-to-run noise); "
-            f"the graph trace adds {trace['graph_trace_extra_seconds']:.3f} s once "
-            f"(first call {trace['first_call_seconds']:.3f} s), train step traced "
+            f"\nnoise floor: ±{noise / 2:.0%} ({measured}); rates closer than {noise:.0%} to "
+            "each other are not findings (more --repeats narrow it)."
+        )
+        trace = workload["trace"]
+        extra = trace["graph_trace_extra_seconds"]
+        trace_noise = trace["first_call_spread_seconds"]
+        trace_text = (
+            f"the graph trace adds {extra:.3f} s once"
+            if extra > trace_noise
+            else f"the graph trace's one-time cost is below the noise (first calls vary by "
+            f"{trace_noise:.3f} s)"
+        )
+        print(
+            f"loop boundaries (the NaN check, reading and resetting the app's train metrics, "
+            f"writing its train scalars) take {workload['boundary_time_share']:.1%} of "
+            f"repo_loop's time (measured in the loop; the throughput difference to "
+            f"repo_loop_no_summaries, {workload['summaries_cost_fraction']:+.1%}, is within "
+            f"the noise floor unless larger than it); {trace_text} (first call "
+            f"{trace['first_call_seconds']:.3f} s); train step traced "
             f"{workload['train_step_traces']['repo_loop']} time(s); repo_loop runs at "
             f"{workload['repo_loop_gflops']:.1f} GFLOP/s, "
             f"{workload['repo_loop_fraction_of_matmul']:.0%} of a {workload['matmul_gflops']:.1f} "
             "GFLOP/s float32 matmul."
         )
         rates = {name: row["examples_per_second"] for name, row in workload["methods"].items()}
+        of_ceiling = rates["repo_loop"] / rates["ceiling_one_batch"]
         print(
             f"ceiling: the bare step with no input pipeline runs at "
             f"{rates['ceiling_one_batch'] / rates[BASELINE]:.2f}x fit_spe32, an upper bound for "
-            f"any loop of this model here; repo_loop reaches "
-            f"{rates['repo_loop'] / rates['ceiling_one_batch']:.0%} of it, and runs at "
-            f"{rates['repo_loop'] / rates['fit']:.2f}x plain fit."
+            f"any loop of this model here; repo_loop reaches {of_ceiling:.0%} of it"
+            f"{' (over 100%: equal within the noise floor)' if of_ceiling > 1 else ''}, and runs "
+            f"at {rates['repo_loop'] / rates['fit']:.2f}x plain fit."
         )
 
 

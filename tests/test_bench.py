@@ -44,6 +44,8 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| repo_loop |" in result.stdout and "vs fit, steps_per_execution=32" in result.stdout
     assert "ceiling: the bare step with no input pipeline runs at" in result.stdout
+    # One round measures no spread: the output says its noise floor is assumed, not measured.
+    assert "noise floor: ±10% (assumed (1 round))" in result.stdout
     report = json.loads(output.read_text())
     assert report["machine"]
     # The VAE's fit baseline is a different model (its KL term an add_loss): it must run too.
