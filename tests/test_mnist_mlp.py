@@ -183,11 +183,14 @@ def test_preprocess_flattens_any_image_shape():
         assert label.dtype == tf.int32
 
 
-def test_profile_captures_the_second_loop(tmp_path):
+def test_profile_captures_the_second_loop_and_says_where(tmp_path, capsys):
     config = train.Config(num_steps=6, batch_size=8, steps_per_loop=2, profile=True)
     train.train_and_evaluate(config, str(tmp_path), datasets=small_datasets())
     traces = list((tmp_path / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
+    output = capsys.readouterr().out
+    assert f"profile: 2 steps traced into {tmp_path}/train/plugins/profile" in output
+    assert "tensorboard-plugin-profile" in output
 
 
 def test_jit_compile_trains_and_still_logs_the_step_graph(tmp_path):

@@ -1,6 +1,7 @@
 """`make new-app`: a copied app runs at once and its tests pass, in a throwaway copy of the repo."""
 
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,15 @@ def new_app(root: pathlib.Path, *arguments: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.parametrize("source", ["mnist_mlp", "conditional_dropout", "vae_timeseries"])
+def test_every_app_can_be_copied_with_a_readme_of_its_own(repo_copy, source):
+    result = new_app(repo_copy, "my_app", "--from", source)
+    assert result.returncode == 0, result.stderr
+    readme = (repo_copy / "apps" / "my_app" / "README.md").read_text()
+    assert source not in readme and "## Make it yours" in readme
+    assert set(re.findall(r"logs/\w+", readme)) == {"logs/my_app"}
+
+
 def test_copy_runs_at_once_and_passes_its_tests(repo_copy):
     result = new_app(repo_copy, "my_app", "--from", "regression_tape")
     assert result.returncode == 0, result.stderr
@@ -41,17 +51,25 @@ def test_copy_runs_at_once_and_passes_its_tests(repo_copy):
         "README.md",
         "__init__.py",
         "__main__.py",
+        "config.py",
         "data.py",
         "main.py",
         "model.py",
         "train.py",
     ]
     copied = [*app.rglob("*.py"), app / "README.md", *(repo_copy / "tests").glob("test_my_app*.py")]
-    assert len(copied) == 9
+    assert len(copied) == 10
     for path in copied:
         assert "regression_tape" not in path.read_text(), path
     readme = (app / "README.md").read_text()
     assert readme.startswith("# `my_app`") and "make run APP=my_app" in readme
+    # Correct as it stands: no logdir but its own, no link, no results of the source app, and
+    # the source task's parts to replace, listed.
+    assert set(re.findall(r"logs/\w+", readme)) == {"logs/my_app"}
+    assert "](" not in readme and "Not measured yet" in readme
+    assert "## Make it yours" in readme and "`per_example_loss` (squared error)" in readme
+    assert "noise_std" in readme and "trivial_rmse" in readme
+    assert "training_loop.run(config, logdir, state, train_step, eval_step" in readme
 
     logdir = repo_copy / "logs" / "run"
     run = run_app(

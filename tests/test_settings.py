@@ -1,13 +1,14 @@
 """Settings have one home: each app's `config.py`, from which `main.py` defines its flags."""
 
 import dataclasses
+import re
 import subprocess
 import sys
 
 import pytest
 
 from common import settings
-from tests.app_cli import REPO_ROOT, run_app
+from tests.app_cli import REPO_ROOT, assert_one_line_error, run_app
 
 APPS = ("mnist_mlp", "regression_tape", "conditional_dropout", "vae_timeseries")
 SHARED_FLAGS = ("logdir", "num_steps", "batch_size", "learning_rate", "seed")
@@ -61,3 +62,51 @@ def test_a_field_without_help_text_is_refused():
 
     with pytest.raises(TypeError, match="undocumented has no help text"):
         settings.field_metadata(Broken, "undocumented")
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_the_readme_flag_table_lists_every_flag_with_its_default(app):
+    config = __import__(f"apps.{app}.config", fromlist=["Config"]).Config
+    readme = (REPO_ROOT / "apps" / app / "README.md").read_text()
+    rows = {
+        name: cell.strip().strip("`")
+        for name, cell in re.findall(r"^\| `--(\w+)` \| ([^|]*)", readme, re.M)
+    }
+    assert set(rows) == {"logdir", *(field.name for field in dataclasses.fields(config))}
+    assert rows["logdir"] == f"logs/{app}"
+    for field in dataclasses.fields(config):
+        cell = rows[field.name]
+        if field.default is None:  # Described in words: "(synthetic)", "tfds default".
+            continue
+        if isinstance(field.default, bool):
+            assert cell == str(field.default).lower(), field.name
+        elif isinstance(field.default, int | float):
+            assert float(cell) == field.default, field.name
+        else:
+            assert cell == field.default, field.name
+
+
+@pytest.mark.parametrize(
+    ("app", "flag", "culprit"),
+    [
+        # An empty logdir would put train/ and eval/ at the filesystem's root.
+        ("regression_tape", "--logdir=", "--logdir=: must be a non-empty UTF-8 path"),
+        ("regression_tape", "--logdir=   ", "must be a non-empty UTF-8 path"),
+        # Seeds go to numpy, which takes 32 bits; steps to an int64 counter.
+        ("regression_tape", "--seed=4294967296", "--seed=4294967296"),
+        ("mnist_mlp", "--num_steps=100000000000000000000", "--num_steps=100000000000000000000"),
+        # Widths that would ask for terabytes are refused before TensorFlow allocates them.
+        ("mnist_mlp", "--hidden_units=1000000000", "--hidden_units=1000000000"),
+        ("vae_timeseries", "--latent_dim=100000000", "--latent_dim=100000000"),
+        ("vae_timeseries", "--window_length=30", "must be a multiple of 4"),
+        ("conditional_dropout", "--dropout_rate=1", "must be in [0, 1)"),
+        ("conditional_dropout", "--jit_compile", "--strategy=default only"),
+    ],
+)
+def test_out_of_range_flags_fail_in_one_line_before_tensorflow_loads(app, flag, culprit, tmp_path):
+    logdir = () if flag.startswith("--logdir") else (f"--logdir={tmp_path / 'never'}",)
+    extra = ("--strategy=mirrored",) if flag == "--jit_compile" else ()
+    result = run_app(app, flag, *extra, *logdir)
+    assert_one_line_error(result, 2, culprit)
+    assert result.stderr.count("\n") == 1  # The whole of stderr is that line.
+    assert not (tmp_path / "never").exists()

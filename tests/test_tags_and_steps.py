@@ -12,6 +12,7 @@ compares, run by run and tag by tag, the steps at which TensorBoard's loader fin
 
 import json
 import pathlib
+import re
 import sys
 
 import pytest
@@ -69,9 +70,21 @@ def tags_and_steps_of_run(name: str, directory: pathlib.Path) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_tags_and_steps_are_those_recorded_before_the_loop_moved(name, tmp_path):
+def test_tags_and_steps_are_those_recorded_before_the_loop_moved(name, tmp_path, capsys):
     expected = json.loads(GOLDEN_PATH.read_text())[name]
     assert tags_and_steps_of_run(name, tmp_path) == expected
+    # The console names each value as TensorBoard does: <run>/<tag>, a scalar of that run.
+    scalar_tags = {
+        f"{run}/{tag.removeprefix('scalars:')}"
+        for run in ("train", "eval")
+        for tag in expected[run]
+        if tag.startswith("scalars:")
+    }
+    progress_lines = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")
+    ]
+    console_keys = {key for line in progress_lines for key in re.findall(r"(\S+)=", line)}
+    assert console_keys and console_keys <= scalar_tags, console_keys - scalar_tags
 
 
 if __name__ == "__main__":

@@ -165,3 +165,22 @@ def test_heatmap_colors():
     assert rgb.dtype == np.uint8 and rgb.shape == (1, 3, 3)
     assert tuple(rgb[0, 1]) == (255, 255, 255)  # Zero is white.
     assert rgb[0, 0, 2] > rgb[0, 0, 0] and rgb[0, 2, 0] > rgb[0, 2, 2]  # Blue low, red high.
+
+
+def test_jit_compile_and_profile_come_with_the_shared_loop(tmp_path):
+    """Flags the VAE never had before the loop moved to common/: every app has them now."""
+    config = train.Config(
+        num_steps=4,
+        batch_size=8,
+        latent_dim=2,
+        window_length=8,
+        num_channels=2,
+        steps_per_loop=2,
+        jit_compile=True,
+        profile=True,
+    )
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+    assert math.isfinite(metrics["eval/elbo"]) and metrics["train_step_traces"] == 1
+    ops = events.op_types(events.load_run(tmp_path / "train").Graph())  # XLA: the concrete graph.
+    assert ops & {"Conv2D", "Conv1D"}
+    assert list((tmp_path / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))

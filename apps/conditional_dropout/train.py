@@ -21,7 +21,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, training_loop
+from common import distribution, tracing, training_loop
 
 from . import data
 from . import model as model_lib
@@ -103,10 +103,13 @@ def train_and_evaluate(
     model = state.model
 
     # The inference graph: a batch dimension of None, so every eval batch, the smaller last one
-    # included, runs through this one traced graph.
-    @tf.function(input_signature=[tf.TensorSpec([None, data.NUM_FEATURES], tf.float32)])
+    # included, runs through this one traced graph (a function of its own in every run).
     def inference_step(features: tf.Tensor) -> tf.Tensor:
         return model(features, training=False)
+
+    inference_step = tracing.per_run_function(
+        inference_step, input_signature=[tf.TensorSpec([None, data.NUM_FEATURES], tf.float32)]
+    )
 
     def switch_dropout_off(step: int) -> None:
         if step == config.dropout_off_at_step:
