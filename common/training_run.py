@@ -45,7 +45,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from common import distribution, errors, run_record, summaries
+from common import distribution, errors, run_record, summaries, tracing
 from common.errors import Interrupted, NonFiniteLossError, NonFiniteWeightsError, UserError
 from common.run_lock import LogdirLock
 from common.signals import StopSignals
@@ -639,13 +639,13 @@ class TrainingRun:
         if self._all_finite is None:
             variables = self._float_variables
 
-            @tf.function
             def all_finite() -> tf.Tensor:
                 return tf.reduce_all(
                     tf.stack([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables])
                 )
 
-            self._all_finite = all_finite
+            # A function of its own per run: see common/tracing.py for TensorFlow's warning.
+            self._all_finite = tracing.per_run_function(all_finite)
         if bool(self._all_finite()):
             return
         # The failure path only: name the culprits, one eager check each.

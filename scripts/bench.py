@@ -58,6 +58,11 @@ from collections.abc import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import startup
+
+# TensorFlow's C++ start-up lines would stand above the tables; an import failure still shows.
+startup.import_tensorflow(show_startup_logs=False)
+
 import keras
 import numpy as np
 import tensorflow as tf

@@ -18,6 +18,11 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import startup
+
+# TensorFlow's C++ start-up lines would stand above the tables; an import failure still shows.
+startup.import_tensorflow(show_startup_logs=False)
+
 from dataclasses import replace
 
 import tensorflow as tf
