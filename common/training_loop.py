@@ -321,8 +321,8 @@ def run(
 
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
-        `steps`, `resumed_from_step`, `examples_per_second` (inside the loops), the process's
-        `wall_time_seconds` in here, and `train_step_traces` (1: never retraced).
+        `steps`, `resumed_from_step`, `examples_per_second` (inside the loops only),
+        `wall_time_seconds` (all of this call), and `train_step_traces` (1: never retraced).
 
     Raises:
         common.errors.UserError: for an unusable logdir, unavailable data, a checkpoint of

@@ -1,0 +1,89 @@
+"""common.training_loop's pieces: where loops end, when eval runs, the state the steps use."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common import settings, training_loop
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyConfig(settings.TrainingSettings):
+    num_steps: int = 10
+    batch_size: int = 4
+    steps_per_loop: int = 3
+    eval_every_steps: int = 4
+
+
+def tiny_model(name: str = "tiny") -> keras.Model:
+    inputs = keras.Input(shape=(2,))
+    return keras.Model(inputs, keras.layers.Dense(1, name="dense")(inputs), name=name)
+
+
+def test_loops_end_on_multiples_of_steps_per_loop_at_the_end_and_at_boundary_steps():
+    ends, step = [], 0
+    while step < 10:
+        step += training_loop.next_loop_steps(step, 10, 3, boundary_steps=[5])
+        ends.append(step)
+    assert ends == [3, 5, 6, 9, 10]
+    assert training_loop.next_loop_steps(10, 10, 3) == 0  # Done: a boundary with no loop.
+    assert training_loop.next_loop_steps(0, 10, 3, boundary_steps=[0, 3, 12]) == 3  # Not inside.
+
+
+def test_eval_runs_at_the_first_boundary_past_each_multiple_and_at_the_end():
+    config = TinyConfig()
+    boundaries = [3, 5, 6, 9, 10]
+    evals, last = [], 0
+    for step in boundaries:
+        if training_loop.eval_is_due(step, last, config):
+            evals.append(step)
+            last = step
+    assert evals == [5, 9, 10]
+
+
+def test_batches_become_step_arguments():
+    pair = (tf.zeros([2]), tf.ones([2]))
+    assert training_loop.as_tuple(pair) is pair
+    lone = tf.zeros([2])
+    assert training_loop.as_tuple(lone) == (lone,)
+
+
+def test_the_state_builds_the_optimizer_and_averages_over_the_global_batch():
+    state = training_loop.TrainState.create(
+        TinyConfig(learning_rate=0.5), [tiny_model()], {"loss": keras.metrics.Mean()}, {}
+    )
+    assert state.optimizer.built and float(state.optimizer.learning_rate.numpy()) == 0.5
+    assert [v.path for v in state.trainable_variables] == ["dense/kernel", "dense/bias"]
+    assert int(state.global_step.numpy()) == 0
+    # Two of four examples on this replica: their sum over the global batch of 4, not their mean.
+    assert float(state.average_loss(tf.constant([1.0, 3.0]))) == pytest.approx(1.0)
+
+
+def test_a_checkpoint_names_one_model_model_and_several_by_name():
+    one = training_loop.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
+    assert set(training_loop.checkpoint_objects(one)) == {"model", "optimizer"}
+    two = training_loop.TrainState.create(
+        TinyConfig(), [tiny_model("encoder"), tiny_model("decoder")], {}, {}
+    )
+    assert set(training_loop.checkpoint_objects(two)) == {"encoder", "decoder", "optimizer"}
+
+
+def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
+    state = training_loop.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
+
+    def train_step(state, features):
+        del features
+        # Finite for global steps 0 to 2, then NaN: the loop must stop right after step 4.
+        return tf.where(state.global_step < 3, 1.0, np.nan)
+
+    step = training_loop.make_train_step(state, train_step)
+    loop = training_loop.make_train_loop(step)
+    iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([4, 2])).repeat())
+    assert float(loop(iterator, tf.constant(2))) == 1.0
+    assert int(state.global_step.numpy()) == 2
+    assert np.isnan(float(loop(iterator, tf.constant(100))))
+    assert int(state.global_step.numpy()) == 4  # Broke out at the NaN, not after 100 steps.
+    assert step.experimental_get_tracing_count() == 1
