@@ -36,8 +36,15 @@ drift on a shared machine hits them all alike. The result is ratios within this 
 numbers are this machine's, named in the output. It also measures the one-time cost of the graph
 trace (common.graphs.trace_step_graph) and a float32 matmul's throughput as the machine's ceiling.
 
+Then, end to end (`--end_to_end_pairs`, default 3; 0 skips it): each app's own command at its
+defaults, as a user runs it (whole process: TensorFlow's import, the graph trace, evals,
+histograms, checkpoints), against `scripts/fit_baseline.py` doing the same work with `model.fit`
+(same model, data, steps, eval cadence, TensorBoard callback with histograms, BackupAndRestore),
+alternated; and where the app's time goes (start-up, loops, the rest of the run).
+
 Usage: python scripts/bench.py [--steps 2000] [--repeats 3] [--workloads mnist_mlp,vae_timeseries]
-       [--output results/bench.json]
+       [--output results/bench.json] [--end_to_end_pairs 3] [--end_to_end_steps N]
+       [--end_to_end_apps mnist_mlp,regression_tape]
 """
 
 import argparse
@@ -47,7 +54,9 @@ import functools
 import json
 import os
 import pathlib
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,7 +86,10 @@ from apps.vae_timeseries import model as vae_model
 from apps.vae_timeseries import train as vae_train
 from common import graphs, input_pipeline, metrics, training_loop, training_run
 from common import summaries as summaries_lib
+from scripts import fit_baseline
 from scripts.measure_results import machine_name
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 BASELINE = "fit_spe32"
 SUMMARY_EVERY_STEPS = 100
@@ -194,6 +206,19 @@ class KLDivergenceLoss(keras.layers.Layer):
         return mean
 
 
+def vae_fit_model(
+    window_length: int, num_channels: int, latent_dim: int
+) -> tuple[keras.Model, Callable]:
+    """The app's encoder and decoder as one model for `fit`, its KL term an `add_loss`, and the
+    reconstruction loss for `compile`."""
+    encoder = vae_model.create_encoder(window_length, num_channels, latent_dim)
+    decoder = vae_model.create_decoder(window_length, num_channels, latent_dim)
+    windows = keras.Input(shape=(window_length, num_channels))
+    mean, log_variance, z = encoder(windows)
+    KLDivergenceLoss()([mean, log_variance])
+    return keras.Model(windows, decoder(z)), vae_train.reconstruction_loss
+
+
 def vae_workload(num_examples: int) -> Workload:
     config = vae_train.Config()
     # 8,192 windows of 64 x 32 floats are 64 MB; 60,000 would be half a gigabyte per copy.
@@ -216,12 +241,7 @@ def vae_workload(num_examples: int) -> Workload:
         )
 
     def create_fit_model():
-        encoder = vae_model.create_encoder(*shape)
-        decoder = vae_model.create_decoder(*shape)
-        windows = keras.Input(shape=shape[:2])
-        mean, log_variance, z = encoder(windows)
-        KLDivergenceLoss()([mean, log_variance])
-        return keras.Model(windows, decoder(z)), vae_train.reconstruction_loss
+        return vae_fit_model(*shape)
 
     windows = vae_data.make_windows(
         vae_data.synthetic_series(
@@ -256,6 +276,12 @@ WORKLOADS = {
     "mnist_mlp": mnist_workload,
     "regression_tape": regression_workload,
     "vae_timeseries": vae_workload,
+}
+# Each app's default batch size, for the end-to-end section's time breakdown.
+WORKLOADS_BATCH = {
+    "mnist_mlp": mnist_train.Config().batch_size,
+    "regression_tape": regression_train.Config().batch_size,
+    "vae_timeseries": vae_train.Config().batch_size,
 }
 
 
@@ -650,6 +676,103 @@ def print_table(results: dict) -> None:
         )
 
 
+def run_process(command: list[str]) -> tuple[float, str]:
+    """Runs a whole process from the repository's root; returns its wall time and stdout."""
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()[-2000:]}")
+    return seconds, result.stdout
+
+
+def final_values(stdout: str, prefix: str) -> dict[str, float]:
+    """The `name=value` pairs of the line starting with `prefix` (`final:` or `fit:`)."""
+    line = next(line for line in stdout.splitlines() if line.startswith(prefix))
+    return {name: float(value) for name, value in re.findall(r"(\S+)=(\S+)", line)}
+
+
+def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) -> dict:
+    """Each app's own command, as a user runs it, against `scripts/fit_baseline.py` doing the
+    same work with `model.fit`: whole processes (TensorFlow's import included), alternated, who
+    goes first switching every pair; medians of `pairs` pairs. Also where the app's time goes."""
+    steps_flag = [f"--num_steps={num_steps}"] if num_steps else []
+    results = {}
+    for app in apps:
+        app_runs, fit_runs = [], []
+        for pair in range(pairs):
+            with tempfile.TemporaryDirectory() as temporary:
+                commands = {
+                    "app": [
+                        sys.executable,
+                        "-m",
+                        f"apps.{app}",
+                        *fit_baseline.APP_FLAGS[app],
+                        f"--logdir={temporary}/app",
+                        *steps_flag,
+                    ],
+                    "fit": [
+                        sys.executable,
+                        "scripts/fit_baseline.py",
+                        f"--app={app}",
+                        f"--logdir={temporary}/fit",
+                        *steps_flag,
+                    ],
+                }
+                for name in ("app", "fit") if pair % 2 == 0 else ("fit", "app"):
+                    seconds, stdout = run_process(commands[name])
+                    values = final_values(stdout, "final:" if name == "app" else "fit:")
+                    (app_runs if name == "app" else fit_runs).append({"seconds": seconds, **values})
+            print(
+                f"  pair {pair + 1}/{pairs} {app}: app {app_runs[-1]['seconds']:.1f} s, "
+                f"fit {fit_runs[-1]['seconds']:.1f} s",
+                flush=True,
+            )
+        app_seconds = statistics.median(run["seconds"] for run in app_runs)
+        fit_seconds = statistics.median(run["seconds"] for run in fit_runs)
+        app_steps, fit_steps = app_runs[0]["steps"], fit_runs[0]["steps"]
+        # Where the app's time goes, from its own final line (medians over the pairs): TensorFlow's
+        # import and the flags before train_and_evaluate; the loops; the rest of the run (the
+        # graph trace, evals, histograms, checkpoints, summaries, writer flushes).
+        batch_size = WORKLOADS_BATCH[app]
+        loops = statistics.median(
+            run["steps"] * batch_size / run["examples_per_second"] for run in app_runs
+        )
+        in_run = statistics.median(run["wall_time_seconds"] for run in app_runs)
+        results[app] = {
+            "app_seconds": app_seconds,
+            "fit_seconds": fit_seconds,
+            "app_steps": app_steps,
+            "fit_steps": fit_steps,
+            # Speed at equal work: fit's time per step over the app's.
+            "app_speed_vs_fit": (fit_seconds / fit_steps) / (app_seconds / app_steps),
+            "start_up_seconds": app_seconds - in_run,
+            "loops_seconds": loops,
+            "rest_of_run_seconds": in_run - loops,
+            "all_pairs": {"app": app_runs, "fit": fit_runs},
+        }
+    return results
+
+
+def print_end_to_end(results: dict, pairs: int) -> None:
+    print(
+        f"\n### End to end: each app's command against model.fit doing the same work (whole "
+        f"processes, alternated, median of {pairs} pair(s))\n"
+    )
+    print(
+        "| app | app (s) | fit (s) | steps app / fit | app speed vs fit, per step | start-up "
+        "| loops | trace, evals, checkpoints, summaries |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for app, row in results.items():
+        print(
+            f"| {app} | {row['app_seconds']:.1f} | {row['fit_seconds']:.1f} | "
+            f"{row['app_steps']:.0f} / {row['fit_steps']:.0f} | {row['app_speed_vs_fit']:.2f}x | "
+            f"{row['start_up_seconds']:.1f} s | {row['loops_seconds']:.1f} s | "
+            f"{row['rest_of_run_seconds']:.1f} s |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
@@ -657,6 +780,15 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--examples", type=int, default=60000, help="synthetic examples")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("results/bench.json"))
+    parser.add_argument(
+        "--end_to_end_pairs", type=int, default=3, help="app/fit process pairs (0: skip)"
+    )
+    parser.add_argument(
+        "--end_to_end_steps", type=int, default=None, help="steps per process (default: app's)"
+    )
+    parser.add_argument(
+        "--end_to_end_apps", default=None, help="apps for the end-to-end section (default: all)"
+    )
     args = parser.parse_args()
     logging.set_verbosity(logging.ERROR)  # Keras/TF retracing and deprecation chatter.
 
@@ -671,9 +803,17 @@ def main() -> None:
         print(f"{name}:", flush=True)
         workload = WORKLOADS[name](args.examples)
         results["workloads"][name] = bench_workload(workload, args.steps, args.repeats)
+    end_to_end_apps = (args.end_to_end_apps or ",".join(fit_baseline.APPS)).split(",")
+    if args.end_to_end_pairs and end_to_end_apps:
+        print("end to end:", flush=True)
+        results["end_to_end"] = bench_end_to_end(
+            end_to_end_apps, args.end_to_end_pairs, args.end_to_end_steps
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print_table(results)
+    if "end_to_end" in results:
+        print_end_to_end(results["end_to_end"], args.end_to_end_pairs)
     print(f"\nwrote {args.output}")
 
 

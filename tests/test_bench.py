@@ -35,6 +35,9 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
             "--examples=512",
             "--workloads=regression_tape,vae_timeseries",
             f"--output={output}",
+            "--end_to_end_pairs=1",
+            "--end_to_end_steps=20",
+            "--end_to_end_apps=regression_tape",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -60,3 +63,10 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
         assert workload["trace"]["first_call_seconds"] > 0
         assert 0 < workload["boundary_time_share"] < 1
         assert workload["matmul_gflops"] > 0 and workload["flops_per_example"] > 0
+
+    # End to end: the app's own command against model.fit doing the same work, whole processes.
+    assert "### End to end: each app's command against model.fit" in result.stdout
+    end_to_end = report["end_to_end"]["regression_tape"]
+    assert end_to_end["app_steps"] == 20 and end_to_end["fit_steps"] >= 20
+    assert end_to_end["app_seconds"] > end_to_end["start_up_seconds"] > 0
+    assert end_to_end["loops_seconds"] > 0 and math.isfinite(end_to_end["app_speed_vs_fit"])
