@@ -307,12 +307,13 @@ def _is_fragmented(graphs: list[graph_pb2.GraphDef]) -> bool:
     traced in the window), each a whole computation. A trace around an eager call exports one
     small graph per op it ran (a few of two ops, as oneDNN adds its own beside a MatMul), and one
     around an already-traced function exports a lone graph that computes nothing (its input copied
-    in). One graph of one op can be an honest tiny function, so it is not flagged.
+    in). One graph of one op can be an honest tiny function, so it is not flagged, and neither is
+    a whole graph beside a stray eager op or two: flagged are graphs mostly made of fragments.
     """
     if len(graphs) == 1:
         return _computing_op_count(graphs[0]) == 0
     fragments = sum(_computing_op_count(graph) <= 1 for graph in graphs)
-    return fragments * 2 >= len(graphs)
+    return fragments * 2 > len(graphs)
 
 
 def _report_op_graphs(accumulator, tags: dict, op_graph_tags: list[str], report: RunReport) -> None:
