@@ -58,7 +58,10 @@ def test_graph_traced_after_the_function_ran_is_flagged(tmp_path):
     with writer.as_default():
         tf.summary.trace_export("train_step", step=0)
     writer.close()
-    assert codes(tmp_path) == {"op-graph-fragments"}
+    # What such a trace holds depends on the eager ops around it: nothing at all, or a stray
+    # constant's one-op graph. Either is flagged, by the code that names it.
+    found = codes(tmp_path)
+    assert len(found) == 1 and found <= {"empty-op-graph", "op-graph-fragments"}, found
 
 
 def test_traced_eager_call_is_flagged(tmp_path):
