@@ -10,7 +10,7 @@ node count here is what the dashboard draws.
 
 Then it flags the classic mistakes, each by a stable code and with its fix in one line:
 
-- `no-event-files`: nothing under the path for TensorBoard to show.
+- `no-event-files`: no event files (nor Debugger V2 data) under the path: nothing to show.
 - `empty-op-graph`: an op graph with no nodes (a `trace_export` with nothing traced).
 - `op-graph-fragments`: an op graph made only of one-op fragments (the function was traced before
   `trace_on`, or an eager call was traced).
@@ -147,7 +147,7 @@ def inspect_logdir(logdir: str) -> tuple[list[RunReport], list[Finding]]:
         inspect_run(directory, _run_name(logdir, directory)) for directory in find_runs(logdir)
     ]
     findings = [finding for report in reports for finding in report.findings]
-    if not reports:
+    if not reports and not find_debugger_dumps(logdir):
         findings.append(Finding("no-event-files", ".", f"no event files under {logdir}"))
     return reports, findings
 
@@ -226,7 +226,14 @@ def format_report(logdir: str, reports: list[RunReport], findings: list[Finding]
         lines.append(f"run {report.name}")
         lines.extend(f"  {line}" for line in report.lines or ["(no summaries)"])
     for directory in find_debugger_dumps(logdir):
-        lines.append(f"debugger: Debugger V2 data in {_run_name(logdir, directory)}")
+        name = _run_name(logdir, directory)
+        # Debugger V2 opens the dump in --logdir itself (DebugDataReader(logdir)), never below it.
+        where = (
+            ""
+            if name == "."
+            else f" (Debugger V2 reads only --logdir's own folder: serve {directory})"
+        )
+        lines.append(f"debugger: Debugger V2 data in {name}{where}")
     if not findings:
         lines.append("no mistakes found")
         return "\n".join(lines)

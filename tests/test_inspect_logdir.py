@@ -145,6 +145,25 @@ def test_folder_without_event_files_is_flagged(tmp_path):
     assert codes(tmp_path) == {"no-event-files"}
 
 
+def test_debugger_data_is_listed_with_where_tensorboard_reads_it(tmp_path):
+    @tf.function
+    def double(x):
+        return x * 2.0
+
+    tf.debugging.experimental.enable_dump_debug_info(str(tmp_path / "debug"), "NO_TENSOR")
+    try:
+        double(tf.ones(2))
+    finally:
+        tf.debugging.experimental.disable_dump_debug_info()
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert (reports, findings) == ([], [])  # Debugger data alone is something to show.
+    text = inspect_logdir.format_report(str(tmp_path), reports, findings)
+    assert (
+        f"debugger: Debugger V2 data in debug (Debugger V2 reads only --logdir's own folder: "
+        f"serve {tmp_path}/debug)" in text
+    )
+
+
 def test_tiny_regression_run_is_clean(tmp_path):
     config = regression_train.Config(
         num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2
@@ -161,13 +180,16 @@ def test_tiny_regression_run_is_clean(tmp_path):
 
 
 def test_tiny_mnist_run_is_clean(tmp_path):
-    config = mnist_train.Config(num_steps=4, batch_size=8, steps_per_loop=2, dataset="synthetic")
+    config = mnist_train.Config(
+        num_steps=4, batch_size=8, steps_per_loop=2, dataset="synthetic", profile=True
+    )
     mnist_train.train_and_evaluate(config, str(tmp_path))
     reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
     assert findings == []
     train_lines = next(report.lines for report in reports if report.name == "train")
     assert any(line.startswith("histograms (4):") for line in train_lines)
     assert any(line.startswith("text (3): config, dataset") for line in train_lines)
+    assert "profile: 1 session(s) in plugins/profile" in train_lines
     root_lines = next(report.lines for report in reports if report.name == ".")
     assert any(line.startswith("hparams (") for line in root_lines)
 
