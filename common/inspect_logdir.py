@@ -26,6 +26,7 @@ exist or is not a folder (one `error:` line).
 
 import collections
 import dataclasses
+import importlib.util
 import itertools
 import json
 import math
@@ -80,8 +81,6 @@ _PLUMBING_OPS = frozenset(
 # Words that mark a tag as train or as eval, found between `/`, `_`, `-` and `.`.
 _TRAIN_WORDS = frozenset({"train", "training"})
 _EVAL_WORDS = frozenset({"eval", "evaluation", "val", "valid", "validation", "test"})
-# Plugins whose points are plotted against the step: their steps must be clean.
-_STEPPED_PLUGINS = (SCALARS_PLUGIN, HISTOGRAMS_PLUGIN, IMAGES_PLUGIN)
 # How many tag names a line lists before it says how many more there are.
 _NAMES_SHOWN = 6
 
@@ -156,6 +155,8 @@ def inspect_run(directory: str, name: str) -> RunReport:
     """What TensorBoard will show for the run in `directory`, and the mistakes found in it."""
     report = RunReport(name)
     # TENSORS: 0 keeps every point (TF2 summaries all arrive as tensors); the TF1 kinds likewise.
+    # Orphaned events are purged as TensorBoard's server does (only a TF1 SessionLog.START makes
+    # any), so the steps checked are the steps the dashboards draw.
     accumulator = event_accumulator.EventAccumulator(
         directory,
         size_guidance={
@@ -212,7 +213,8 @@ def inspect_run(directory: str, name: str) -> RunReport:
         HPARAMS_PLUGIN,
     }
     for plugin in sorted(set(by_plugin) - known):
-        report.lines.append(f"{plugin or 'no plugin'} ({len(by_plugin[plugin])}): ...")
+        plugin_tags = sorted(by_plugin[plugin])
+        report.lines.append(f"{plugin or 'no plugin'} ({len(plugin_tags)}): {_names(plugin_tags)}")
 
     _check_steps(stepped, report)
     _check_train_and_eval_mixed(list(scalar_points), report)
@@ -259,10 +261,12 @@ def main(argv: list[str]) -> int:
         )
         return EXIT_USAGE
     # TensorBoard's file access goes through TensorFlow when it is installed: import it first,
-    # with its start-up lines hidden, so they do not bury the report.
-    from common import startup
+    # with its start-up lines hidden, so they do not bury the report. (Without it, TensorBoard
+    # reads local files with its own stand-in.)
+    if importlib.util.find_spec("tensorflow") is not None:
+        from common import startup
 
-    startup.import_tensorflow(show_startup_logs=False)
+        startup.import_tensorflow(show_startup_logs=False)
     reports, findings = inspect_logdir(logdir)
     print(format_report(logdir, reports, findings))
     return EXIT_FLAGGED if findings else EXIT_CLEAN
