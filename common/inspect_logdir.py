@@ -12,7 +12,7 @@ Then it flags the classic mistakes, each by a stable code and with its fix in on
 
 - `no-event-files`: no event files (nor Debugger V2 data) under the path: nothing to show.
 - `empty-op-graph`: an op graph with no nodes (a `trace_export` with nothing traced).
-- `op-graph-fragments`: an op graph made only of one-op fragments (the function was traced before
+- `op-graph-fragments`: an op graph made mostly of one-op fragments (the function was traced before
   `trace_on`, or an eager call was traced).
 - `duplicate-steps`: a tag written twice at one step (two writers, or a restart without trimming).
 - `steps-go-back`: a tag's steps go backwards (a restart without trimming the old events).
