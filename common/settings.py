@@ -107,8 +107,8 @@ class TrainingSettings:
     )
     profile: bool = setting(
         False,
-        "Capture a profiler trace of the second loop (steps_per_loop steps) into "
-        "<logdir>/train/plugins/profile, for TensorBoard's Profile tab.",
+        "Capture a profiler trace of the second loop (steps_per_loop steps, one call and one "
+        "step marker each) into <logdir>/train/plugins/profile, for TensorBoard's Profile tab.",
     )
     jit_compile: bool = setting(
         False, "XLA-compile the train step (--strategy=default only; see make bench)."

@@ -30,6 +30,7 @@ Python runs once per loop, not once per step; a boundary costs a few `tf.functio
 
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -191,6 +192,41 @@ def make_train_loop(train_step: Callable[..., tf.Tensor]) -> Callable[..., tf.Te
         return loss
 
     return tracing.per_run_function(train_loop)
+
+
+def run_with_step_markers(
+    train_loop: Callable[..., tf.Tensor], iterator: Any, step: int, num_steps: int
+) -> tf.Tensor:
+    """`num_steps` steps as `num_steps` one-step `train_loop` calls, each inside a profiler step
+    marker numbered by the step it runs: the Profile tab's overview page then has one row per
+    step in its step-time graph, and averages over them.
+
+    A marker is a Python-side `tf.profiler.experimental.Trace`: it cannot be placed inside the
+    `tf.range` loop of a `tf.function`, so a many-step call would be a single "step". Only the
+    profiled loop pays for one call per step (about 0.2 ms of dispatch on 2 CPU cores, shown
+    between steps); `train_loop` reuses its graph for the one-step count (`num_steps` is a
+    tensor). Stops at the first non-finite loss, as `train_loop` does.
+
+    Args:
+        train_loop: from `make_train_loop`.
+        iterator: the distributed train iterator.
+        step: the global step before the loop; the first marker is `step + 1`.
+        num_steps: how many steps to run.
+
+    Returns:
+        The last step's loss (a NaN or Inf one if the loop stopped there).
+    """
+    loss = tf.constant(0.0)
+    one_step = tf.constant(1)
+    for index in range(num_steps):
+        # `_r=1` makes the profiler treat this trace as a step marker (TensorFlow's documented
+        # way for custom loops); `float(loss)` waits inside it, so the marker spans the step.
+        with tf.profiler.experimental.Trace("train", step_num=step + index + 1, _r=1):
+            loss = train_loop(iterator, one_step)
+            finite = math.isfinite(float(loss))
+        if not finite:
+            break
+    return loss
 
 
 def make_evaluate(
@@ -385,11 +421,16 @@ def run(
                 loop.step, config.num_steps, config.steps_per_loop, boundary_steps
             )
             # The second loop, not the first: the first includes train_loop's one-time tracing.
+            # Its steps run one call each, in step markers (see run_with_step_markers); an
+            # unprofiled loop stays one call of many steps.
             profiling = config.profile and loop.loops_run == 1
             if profiling:
                 tf.profiler.experimental.start(f"{run.output_dir}/train")
             loop_start = time.perf_counter()
-            loss = train_loop(train_iterator, tf.constant(loop_steps))
+            if profiling:
+                loss = run_with_step_markers(train_loop, train_iterator, loop.step, loop_steps)
+            else:
+                loss = train_loop(train_iterator, tf.constant(loop_steps))
             loop.step = int(state.global_step.numpy())  # Reading the step waits for the loop.
             loop_seconds = time.perf_counter() - loop_start
             loop.train_seconds += loop_seconds
@@ -456,8 +497,8 @@ def _write_run_description(
 
 def _print_profile_location(output_dir: str, loop_steps: int) -> None:
     print(
-        f"profile: {loop_steps} steps traced into {output_dir}/train/plugins/profile; open "
-        "TensorBoard's Profile tab (it needs the tensorboard-plugin-profile package)",
+        f"profile: {loop_steps} steps traced into {output_dir}/train/plugins/profile, one step "
+        "marker each; open TensorBoard's Profile tab (overview_page: the step-time breakdown)",
         flush=True,
     )
 
