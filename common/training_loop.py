@@ -28,11 +28,12 @@ Python runs once per loop, not once per step; a boundary costs a few `tf.functio
 0.2 ms each on 2 CPU cores), so a loop should last well over 10 ms.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import keras
@@ -55,6 +56,13 @@ from common import (
 loss_or_nan = training_run.loss_or_nan
 
 Metrics = dict[str, keras.metrics.Metric]
+
+# --debugger: the dump's folder in the run's directory, and how many of the latest op executions
+# it keeps (per kind: eager and in-graph). The loop stops inside the step that first went
+# non-finite, so the op that started it is among the last ones; a bounded buffer keeps a long run
+# from writing every op of every step to disk.
+DEBUGGER_DIRECTORY = "debugger"
+DEBUGGER_BUFFER_SIZE = 100_000
 
 
 class Datasets(Protocol):
@@ -254,6 +262,29 @@ def make_evaluate(
     return evaluate
 
 
+@contextlib.contextmanager
+def dump_debug_info(output_dir: str) -> Iterator[str]:
+    """Records every op's output health into `<output_dir>/debugger` while the block runs.
+
+    `tf.debugging.experimental.enable_dump_debug_info` in FULL_HEALTH mode (NaN, -Inf and +Inf
+    counts of each op's output, in eager code and inside every tf.function traced from now on):
+    what TensorBoard's Debugger V2 tab reads. Must be entered before the steps are traced.
+
+    Yields:
+        The dump's directory.
+    """
+    dump_root = f"{output_dir}/{DEBUGGER_DIRECTORY}"
+    tf.debugging.experimental.enable_dump_debug_info(
+        dump_root, tensor_debug_mode="FULL_HEALTH", circular_buffer_size=DEBUGGER_BUFFER_SIZE
+    )
+    try:
+        yield dump_root
+    finally:
+        # Writes the buffers out (also when a NaN stops the run) and stops instrumenting, so
+        # whatever runs next in this process is not slowed down.
+        tf.debugging.experimental.disable_dump_debug_info()
+
+
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:
     """What a checkpoint holds: `model=` (or each model by its name) and `optimizer=`."""
     models = state.models
@@ -374,10 +405,16 @@ def run(
         strategy=strategy,
         **checkpoint_objects(state),
     )
-    with run:  # Checks and locks the logdir first, so a bad one fails before anything slow.
+    # Checks and locks the logdir first, so a bad one fails before anything slow; the debugger's
+    # dump (if on) is written out before the run's lock is released.
+    with run, contextlib.ExitStack() as debugger:
         start_step = run.restore()
         if run.already_finished(config.num_steps):
             return {"steps": start_step}
+        if config.debugger:  # Before any step is traced: only functions traced after it are seen.
+            run.debugger_dir = debugger.enter_context(dump_debug_info(run.output_dir))
+            if run.is_chief:
+                print(f"debugger: recording op health into {run.debugger_dir}", flush=True)
         datasets = load_datasets()
         if run.is_chief:
             print(f"dataset: {datasets.description}", flush=True)
