@@ -112,7 +112,7 @@ class TrainingSettings:
     )
     debugger: bool = setting(
         False,
-        "Record every op's output health (NaN/Inf counts) into <logdir>/debugger for "
+        "Record every op's output health (NaN/Inf counts) into <logdir>/debugger/<time> for "
         "TensorBoard's Debugger V2 tab, whose alerts name the first op that produced a NaN or an "
         "Inf. Slows the run several-fold: for finding a NaN, not for training.",
     )

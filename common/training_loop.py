@@ -264,16 +264,19 @@ def make_evaluate(
 
 @contextlib.contextmanager
 def dump_debug_info(output_dir: str) -> Iterator[str]:
-    """Records every op's output health into `<output_dir>/debugger` while the block runs.
+    """Records every op's output health into `<output_dir>/debugger/<time>` while it runs.
 
     `tf.debugging.experimental.enable_dump_debug_info` in FULL_HEALTH mode (NaN, -Inf and +Inf
     counts of each op's output, in eager code and inside every tf.function traced from now on):
     what TensorBoard's Debugger V2 tab reads. Must be entered before the steps are traced.
+    A folder per process (named by its UTC start time): Debugger V2 and tf.debugging's reader
+    refuse a folder holding two dumps, which a resumed run would otherwise add to the first.
 
     Yields:
         The dump's directory.
     """
-    dump_root = f"{output_dir}/{DEBUGGER_DIRECTORY}"
+    started = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    dump_root = f"{output_dir}/{DEBUGGER_DIRECTORY}/{started}"
     tf.debugging.experimental.enable_dump_debug_info(
         dump_root, tensor_debug_mode="FULL_HEALTH", circular_buffer_size=DEBUGGER_BUFFER_SIZE
     )

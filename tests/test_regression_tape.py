@@ -102,7 +102,7 @@ def test_debugger_names_the_op_that_first_overflowed_and_the_error_points_at_it(
     datasets = data.make_datasets(seed=0, num_train=256, num_test=64)
     with pytest.raises(errors.NonFiniteLossError) as raised:
         train.train_and_evaluate(diverging, str(tmp_path), datasets=datasets)
-    dump = tmp_path / "debugger"
+    [dump] = (tmp_path / "debugger").iterdir()  # debugger/<time>: one per process.
     message = str(raised.value)
     assert f"open TensorBoard's Debugger V2 tab on {dump}" in message
     assert "name the first op that produced NaN/Inf" in message

@@ -2,11 +2,12 @@
 
 Every app runs a tiny config into one parent logdir; a TensorBoard server (the one users start with
 `make tensorboard`) serves it on a free loopback port. The assertions are on the same JSON and graph
-endpoints the Graphs, Scalars, Text, Images and HParams dashboards fetch.
+endpoints the Graphs, Scalars, Text, Images, HParams, Profile and Debugger V2 dashboards fetch.
 """
 
 import gzip
 import json
+import time
 import urllib.parse
 import urllib.request
 
@@ -16,6 +17,7 @@ from apps.conditional_dropout import train as dropout_train
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
+from common import errors
 from scripts import screenshots
 
 
@@ -180,3 +182,34 @@ def test_profile_tab_serves_the_profiled_loop_with_a_step_marker_per_step(server
         event["args"]["step_num"] for event in events["traceEvents"] if event.get("name") == "train"
     ]
     assert markers == ["3", "4"]  # One per step of the second loop, numbered by global step.
+
+
+def test_debugger_v2_alerts_name_the_op_that_first_overflowed(tmp_path):
+    diverging = regression_train.Config(
+        num_steps=4, batch_size=8, steps_per_loop=2, learning_rate=1e10, debugger=True
+    )
+    with pytest.raises(errors.NonFiniteLossError):
+        regression_train.train_and_evaluate(diverging, str(tmp_path))
+    [dump] = (tmp_path / "debugger").iterdir()
+    with screenshots.tensorboard_server(str(dump), graph_runs=0) as url:
+        debugger = Server(url)
+        run = "__default_debugger_run__"  # Debugger V2 reads one dump: the one it is pointed at.
+        alerts = {}
+        for _ in range(60):  # The plugin reads the dump in the background, once asked.
+            if debugger.get("/data/plugin/debugger-v2/runs"):
+                alerts = debugger.get(
+                    "/data/plugin/debugger-v2/alerts", run=run, begin="0", end="-1"
+                )
+                if alerts["num_alerts"]:
+                    break
+            time.sleep(0.5)
+        first = alerts["alerts"][0]  # In execution order: the first non-finite tensor.
+        index = first["graph_execution_trace_index"]
+        [trace] = debugger.get(
+            "/data/plugin/debugger-v2/graph_execution/data",
+            run=run,
+            begin=str(index),
+            end=str(index + 1),
+        )["graph_executions"]
+    assert first["alert_type"] == "InfNanAlert" and first["num_pos_inf"] > 0
+    assert (trace["op_type"], trace["op_name"]) == ("Square", "Square")  # The squared error.
