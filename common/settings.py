@@ -107,8 +107,14 @@ class TrainingSettings:
     )
     profile: bool = setting(
         False,
-        "Capture a profiler trace of the second loop (steps_per_loop steps) into "
-        "<logdir>/train/plugins/profile, for TensorBoard's Profile tab.",
+        "Capture a profiler trace of the second loop (steps_per_loop steps, one call and one "
+        "step marker each) into <logdir>/train/plugins/profile, for TensorBoard's Profile tab.",
+    )
+    debugger: bool = setting(
+        False,
+        "Record every op's output health (NaN/Inf counts) into <logdir>/debugger/<time> for "
+        "TensorBoard's Debugger V2 tab, whose alerts name the first op that produced a NaN or an "
+        "Inf. Slows the run several-fold: for finding a NaN, not for training.",
     )
     jit_compile: bool = setting(
         False, "XLA-compile the train step (--strategy=default only; see make bench)."

@@ -81,7 +81,11 @@ def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Te
     all_finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
     # A loss that is already Inf stays Inf (its gradients are NaN then), so the error says so.
     keep_loss = tf.logical_or(all_finite, tf.logical_not(tf.math.is_finite(loss)))
-    return tf.where(keep_loss, loss, tf.constant(math.nan, loss.dtype))
+    # The NaN is sqrt(-1), computed only in a broken step (sqrt(-0) is 0): a NaN constant would
+    # be computed at every step, and --debugger's Debugger V2 would report it as every run's first
+    # NaN. (A tf.cond would add a conditional to every app's step graph.)
+    broken = tf.cast(tf.logical_not(keep_loss), loss.dtype)
+    return tf.where(keep_loss, loss, tf.math.sqrt(-broken))
 
 
 class CheckpointMismatchError(UserError):
@@ -233,6 +237,9 @@ class TrainingRun:
         self._manager: tf.train.CheckpointManager | None = None
         self.writers: summaries.SummaryWriters | None = None
         self.last_saved_step: int | None = None
+        # Where tf.debugging's dump goes when --debugger is on (set by the loop): the NaN
+        # messages point at it, and suggest --debugger when it is None.
+        self.debugger_dir: str | None = None
         # Set by restore(): the checkpoint restored (then each one saved), and what to repair
         # before the first write (a broken list of checkpoints, a killed save's files).
         self._restored = False
@@ -656,7 +663,7 @@ class TrainingRun:
         ]
         raise NonFiniteWeightsError(
             f"the weights became non-finite at step {step} ({_some(culprits)} hold NaN or Inf); "
-            f"stopped without saving. {self._what_is_kept()} {NON_FINITE_ADVICE}"
+            f"stopped without saving. {self._what_is_kept()} {self._non_finite_advice()}"
         )
 
     def save(self, step: int) -> str:
@@ -724,8 +731,21 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss or its gradients became {loss} at step {step}; stopped without "
-                f"saving. {self._what_is_kept()} {NON_FINITE_ADVICE}"
+                f"saving. {self._what_is_kept()} {self._non_finite_advice()}"
             )
+
+    def _non_finite_advice(self) -> str:
+        """What a NaN message suggests: the usual causes, then how to find the op."""
+        if self.debugger_dir:
+            return (
+                f"{NON_FINITE_ADVICE} To find the op, open TensorBoard's Debugger V2 tab on "
+                f"{self.debugger_dir} (make tensorboard LOGS={self.debugger_dir}): its alerts "
+                "name the first op that produced NaN/Inf."
+            )
+        return (
+            f"{NON_FINITE_ADVICE} To find the op that produced the first NaN/Inf, rerun with "
+            "--debugger (slower) on a new --logdir."
+        )
 
     def end_of_loop(self, step: int) -> None:
         """Call at each loop boundary, after its summaries: saves when due.

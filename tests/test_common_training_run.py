@@ -113,6 +113,7 @@ def test_non_finite_loss_names_the_step_and_the_kept_checkpoint(tmp_path):
     assert (
         "loss or its gradients became nan at step 57" in message and f"step 40 ({path})" in message
     )
+    assert "rerun with --debugger" in message  # It was off: how to find the op.
     assert "\n" not in message
 
 

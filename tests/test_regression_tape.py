@@ -4,8 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from tensorflow.python.debug.lib import debug_events_monitors, debug_events_reader
 
 from apps.regression_tape import data, train
+from common import errors
 from tests import tensorboard_events as events
 
 TINY = train.Config(num_steps=6, batch_size=16, steps_per_loop=2, eval_every_steps=4)
@@ -92,3 +94,28 @@ def test_data_is_reproducible_and_its_references_are_right():
     assert first.trivial_rmse == pytest.approx(
         np.sqrt(np.mean((targets - targets.mean()) ** 2)), rel=0.05
     )
+
+
+def test_debugger_names_the_op_that_first_overflowed_and_the_error_points_at_it(tmp_path):
+    # A learning rate of 1e10 blows the weights up at step 1; step 2's squared error overflows.
+    diverging = train.Config(**{**TINY.__dict__, "learning_rate": 1e10, "debugger": True})
+    datasets = data.make_datasets(seed=0, num_train=256, num_test=64)
+    with pytest.raises(errors.NonFiniteLossError) as raised:
+        train.train_and_evaluate(diverging, str(tmp_path), datasets=datasets)
+    [dump] = (tmp_path / "debugger").iterdir()  # debugger/<time>: one per process.
+    message = str(raised.value)
+    assert f"open TensorBoard's Debugger V2 tab on {dump}" in message
+    assert "name the first op that produced NaN/Inf" in message
+
+    # What Debugger V2's alerts are made of: tf.debugging's reader and its NaN/Inf monitor.
+    with debug_events_reader.DebugDataReader(str(dump)) as reader:
+        monitor = debug_events_monitors.InfNanMonitor(reader)
+        reader.update()
+        first = monitor.alerts()[0]
+        trace = reader.graph_execution_traces()[first.graph_execution_trace_index]
+        graph = reader.graph_by_id(trace.graph_id)
+    # FULL_HEALTH: [.., element count, -Inf count, +Inf count, NaN count, ..].
+    non_finite = sum(trace.debug_tensor_value[5:8])
+    assert non_finite > 0 and first.num_pos_inf + first.num_neg_inf + first.num_nan > 0
+    assert (trace.op_type, trace.op_name) == ("Square", "Square")  # The MSE's square, ...
+    assert graph.name == "train_step_on_every_replica"  # ... in the train step.
