@@ -290,6 +290,7 @@ def run(
     boundary_steps: Sequence[int] = (),
     extra_graphs: Sequence[tuple[str, Callable[..., Any], tuple]] = (),
     final_metrics: Callable[[], dict[str, float]] | None = None,
+    scalars_layout: summaries.layout_pb2.Layout | None = None,
 ) -> dict[str, float]:
     """Trains up to `config.num_steps` steps in `logdir`, resuming from its latest checkpoint.
 
@@ -318,6 +319,8 @@ def run(
         extra_graphs: `(name, tf.function, args)` of other functions whose op graphs to log as
             `graph/<name>`, each traced on its first call, right after the train step's.
         final_metrics: more values for the returned metrics, called once training is done.
+        scalars_layout: the app's Custom Scalars charts (see `summaries.scalars_layout`), written
+            once at step 0 of a new run.
 
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
@@ -367,6 +370,8 @@ def run(
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
         if start_step == 0:
             _write_run_description(config, run.output_dir, writers, datasets.description)
+            if scalars_layout:
+                summaries.write_scalars_layout(writers.train, scalars_layout)
             # Step one runs inside the graph trace: trace_on records a tf.function's graph only
             # while it is first traced, so this is the one moment to capture the whole step.
             loss = graphs.trace_and_write_graphs(

@@ -71,6 +71,15 @@ def test_scalars_are_finite_and_land_on_loop_boundaries(tiny_run):
         assert all(math.isfinite(value) for _, value in points), tag
 
 
+def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)
+    assert layout["mnist_mlp"]["loss, train against eval"] == ["^loss$"]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == {
+        "^gradients/global_norm$"
+    }
+
+
 def test_histograms_and_returned_metrics(tiny_run):
     metrics, train_run, eval_run = tiny_run
     histograms = events.tags_by_plugin(train_run)["histograms"]

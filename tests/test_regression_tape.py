@@ -20,6 +20,16 @@ def tiny_run(tmp_path_factory):
     return metrics, events.load_run(logdir / "train"), events.load_run(logdir / "eval")
 
 
+def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)
+    assert layout["regression_tape"]["learning rate and gradient norm"] == [
+        "^learning_rate$",
+        "^gradient_norm/global$",
+    ]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
+
+
 def test_op_graph_is_the_whole_train_step(tiny_run):
     _, train_run, _ = tiny_run
     assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]

@@ -145,3 +145,11 @@ def test_hparams_dashboard_compares_the_runs(server):
     )
     learning_rates = {group["hparams"].get("learning_rate") for group in groups["sessionGroups"]}
     assert {0.001, 0.01} <= learning_rates
+
+
+def test_custom_scalars_layouts_are_merged_and_their_charts_served(server):
+    layout = server.get("/data/plugin/custom_scalars/layout")
+    titles = {category["title"] for category in layout["category"]}
+    assert {"mnist_mlp", "regression_tape", "conditional_dropout", "vae_timeseries"} <= titles
+    chart = server.get("/data/plugin/custom_scalars/scalars", run="vae/eval", tag="^elbo$")
+    assert chart["regex_valid"] and [step for _, step, _ in chart["tag_to_events"]["elbo"]] == [4]

@@ -21,13 +21,28 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, tracing, training_loop
+from common import distribution, summaries, tracing, training_loop
 
 from . import data
 from . import model as model_lib
 from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "conditional_dropout": {
+            "loss, train against eval (overfitting: eval above train)": ["loss"],
+            "accuracy, train against eval": ["accuracy"],
+            "the dropout switch, and the gradient norm it changes": [
+                "dropout_enabled",
+                "gradients/global_norm",
+            ],
+            "learning rate": ["learning_rate"],
+        }
+    }
+)
 
 
 def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -138,6 +153,7 @@ def train_and_evaluate(
         on_boundary=switch_dropout_off,
         # Traced on its first call, made here on zeros: its signature fixes the graph.
         extra_graphs=[("inference_step", inference_step, (tf.zeros([1, data.NUM_FEATURES]),))],
+        scalars_layout=SCALARS_LAYOUT,
         final_metrics=lambda: {
             "eval/min_loss": min(eval_losses),
             "inference_step_traces": inference_step.experimental_get_tracing_count(),

@@ -16,13 +16,24 @@ What lands in `<logdir>`:
 import keras
 import tensorflow as tf
 
-from common import training_loop
+from common import summaries, training_loop
 
 from . import data
 from . import model as model_lib
 from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "mnist_mlp": {
+            "loss, train against eval": ["loss"],
+            "accuracy, train against eval": ["accuracy"],
+            "learning rate and gradient norm": ["learning_rate", "gradients/global_norm"],
+        }
+    }
+)
 
 
 def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -77,4 +88,6 @@ def train_and_evaluate(
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
         return datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
 
-    return training_loop.run(config, logdir, state, train_step, eval_step, load_datasets)
+    return training_loop.run(
+        config, logdir, state, train_step, eval_step, load_datasets, scalars_layout=SCALARS_LAYOUT
+    )

@@ -15,13 +15,24 @@ What lands in `<logdir>`:
 import keras
 import tensorflow as tf
 
-from common import training_loop
+from common import summaries, training_loop
 
 from . import data
 from . import model as model_lib
 from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "regression_tape": {
+            "MSE, train against eval": ["loss"],
+            "eval errors: MAE and RMSE": ["mae", "rmse"],
+            "learning rate and gradient norm": ["learning_rate", "gradient_norm/global"],
+        }
+    }
+)
 
 
 def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
@@ -102,6 +113,7 @@ def train_and_evaluate(
             *(f"eval/{name}" for name in state.eval_metrics),
             "train/steps_per_second",
         ],
+        scalars_layout=SCALARS_LAYOUT,
         final_metrics=lambda: {
             "noise_std": datasets.noise_std,
             "trivial_rmse": datasets.trivial_rmse,

@@ -20,7 +20,6 @@ What lands in `<logdir>`:
 """
 
 import functools
-from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -33,7 +32,17 @@ from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
-NUM_IMAGES = 3
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "vae_timeseries": {
+            "ELBO, train against eval": ["elbo"],
+            "ELBO terms: reconstruction against KL": ["reconstruction_loss", "kl"],
+            "KL weight beta and the loss it weighs": ["beta", "loss"],
+            "learning rate and gradient norm": ["learning_rate", "gradients/global_norm"],
+        }
+    }
+)
 
 
 def reconstruction_loss(windows: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
@@ -89,32 +98,6 @@ def update_metrics(
     metrics["elbo"].update_state(-(reconstruction + kl))
 
 
-def write_latent_summaries(
-    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-    decoder: keras.Model,
-    eval_batches: tf.data.Dataset,
-    writers: summaries.SummaryWriters,
-    step: int,
-) -> None:
-    """Histograms of the eval windows' latent code, and a few windows over reconstructions.
-
-    `encode(windows) -> (mean, log_variance)` is the encoder's deterministic part.
-    """
-    means, log_variances = [], []
-    for windows in eval_batches:  # One pass, off the replicas.
-        mean, log_variance = encode(windows)
-        means.append(mean)
-        log_variances.append(log_variance)
-    with writers.train.as_default(step=step):
-        tf.summary.histogram("latent/mean", tf.concat(means, axis=0))
-        tf.summary.histogram("latent/log_variance", tf.concat(log_variances, axis=0))
-    # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
-    windows = next(iter(eval_batches))[:NUM_IMAGES]
-    pictures = images.reconstruction_images(windows.numpy(), decoder(encode(windows)[0]).numpy())
-    with writers.eval.as_default(step=step):
-        tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
-
-
 def create_state(config: Config, num_channels: int) -> training_loop.TrainState:
     """The encoder and decoder, Adam, and the ELBO's terms as metrics (train also logs its loss).
     Call it in the strategy's scope, so every variable is mirrored on every replica."""
@@ -156,7 +139,7 @@ def train_and_evaluate(
     first_elbo: list[float] = []
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        write_latent_summaries(encode, decoder, eval_batches, writers, step)
+        images.write_latent_summaries(encode, decoder, eval_batches, writers, step)
         first_elbo[:] = first_elbo or [results["elbo"]]
 
     return training_loop.run(
@@ -178,4 +161,5 @@ def train_and_evaluate(
         },
         on_eval=on_eval,
         final_metrics=lambda: {"eval/first_elbo": first_elbo[0]},
+        scalars_layout=SCALARS_LAYOUT,
     )
