@@ -383,6 +383,20 @@ def write_weight_histograms(
             tf.summary.histogram(f"weights/{variable.path}", variable)
 
 
+def write_gradient_summaries(
+    writer: tf.summary.SummaryWriter,
+    variables: Sequence[tf.Variable],
+    gradients: Sequence[tf.Tensor],
+    step: int,
+) -> None:
+    """Writes one histogram per variable's gradient (`gradients/hidden/kernel`), and their global
+    norm as the scalar `gradients/global_norm`: what Keras's `write_grads` once showed."""
+    with writer.as_default(step=step):
+        for variable, gradient in zip(variables, gradients, strict=True):
+            tf.summary.histogram(f"gradients/{variable.path}", gradient)
+        tf.summary.scalar("gradients/global_norm", tf.linalg.global_norm(list(gradients)))
+
+
 def scalars_layout(charts: Mapping[str, Mapping[str, Sequence[str]]]) -> layout_pb2.Layout:
     """A Custom Scalars layout: `{category: {chart title: [scalar tags drawn together]}}`.
 

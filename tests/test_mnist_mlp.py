@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorboard.util import tensor_util
 
 from apps.mnist_mlp import data, train
 from tests import tensorboard_events as events
@@ -75,19 +76,15 @@ def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
     _, train_run, eval_run = tiny_run
     layout = events.scalars_layout(train_run)
     assert layout["mnist_mlp"]["loss, train against eval"] == ["^loss$"]
-    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == {
-        "^gradients/global_norm$"
-    }
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
 
 
 def test_histograms_and_returned_metrics(tiny_run):
     metrics, train_run, eval_run = tiny_run
     histograms = events.tags_by_plugin(train_run)["histograms"]
+    variables = ["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]
     assert sorted(histograms) == [
-        "weights/hidden/bias",
-        "weights/hidden/kernel",
-        "weights/logits/bias",
-        "weights/logits/kernel",
+        f"{kind}/{name}" for kind in ("gradients", "weights") for name in variables
     ]
     assert metrics["steps"] == 6
     assert metrics["eval/loss"] == pytest.approx(events.scalars(eval_run, "loss")[-1][1])
@@ -209,3 +206,14 @@ def test_jit_compile_trains_and_still_logs_the_step_graph(tmp_path):
     # An XLA step's traced export is empty; its concrete graph is the run's graph instead.
     ops = events.op_types(events.load_run(tmp_path / "train").Graph())
     assert ops >= {"MatMul", "ReluGrad", "AssignSubVariableOp"}
+
+
+def test_gradient_histograms_and_norm_at_every_eval(tiny_run):
+    _, train_run, _ = tiny_run
+    assert [step for step, _ in events.scalars(train_run, "gradients/global_norm")] == [4, 6]
+    assert all(value > 0 for _, value in events.scalars(train_run, "gradients/global_norm"))
+    (first, _) = train_run.Tensors("gradients/hidden/kernel")
+    assert first.step == 4
+    # A histogram's buckets are [left, right, count]: every kernel entry has a gradient.
+    counts = tensor_util.make_ndarray(first.tensor_proto)[:, 2]
+    assert counts.sum() == 784 * TINY.hidden_units

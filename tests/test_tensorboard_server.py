@@ -153,3 +153,11 @@ def test_custom_scalars_layouts_are_merged_and_their_charts_served(server):
     assert {"mnist_mlp", "regression_tape", "conditional_dropout", "vae_timeseries"} <= titles
     chart = server.get("/data/plugin/custom_scalars/scalars", run="vae/eval", tag="^elbo$")
     assert chart["regex_valid"] and [step for _, step, _ in chart["tag_to_events"]["elbo"]] == [4]
+
+
+def test_gradient_histograms_and_norm_are_served(server):
+    assert "gradients/hidden/kernel" in server.get("/data/plugin/histograms/tags")["mnist_a/train"]
+    points = server.get(
+        "/data/plugin/scalars/scalars", run="vae/train", tag="gradients/global_norm"
+    )
+    assert [step for _, step, _ in points] == [4]

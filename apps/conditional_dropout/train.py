@@ -69,6 +69,14 @@ def train_step(
     return training_loop.loss_or_nan(loss, gradients)
 
 
+def batch_loss(
+    state: training_loop.TrainState, features: tf.Tensor, labels: tf.Tensor
+) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    logits = state.model(features, training=True)  # Dropout as the train step runs it.
+    return state.average_loss(per_example_loss(labels, logits))
+
+
 def dropout_is_on(model: keras.Model) -> tf.Tensor:
     """1.0 if the first dropout layer drops units now (switched on, with a rate above 0), else 0."""
     layer = model_lib.dropout_layers(model)[0]
@@ -154,6 +162,7 @@ def train_and_evaluate(
         # Traced on its first call, made here on zeros: its signature fixes the graph.
         extra_graphs=[("inference_step", inference_step, (tf.zeros([1, data.NUM_FEATURES]),))],
         scalars_layout=SCALARS_LAYOUT,
+        batch_loss=batch_loss,
         final_metrics=lambda: {
             "eval/min_loss": min(eval_losses),
             "inference_step_traces": inference_step.experimental_get_tracing_count(),

@@ -55,6 +55,11 @@ def train_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Te
     return training_loop.loss_or_nan(loss, gradients)
 
 
+def batch_loss(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    return state.average_loss(per_example_loss(labels, state.model(images, training=True)))
+
+
 def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> None:
     """One replica's share of an eval batch, per example: the last batch is smaller."""
     logits = state.model(images, training=False)
@@ -88,6 +93,7 @@ def train_and_evaluate(
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
         return datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
 
+    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss}
     return training_loop.run(
-        config, logdir, state, train_step, eval_step, load_datasets, scalars_layout=SCALARS_LAYOUT
+        config, logdir, state, train_step, eval_step, load_datasets, **app_summaries
     )

@@ -81,6 +81,17 @@ def train_step(
     return training_loop.loss_or_nan(loss, gradients)
 
 
+def batch_loss(
+    state: training_loop.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
+) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    encoder, decoder = state.models
+    mean, log_variance, z = encoder(windows, training=True)
+    reconstruction = reconstruction_loss(windows, decoder(z, training=True))
+    beta = kl_weight(state.global_step, kl_warmup_steps)
+    return state.average_loss(reconstruction + beta * kl_divergence(mean, log_variance))
+
+
 def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
     """Per-window terms of one replica's share of an eval batch (the last batch is smaller)."""
     encoder, decoder = state.models
@@ -162,4 +173,5 @@ def train_and_evaluate(
         on_eval=on_eval,
         final_metrics=lambda: {"eval/first_elbo": first_elbo[0]},
         scalars_layout=SCALARS_LAYOUT,
+        batch_loss=functools.partial(batch_loss, kl_warmup_steps=config.kl_warmup_steps),
     )
