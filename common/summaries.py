@@ -10,13 +10,15 @@ import dataclasses
 import functools
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 from common import errors, tracing
 from common.errors import UserError
@@ -435,3 +437,43 @@ def write_scalars_layout(writer: tf.summary.SummaryWriter, layout: layout_pb2.La
             tf.constant(layout.SerializeToString()),
             metadata=custom_scalar_metadata.create_summary_metadata(),
         )
+
+
+def predict_all(
+    predict: Callable[[tf.Tensor], tf.Tensor], batches: tf.data.Dataset
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(inputs, labels, predict(inputs))` over every `(inputs, labels)` batch, as NumPy arrays:
+    what an app's eval summaries (PR curves, images) are drawn from, off the replicas."""
+    inputs, labels, predictions = [], [], []
+    for batch_inputs, batch_labels in batches:
+        inputs.append(batch_inputs.numpy())
+        labels.append(batch_labels.numpy())
+        predictions.append(predict(batch_inputs).numpy())
+    return tuple(np.concatenate(arrays) for arrays in (inputs, labels, predictions))
+
+
+def write_pr_curve(
+    writer: tf.summary.SummaryWriter,
+    tag: str,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    step: int,
+) -> None:
+    """Writes a precision-recall curve for TensorBoard's PR Curves dashboard.
+
+    TensorFlow 2 has no PR-curve summary op: the plugin's own `pb` computes the counts,
+    precision and recall at its 201 thresholds, and that tensor is written as a TF2 summary with
+    the plugin's metadata.
+
+    Args:
+        writer: where the curve goes (an app's eval writer).
+        tag: the curve's name in the dashboard.
+        labels: true or false per example (any shape, matching `probabilities`).
+        probabilities: the predicted probability of true, in [0, 1], per example.
+        step: the step the curve is stamped with.
+    """
+    value = pr_curve_summary.pb(
+        tag, np.asarray(labels, bool).ravel(), np.asarray(probabilities, np.float32).ravel()
+    ).value[0]
+    with writer.as_default(step=step):
+        tf.summary.write(tag, tf.make_ndarray(value.tensor), metadata=value.metadata)

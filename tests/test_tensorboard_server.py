@@ -161,3 +161,11 @@ def test_gradient_histograms_and_norm_are_served(server):
         "/data/plugin/scalars/scalars", run="vae/train", tag="gradients/global_norm"
     )
     assert [step for _, step, _ in points] == [4]
+
+
+def test_pr_curves_are_served(server):
+    assert "pr_curve" in server.get("/data/plugin/pr_curves/tags")["dropout/eval"]
+    curves = server.get("/data/plugin/pr_curves/pr_curves", run="dropout/eval", tag="pr_curve")
+    (entry,) = curves["dropout/eval"]
+    assert entry["step"] == 4 and len(entry["precision"]) == len(entry["recall"]) > 1
+    assert entry["recall"][0] == 1.0  # Threshold 0: every example predicted positive.

@@ -12,7 +12,8 @@ What lands in `<logdir>`:
   train/  both graphs, the Keras graph, model summary, config and dataset text; scalars `loss`,
           `accuracy`, `dropout_enabled`, `learning_rate`, `steps_per_second`,
           `examples_per_second` every loop; weight histograms at every eval.
-  eval/   `loss` and `accuracy` through the inference graph, every `eval_every_steps`.
+  eval/   `loss` and `accuracy` through the inference graph, and the PR curve `pr_curve`, every
+          `eval_every_steps`.
 """
 
 import functools
@@ -21,7 +22,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, summaries, tracing, training_loop
+from common import distribution, input_pipeline, summaries, tracing, training_loop
 
 from . import data
 from . import model as model_lib
@@ -143,6 +144,14 @@ def train_and_evaluate(
                 print(f"step {step}: dropout turned off", flush=True)
 
     eval_losses: list[float] = []
+    eval_batches = input_pipeline.eval_batches(datasets.eval, data.EVAL_BATCH_SIZE)
+
+    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
+        eval_losses.append(results["loss"])
+        # Computed here, not in the eval step: the curve needs every example's probability.
+        _, labels, logits = summaries.predict_all(inference_step, eval_batches)
+        summaries.write_pr_curve(writers.eval, "pr_curve", labels, tf.sigmoid(logits), step)
+
     return training_loop.run(
         config,
         logdir,
@@ -155,7 +164,7 @@ def train_and_evaluate(
             *(f"{run}/{tag}" for run in ("train", "eval") for tag in ("loss", "accuracy")),
             "train/steps_per_second",
         ],
-        on_eval=lambda step, results, writers: eval_losses.append(results["loss"]),
+        on_eval=on_eval,
         # A loop ends at the switch, so it flips at exactly that step.
         boundary_steps=[config.dropout_off_at_step],
         on_boundary=switch_dropout_off,
