@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorboard.util import tensor_util
 
-from apps.mnist_mlp import data, train
+from apps.mnist_mlp import data, train, visuals
 from tests import tensorboard_events as events
 
 TINY = train.Config(
@@ -217,3 +217,37 @@ def test_gradient_histograms_and_norm_at_every_eval(tiny_run):
     # A histogram's buckets are [left, right, count]: every kernel entry has a gradient.
     counts = tensor_util.make_ndarray(first.tensor_proto)[:, 2]
     assert counts.sum() == 784 * TINY.hidden_units
+
+
+def test_pr_curve_per_digit_misclassified_digits_and_confusion_matrix_at_every_eval(tiny_run):
+    _, _, eval_run = tiny_run
+    plugins = events.tags_by_plugin(eval_run)
+    assert plugins["pr_curves"] == [f"pr_curve/{digit}" for digit in range(10)]
+    assert [event.step for event in eval_run.Tensors("pr_curve/9")] == [4, 6]
+    assert plugins["images"] == ["misclassified", "confusion_matrix"]
+    for tag in plugins["images"]:
+        (*_, last) = eval_run.Tensors(tag)
+        png = tensor_util.make_ndarray(last.tensor_proto)[2]  # Width, height, then the PNG.
+        assert tf.io.decode_png(png).numpy().std() > 0, tag  # A picture, not a blank.
+
+
+def test_misclassified_grid_captions_only_the_wrong_digits():
+    images = np.zeros((5, 784), np.float32)
+    labels, predicted = np.array([0, 1, 2, 3, 4]), np.array([0, 7, 2, 8, 9])
+    grid = visuals.misclassified_grid(images, labels, predicted)
+    side = visuals.DIGIT_SIDE * visuals.DIGIT_SCALE
+    assert grid.shape == (visuals.CAPTION_HEIGHT + side, visuals.GRID_COLUMNS * side, 3)
+    captions = grid[: visuals.CAPTION_HEIGHT].max(axis=(0, 2)).reshape(-1, side).max(axis=1)
+    assert (captions > 0).tolist() == [True] * 3 + [False] * 5  # Three: 1>7, 3>8, 4>9.
+
+
+def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    image = visuals.confusion_matrix_image(labels, np.array([0, 0, 0, 1, 1, 1]))
+
+    def corner(true: int, guess: int) -> int:  # A cell's bottom-right pixel: no text there.
+        edge = visuals.MARGIN + visuals.CELL - 2
+        return int(image[edge + true * visuals.CELL, edge + guess * visuals.CELL, 0])
+
+    assert corner(1, 1) == 0 and corner(0, 0) == 63 and corner(0, 1) == 191
+    assert corner(5, 5) == 255  # A digit never seen: white.

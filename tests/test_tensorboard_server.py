@@ -126,6 +126,7 @@ def test_text_and_images(server):
     assert {"model_summary/mnist_mlp", "config", "dataset"} <= set(text_tags["mnist_a/train"])
     image_tags = server.get("/data/plugin/images/tags")
     assert "reconstructions" in image_tags["vae/eval"]
+    assert {"misclassified", "confusion_matrix"} <= set(image_tags["mnist_a/eval"])
 
 
 def test_hparams_dashboard_compares_the_runs(server):
@@ -164,7 +165,8 @@ def test_gradient_histograms_and_norm_are_served(server):
 
 
 def test_pr_curves_are_served(server):
-    assert "pr_curve" in server.get("/data/plugin/pr_curves/tags")["dropout/eval"]
+    tags = server.get("/data/plugin/pr_curves/tags")
+    assert "pr_curve" in tags["dropout/eval"] and "pr_curve/7" in tags["mnist_a/eval"]
     curves = server.get("/data/plugin/pr_curves/pr_curves", run="dropout/eval", tag="pr_curve")
     (entry,) = curves["dropout/eval"]
     assert entry["step"] == 4 and len(entry["precision"]) == len(entry["recall"]) > 1

@@ -9,16 +9,17 @@ What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, the model summary, the
           config and the dataset as text; scalars `loss`, `accuracy`, `learning_rate`,
           `steps_per_second`, `examples_per_second` every loop; weight histograms at every eval.
-  eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`.
+  eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
+          a PR curve per digit, misclassified digits and the confusion matrix (see visuals.py).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 
 import keras
 import tensorflow as tf
 
-from common import summaries, training_loop
+from common import input_pipeline, summaries, tracing, training_loop
 
-from . import data
+from . import data, visuals
 from . import model as model_lib
 from .config import Config
 
@@ -90,10 +91,23 @@ def train_and_evaluate(
     with strategy.scope():
         state = create_state(config)
 
-    def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
-        return datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
+    model = state.model
+    # Its own function per run, traced once: a batch of None, so the last batch reuses it.
+    classify = tracing.per_run_function(
+        lambda images: tf.nn.softmax(model(images, training=False)),
+        input_signature=[tf.TensorSpec([None, 28 * 28], tf.float32)],
+    )
+    eval_batches: list[tf.data.Dataset] = []  # Set once the data are loaded.
 
-    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss}
+    def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
+        loaded = datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
+        eval_batches.append(input_pipeline.eval_batches(loaded.eval, config.batch_size))
+        return loaded
+
+    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
+        visuals.write_eval_summaries(classify, eval_batches[0], writers.eval, step)
+
+    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
     return training_loop.run(
         config, logdir, state, train_step, eval_step, load_datasets, **app_summaries
     )
