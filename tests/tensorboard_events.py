@@ -10,11 +10,14 @@ import pathlib
 import re
 
 import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import config_pb2, graph_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.graph import graph_util, keras_util
+from tensorboard.plugins.projector import projector_config_pb2
 
 OP_GRAPH_PLUGIN = "graph_run_metadata_graph"
 KERAS_GRAPH_PLUGIN = "graph_keras_model"
@@ -106,3 +109,18 @@ def chart_tags_without_data(
         for pattern in patterns
         if not any(re.fullmatch(pattern, tag) for tag in tags)
     }
+
+
+def projector_embedding(
+    run_directory: str | pathlib.Path,
+) -> tuple[projector_config_pb2.EmbeddingInfo, np.ndarray, list[str]]:
+    """What the Projector reads of a run directory, as its plugin reads it: the one embedding's
+    config, its tensor from the named checkpoint, and the metadata TSV's lines."""
+    config = text_format.Parse(
+        (pathlib.Path(run_directory) / "projector_config.pbtxt").read_text(),
+        projector_config_pb2.ProjectorConfig(),
+    )
+    (embedding,) = config.embeddings
+    reader = tf.train.load_checkpoint(config.model_checkpoint_path)
+    metadata = pathlib.Path(run_directory, embedding.metadata_path).read_text().splitlines()
+    return embedding, reader.get_tensor(embedding.tensor_name), metadata

@@ -1,6 +1,7 @@
 """apps.mnist_mlp end to end on tiny configs, read back as TensorBoard shows the run."""
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -251,3 +252,15 @@ def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
 
     assert corner(1, 1) == 0 and corner(0, 0) == 63 and corner(0, 1) == 191
     assert corner(5, 5) == 255  # A digit never seen: white.
+
+
+def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(tiny_run):
+    _, _, eval_run = tiny_run
+    embedding, embeddings, labels = events.projector_embedding(eval_run.path)
+    assert embeddings.shape == (visuals.NUM_EMBEDDED, TINY.hidden_units)
+    assert len(labels) == visuals.NUM_EMBEDDED and set(labels) <= set("0123456789")
+    sprite = tf.io.decode_png(
+        (pathlib.Path(eval_run.path) / embedding.sprite.image_path).read_bytes()
+    )
+    assert list(embedding.sprite.single_image_dim) == [28, 28]
+    assert sprite.shape[0] == sprite.shape[1] >= 28 * math.isqrt(visuals.NUM_EMBEDDED)

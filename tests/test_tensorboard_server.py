@@ -32,6 +32,10 @@ class Server:
             json.loads(body) if response.headers.get_content_type() == "application/json" else body
         )
 
+    def get_bytes(self, path: str, **params: str) -> bytes:
+        with urllib.request.urlopen(f"{self.base}{path}?{urllib.parse.urlencode(params)}") as body:
+            return body.read()
+
     def post(self, path: str, payload: dict):
         request = urllib.request.Request(
             self.base + path,
@@ -171,3 +175,16 @@ def test_pr_curves_are_served(server):
     (entry,) = curves["dropout/eval"]
     assert entry["step"] == 4 and len(entry["precision"]) == len(entry["recall"]) > 1
     assert entry["recall"][0] == 1.0  # Threshold 0: every example predicted positive.
+
+
+def test_projector_serves_embeddings_labels_and_sprite(server):
+    assert {"mnist_a/eval", "vae/eval"} <= set(server.get("/data/plugin/projector/runs"))
+    (embedding,) = server.get("/data/plugin/projector/info", run="mnist_a/eval")["embeddings"]
+    points, dimensions = embedding["tensorShape"]
+    query = {"run": "mnist_a/eval", "name": embedding["tensorName"]}
+    tensor = server.get_bytes("/data/plugin/projector/tensor", **query)
+    assert len(tensor) == points * dimensions * 4  # float32
+    assert len(server.get("/data/plugin/projector/metadata", **query).splitlines()) == points
+    assert server.get_bytes("/data/plugin/projector/sprite_image", **query)[:4] == b"\x89PNG"
+    (vae_embedding,) = server.get("/data/plugin/projector/info", run="vae/eval")["embeddings"]
+    assert vae_embedding["tensorShape"][1] == vae_train.Config().latent_dim

@@ -106,6 +106,13 @@ def test_latent_histograms_and_reconstruction_images(tiny_run):
     assert image.shape == (height, width, 3) and image.std() > 0  # A picture, not a blank.
 
 
+def test_projector_gets_the_eval_windows_latent_means(tiny_run):
+    _, _, eval_run = tiny_run
+    _, embeddings, metadata = events.projector_embedding(eval_run.path)
+    assert embeddings.shape[1] == TINY.latent_dim and np.isfinite(embeddings).all()
+    assert metadata[0] == "window\trms" and len(metadata) == len(embeddings) + 1
+
+
 def test_the_elbo_improves(tmp_path):
     """Measured: eval ELBO -295 at step 200, -81 at step 800, jumping once the decoder starts to
     use the latent code (a shorter KL warm-up collapses it: -234 after 600 steps, warm-up 200)."""

@@ -10,7 +10,8 @@ What lands in `<logdir>`:
           config and the dataset as text; scalars `loss`, `accuracy`, `learning_rate`,
           `steps_per_second`, `examples_per_second` every loop; weight histograms at every eval.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
-          a PR curve per digit, misclassified digits and the confusion matrix (see visuals.py).
+          a PR curve per digit, misclassified digits and the confusion matrix (see visuals.py);
+          at the end, the Projector's hidden-layer embeddings of eval digits (`eval/projector/`).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 
@@ -105,7 +106,9 @@ def train_and_evaluate(
         return loaded
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        visuals.write_eval_summaries(classify, eval_batches[0], writers.eval, step)
+        # The Projector's embeddings once, at the run's last eval: the trained hidden layer's.
+        embed = model.get_layer("hidden") if step == config.num_steps else None
+        visuals.write_eval_summaries(classify, eval_batches[0], writers, step, embed)
 
     app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
     return training_loop.run(

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from common import summaries
+from common import projector, summaries
 
 NUM_CLASSES = 10
 DIGIT_SIDE = 28
@@ -21,17 +21,27 @@ GRID_COLUMNS = 8
 MAX_MISCLASSIFIED = 32  # Four rows: enough to see what the model confuses.
 CELL = 26  # Confusion-matrix cell side, in pixels: room for a four-digit count.
 MARGIN = 18  # For the row and column labels.
+NUM_EMBEDDED = 1000  # Clusters by class show at a few hundred points; the sprite stays small.
 
 
 def write_eval_summaries(
     classify: Callable[[tf.Tensor], tf.Tensor],
     eval_batches: tf.data.Dataset,
-    writer: tf.summary.SummaryWriter,
+    writers: summaries.SummaryWriters,
     step: int,
+    embed: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> None:
     """One pass over `eval_batches` (`classify(images) -> probabilities`), then the PR curves and
-    the two images at `step`."""
+    the two images at `step`; with `embed(images) -> hidden activations` (the last eval), the
+    Projector's embeddings in the eval run's directory too."""
     images, labels, probabilities = summaries.predict_all(classify, eval_batches)
+    if embed:
+        digits = images[:NUM_EMBEDDED]
+        pixels = (digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)
+        embeddings = embed(tf.constant(digits)).numpy()
+        metadata = {"label": labels[:NUM_EMBEDDED]}
+        projector.write_embeddings(f"{writers.logdir}/eval", embeddings, metadata, sprite=pixels)
+    writer = writers.eval
     for digit in range(NUM_CLASSES):
         summaries.write_pr_curve(
             writer, f"pr_curve/{digit}", labels == digit, probabilities[:, digit], step

@@ -1,5 +1,6 @@
 """What the VAE writes at each eval: the eval windows' latent code as histograms, and a few windows
-over their reconstructions as heatmap images, for TensorBoard's Histograms and Images tabs."""
+over their reconstructions as heatmap images, for TensorBoard's Histograms and Images tabs; at the
+last eval, the windows' latent means for the Projector."""
 
 from collections.abc import Callable
 
@@ -7,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import summaries
+from common import projector, summaries
 
 NUM_IMAGES = 3
 IMAGE_SCALE = 4  # Each value becomes a 4x4 pixel block, so 32 channels read clearly.
@@ -59,3 +60,19 @@ def write_latent_summaries(
     pictures = reconstruction_images(windows.numpy(), decoder(encode(windows)[0]).numpy())
     with writers.eval.as_default(step=step):
         tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
+
+
+def write_latent_embeddings(
+    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+    eval_batches: tf.data.Dataset,
+    run_directory: str,
+) -> None:
+    """The eval windows' latent means for the Projector, each with its index in the eval series
+    (neighbours in time overlap, so a smooth code draws them as a path) and its RMS."""
+    windows = np.concatenate([batch.numpy() for batch in eval_batches])
+    means = np.concatenate([encode(batch)[0].numpy() for batch in eval_batches])
+    metadata = {
+        "window": range(len(windows)),
+        "rms": np.sqrt(np.mean(np.square(windows), axis=(1, 2))).round(3),
+    }
+    projector.write_embeddings(run_directory, means, metadata)

@@ -15,7 +15,7 @@ What lands in `<logdir>`:
           `latent/log_variance` of the eval windows, and weight histograms.
   eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
           `reconstructions`: a few eval windows (top, channels by time) over their
-          reconstructions (bottom), as heatmaps.
+          reconstructions (bottom), as heatmaps; at the end, latent means for the Projector.
   checkpoints/  encoder, decoder, optimizer and global step.
 """
 
@@ -151,6 +151,8 @@ def train_and_evaluate(
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
         images.write_latent_summaries(encode, decoder, eval_batches, writers, step)
+        if step == config.num_steps:  # The Projector's points once, from the trained encoder.
+            images.write_latent_embeddings(encode, eval_batches, f"{writers.logdir}/eval")
         first_elbo[:] = first_elbo or [results["elbo"]]
 
     return training_loop.run(
