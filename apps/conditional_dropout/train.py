@@ -11,7 +11,8 @@ keeps their state. The outer loop is `common.training_loop.run`, as in every app
 What lands in `<logdir>`:
   train/  both graphs, the Keras graph, model summary, config and dataset text; scalars `loss`,
           `accuracy`, `dropout_enabled`, `learning_rate`, `steps_per_second`,
-          `examples_per_second` every loop; weight histograms at every eval.
+          `examples_per_second` every loop; weight and gradient histograms and
+          `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   `loss` and `accuracy` through the inference graph, and the PR curve `pr_curve`, every
           `eval_every_steps`.
 """

@@ -8,7 +8,8 @@ model, optimizer and metrics they use. The outer loop (the graph trace at step o
 What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, the model summary, the
           config and the dataset as text; scalars `loss`, `accuracy`, `learning_rate`,
-          `steps_per_second`, `examples_per_second` every loop; weight histograms at every eval.
+          `steps_per_second`, `examples_per_second` every loop; weight and gradient histograms
+          and `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
           a PR curve per digit, misclassified digits and the confusion matrix (see visuals.py);
           at the end, the Projector's hidden-layer embeddings of eval digits (`eval/projector/`).

@@ -8,7 +8,8 @@ What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, model summary, config and
           dataset text; scalars `loss` (MSE), `gradient_norm/global` and one
           `gradient_norm/<variable>` per variable (means over the loop), `learning_rate`,
-          `steps_per_second`, `examples_per_second`; weight histograms at every eval.
+          `steps_per_second`, `examples_per_second`; weight and gradient histograms and
+          `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   scalars `loss` (MSE), `mae`, `rmse` on the held-out split, every `eval_every_steps`.
 """
 

@@ -12,7 +12,8 @@ What lands in `<logdir>`:
           summaries of `encoder` and `decoder`; config and dataset text; scalars
           `reconstruction_loss`, `kl`, `elbo`, `loss`, `beta`, `learning_rate`, `steps_per_second`,
           `examples_per_second` every loop; at every eval, histograms `latent/mean` and
-          `latent/log_variance` of the eval windows, and weight histograms.
+          `latent/log_variance` of the eval windows, weight and gradient histograms, and
+          `gradients/global_norm`; the Custom Scalars layout at step 0.
   eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
           `reconstructions`: a few eval windows (top, channels by time) over their
           reconstructions (bottom), as heatmaps; at the end, latent means for the Projector.
