@@ -73,13 +73,6 @@ def test_scalars_are_finite_and_land_on_loop_boundaries(tiny_run):
         assert all(math.isfinite(value) for _, value in points), tag
 
 
-def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
-    _, train_run, eval_run = tiny_run
-    layout = events.scalars_layout(train_run)
-    assert layout["mnist_mlp"]["loss, train against eval"] == ["^loss$"]
-    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
-
-
 def test_histograms_and_returned_metrics(tiny_run):
     metrics, train_run, eval_run = tiny_run
     histograms = events.tags_by_plugin(train_run)["histograms"]
@@ -209,8 +202,11 @@ def test_jit_compile_trains_and_still_logs_the_step_graph(tmp_path):
     assert ops >= {"MatMul", "ReluGrad", "AssignSubVariableOp"}
 
 
-def test_gradient_histograms_and_norm_at_every_eval(tiny_run):
-    _, train_run, _ = tiny_run
+def test_gradient_histograms_and_norm_at_every_eval_charted_by_the_custom_scalars(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)  # Written once, at step 0.
+    assert layout["mnist_mlp"]["loss, train against eval"] == ["^loss$"]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
     assert [step for step, _ in events.scalars(train_run, "gradients/global_norm")] == [4, 6]
     assert all(value > 0 for _, value in events.scalars(train_run, "gradients/global_norm"))
     (first, _) = train_run.Tensors("gradients/hidden/kernel")
