@@ -8,12 +8,17 @@ Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://..
 
 import dataclasses
 import functools
+import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 from common import errors, tracing
 from common.errors import UserError
@@ -378,3 +383,97 @@ def write_weight_histograms(
     with writer.as_default(step=step):
         for variable in variables:
             tf.summary.histogram(f"weights/{variable.path}", variable)
+
+
+def write_gradient_summaries(
+    writer: tf.summary.SummaryWriter,
+    variables: Sequence[tf.Variable],
+    gradients: Sequence[tf.Tensor],
+    step: int,
+) -> None:
+    """Writes one histogram per variable's gradient (`gradients/hidden/kernel`), and their global
+    norm as the scalar `gradients/global_norm`: what Keras's `write_grads` once showed."""
+    with writer.as_default(step=step):
+        for variable, gradient in zip(variables, gradients, strict=True):
+            tf.summary.histogram(f"gradients/{variable.path}", gradient)
+        tf.summary.scalar("gradients/global_norm", tf.linalg.global_norm(list(gradients)))
+
+
+def scalars_layout(charts: Mapping[str, Mapping[str, Sequence[str]]]) -> layout_pb2.Layout:
+    """A Custom Scalars layout: `{category: {chart title: [scalar tags drawn together]}}`.
+
+    Each tag is matched whole (`loss` is not `reconstruction_loss`), in every run that has it, so
+    a chart of `loss` draws the train and eval curves together. TensorBoard merges the layouts of
+    all runs by category title: name a category after its app, so two apps in one logdir keep
+    their charts apart.
+    """
+    return layout_pb2.Layout(
+        category=[
+            layout_pb2.Category(
+                title=category,
+                chart=[
+                    layout_pb2.Chart(
+                        title=title,
+                        multiline=layout_pb2.MultilineChartContent(
+                            tag=[f"^{re.escape(tag)}$" for tag in tags]
+                        ),
+                    )
+                    for title, tags in category_charts.items()
+                ],
+            )
+            for category, category_charts in charts.items()
+        ]
+    )
+
+
+def write_scalars_layout(writer: tf.summary.SummaryWriter, layout: layout_pb2.Layout) -> None:
+    """Writes `layout` for the Custom Scalars dashboard, at step 0: once, at a run's start.
+
+    The plugin has no TF2 summary op; this writes what its `summary.pb` would, as a TF2 summary.
+    """
+    with writer.as_default(step=0):
+        tf.summary.write(
+            custom_scalar_metadata.CONFIG_SUMMARY_TAG,
+            tf.constant(layout.SerializeToString()),
+            metadata=custom_scalar_metadata.create_summary_metadata(),
+        )
+
+
+def predict_all(
+    predict: Callable[[tf.Tensor], tf.Tensor], batches: tf.data.Dataset
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(inputs, labels, predict(inputs))` over every `(inputs, labels)` batch, as NumPy arrays:
+    what an app's eval summaries (PR curves, images) are drawn from, off the replicas."""
+    inputs, labels, predictions = [], [], []
+    for batch_inputs, batch_labels in batches:
+        inputs.append(batch_inputs.numpy())
+        labels.append(batch_labels.numpy())
+        predictions.append(predict(batch_inputs).numpy())
+    return tuple(np.concatenate(arrays) for arrays in (inputs, labels, predictions))
+
+
+def write_pr_curve(
+    writer: tf.summary.SummaryWriter,
+    tag: str,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    step: int,
+) -> None:
+    """Writes a precision-recall curve for TensorBoard's PR Curves dashboard.
+
+    TensorFlow 2 has no PR-curve summary op: the plugin's own `pb` computes the counts,
+    precision and recall at its 201 thresholds, and that tensor is written as a TF2 summary with
+    the plugin's metadata.
+
+    Args:
+        writer: where the curve goes (an app's eval writer).
+        tag: the curve's name in the dashboard.
+        labels: true or false per example (any shape, matching `probabilities`).
+        probabilities: the predicted probability of true, in [0, 1], per example.
+        step: the step the curve is stamped with.
+    """
+    value = pr_curve_summary.pb(
+        tag, np.asarray(labels, bool).ravel(), np.asarray(probabilities, np.float32).ravel()
+    ).value[0]
+    with writer.as_default(step=step):
+        tf.summary.write(tag, tf.make_ndarray(value.tensor), metadata=value.metadata)

@@ -288,6 +288,30 @@ def dump_debug_info(output_dir: str) -> Iterator[str]:
         tf.debugging.experimental.disable_dump_debug_info()
 
 
+def make_gradient_probe(
+    state: TrainState, batch_loss: Callable[..., tf.Tensor]
+) -> Callable[[Any], list[tf.Tensor]]:
+    """`probe(iterator) -> gradients`: the whole batch's gradients of `batch_loss` on the
+    iterator's next batch, one per trainable variable, nothing applied.
+
+    Run at eval time only, so the train step stays as it is: its gradients never leave the graph.
+    """
+    replica_loss = functools.partial(batch_loss, state)
+
+    def replica_gradients(*batch: tf.Tensor) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = replica_loss(*batch)
+        gradients = tape.gradient(loss, state.trainable_variables)
+        # Each replica holds a share of the batch's gradient: their sum is the whole batch's.
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+
+    def probe(iterator: Any) -> list[tf.Tensor]:
+        per_replica = state.strategy.run(replica_gradients, args=as_tuple(next(iterator)))
+        return [state.strategy.experimental_local_results(value)[0] for value in per_replica]
+
+    return tracing.per_run_function(probe)
+
+
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:
     """What a checkpoint holds: `model=` (or each model by its name) and `optimizer=`."""
     models = state.models
@@ -360,6 +384,8 @@ def run(
     boundary_steps: Sequence[int] = (),
     extra_graphs: Sequence[tuple[str, Callable[..., Any], tuple]] = (),
     final_metrics: Callable[[], dict[str, float]] | None = None,
+    scalars_layout: summaries.layout_pb2.Layout | None = None,
+    batch_loss: Callable[..., tf.Tensor] | None = None,
 ) -> dict[str, float]:
     """Trains up to `config.num_steps` steps in `logdir`, resuming from its latest checkpoint.
 
@@ -388,6 +414,11 @@ def run(
         extra_graphs: `(name, tf.function, args)` of other functions whose op graphs to log as
             `graph/<name>`, each traced on its first call, right after the train step's.
         final_metrics: more values for the returned metrics, called once training is done.
+        scalars_layout: the app's Custom Scalars charts (see `summaries.scalars_layout`), written
+            once at step 0 of a new run.
+        batch_loss: `batch_loss(state, *batch) -> loss`, the train step's loss without its
+            update: at every eval, the gradients of one fixed train batch are written to `train/`
+            as histograms `gradients/<variable>` and the scalar `gradients/global_norm`.
 
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
@@ -437,12 +468,19 @@ def run(
         train_function = make_train_step(state, train_step, config.jit_compile)
         train_loop = make_train_loop(train_function)
         read_train_metrics = metrics.MetricReader(state.train_metrics)
+        if batch_loss:
+            # The same train examples at every eval, so evals differ by the weights alone.
+            probe_batches = datasets.train.take(config.batch_size).repeat().batch(config.batch_size)
+            probe_iterator = iter(strategy.experimental_distribute_dataset(probe_batches))
+            probe_gradients = make_gradient_probe(state, batch_loss)
 
         writers = run.open_writers()
         write_train_scalars = summaries.ScalarWriter(writers.train)
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
         if start_step == 0:
             _write_run_description(config, run.output_dir, writers, datasets.description)
+            if scalars_layout:
+                summaries.write_scalars_layout(writers.train, scalars_layout)
             # Step one runs inside the graph trace: trace_on records a tf.function's graph only
             # while it is first traced, so this is the one moment to capture the whole step.
             loss = graphs.trace_and_write_graphs(
@@ -493,6 +531,13 @@ def run(
                 summaries.write_weight_histograms(
                     writers.train, state.trainable_variables, loop.step
                 )
+                if batch_loss:
+                    summaries.write_gradient_summaries(
+                        writers.train,
+                        state.trainable_variables,
+                        probe_gradients(probe_iterator),
+                        loop.step,
+                    )
                 if on_eval:
                     on_eval(loop.step, results, writers)
                 loop.last_eval_step = loop.step

@@ -7,11 +7,17 @@ its `keras_util`, so an assertion here is an assertion on what the dashboard wil
 
 import json
 import pathlib
+import re
 
 import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import config_pb2, graph_pb2
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.graph import graph_util, keras_util
+from tensorboard.plugins.projector import projector_config_pb2
 
 OP_GRAPH_PLUGIN = "graph_run_metadata_graph"
 KERAS_GRAPH_PLUGIN = "graph_keras_model"
@@ -78,3 +84,43 @@ def _value(event) -> np.ndarray:
     from tensorboard.util import tensor_util
 
     return tensor_util.make_ndarray(event.tensor_proto)
+
+
+def scalars_layout(run: event_accumulator.EventAccumulator) -> dict[str, dict[str, list[str]]]:
+    """The Custom Scalars layout a run wrote: `{category: {chart title: [tag regexes]}}`."""
+    (point,) = run.Tensors(custom_scalar_metadata.CONFIG_SUMMARY_TAG)  # Written once.
+    assert point.step == 0
+    layout = layout_pb2.Layout.FromString(point.tensor_proto.string_val[0])
+    return {
+        category.title: {chart.title: list(chart.multiline.tag) for chart in category.chart}
+        for category in layout.category
+    }
+
+
+def chart_tags_without_data(
+    layout: dict[str, dict[str, list[str]]], runs: list[event_accumulator.EventAccumulator]
+) -> set[str]:
+    """The layout's tag regexes that match no scalar tag of `runs`: charts that would be empty."""
+    tags = {tag for run in runs for tag in tags_by_plugin(run).get("scalars", [])}
+    return {
+        pattern
+        for charts in layout.values()
+        for patterns in charts.values()
+        for pattern in patterns
+        if not any(re.fullmatch(pattern, tag) for tag in tags)
+    }
+
+
+def projector_embedding(
+    run_directory: str | pathlib.Path,
+) -> tuple[projector_config_pb2.EmbeddingInfo, np.ndarray, list[str]]:
+    """What the Projector reads of a run directory, as its plugin reads it: the one embedding's
+    config, its tensor from the named checkpoint, and the metadata TSV's lines."""
+    config = text_format.Parse(
+        (pathlib.Path(run_directory) / "projector_config.pbtxt").read_text(),
+        projector_config_pb2.ProjectorConfig(),
+    )
+    (embedding,) = config.embeddings
+    reader = tf.train.load_checkpoint(config.model_checkpoint_path)
+    metadata = pathlib.Path(run_directory, embedding.metadata_path).read_text().splitlines()
+    return embedding, reader.get_tensor(embedding.tensor_name), metadata

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.util import tensor_util
 
 from apps.conditional_dropout import model as model_lib
 from apps.conditional_dropout import train
@@ -21,6 +22,25 @@ def tiny_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("dropout") / "run"
     metrics = train.train_and_evaluate(TINY, str(logdir))
     return metrics, events.load_run(logdir / "train"), events.load_run(logdir / "eval")
+
+
+def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)
+    assert layout["conditional_dropout"]["accuracy, train against eval"] == ["^accuracy$"]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
+
+
+def test_pr_curve_of_the_eval_set_at_every_eval(tiny_run):
+    _, _, eval_run = tiny_run
+    assert events.tags_by_plugin(eval_run)["pr_curves"] == ["pr_curve"]
+    curves = eval_run.Tensors("pr_curve")
+    assert [curve.step for curve in curves] == [4, 8]
+    # Rows: true and false positives, true and false negatives, precision, recall; by threshold.
+    counts = tensor_util.make_ndarray(curves[-1].tensor_proto)
+    assert counts.shape == (6, 201)
+    assert len(set(counts[:4].sum(axis=0))) == 1  # Every threshold counts every example.
+    assert counts[5, 0] == 1.0  # At threshold 0 everything is positive: recall 1.
 
 
 def test_train_and_inference_graphs_are_two_tags(tiny_run):

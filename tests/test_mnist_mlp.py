@@ -1,13 +1,15 @@
 """apps.mnist_mlp end to end on tiny configs, read back as TensorBoard shows the run."""
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorboard.util import tensor_util
 
-from apps.mnist_mlp import data, train
+from apps.mnist_mlp import data, train, visuals
 from tests import tensorboard_events as events
 
 TINY = train.Config(
@@ -74,11 +76,9 @@ def test_scalars_are_finite_and_land_on_loop_boundaries(tiny_run):
 def test_histograms_and_returned_metrics(tiny_run):
     metrics, train_run, eval_run = tiny_run
     histograms = events.tags_by_plugin(train_run)["histograms"]
+    variables = ["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]
     assert sorted(histograms) == [
-        "weights/hidden/bias",
-        "weights/hidden/kernel",
-        "weights/logits/bias",
-        "weights/logits/kernel",
+        f"{kind}/{name}" for kind in ("gradients", "weights") for name in variables
     ]
     assert metrics["steps"] == 6
     assert metrics["eval/loss"] == pytest.approx(events.scalars(eval_run, "loss")[-1][1])
@@ -200,3 +200,63 @@ def test_jit_compile_trains_and_still_logs_the_step_graph(tmp_path):
     # An XLA step's traced export is empty; its concrete graph is the run's graph instead.
     ops = events.op_types(events.load_run(tmp_path / "train").Graph())
     assert ops >= {"MatMul", "ReluGrad", "AssignSubVariableOp"}
+
+
+def test_gradient_histograms_and_norm_at_every_eval_charted_by_the_custom_scalars(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)  # Written once, at step 0.
+    assert layout["mnist_mlp"]["loss, train against eval"] == ["^loss$"]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
+    assert [step for step, _ in events.scalars(train_run, "gradients/global_norm")] == [4, 6]
+    assert all(value > 0 for _, value in events.scalars(train_run, "gradients/global_norm"))
+    (first, _) = train_run.Tensors("gradients/hidden/kernel")
+    assert first.step == 4
+    # A histogram's buckets are [left, right, count]: every kernel entry has a gradient.
+    counts = tensor_util.make_ndarray(first.tensor_proto)[:, 2]
+    assert counts.sum() == 784 * TINY.hidden_units
+
+
+def test_pr_curve_per_digit_misclassified_digits_and_confusion_matrix_at_every_eval(tiny_run):
+    _, _, eval_run = tiny_run
+    plugins = events.tags_by_plugin(eval_run)
+    assert plugins["pr_curves"] == [f"pr_curve/{digit}" for digit in range(10)]
+    assert [event.step for event in eval_run.Tensors("pr_curve/9")] == [4, 6]
+    assert plugins["images"] == ["misclassified", "confusion_matrix"]
+    for tag in plugins["images"]:
+        (*_, last) = eval_run.Tensors(tag)
+        png = tensor_util.make_ndarray(last.tensor_proto)[2]  # Width, height, then the PNG.
+        assert tf.io.decode_png(png).numpy().std() > 0, tag  # A picture, not a blank.
+
+
+def test_misclassified_grid_captions_only_the_wrong_digits():
+    images = np.zeros((5, 784), np.float32)
+    labels, predicted = np.array([0, 1, 2, 3, 4]), np.array([0, 7, 2, 8, 9])
+    grid = visuals.misclassified_grid(images, labels, predicted)
+    side = visuals.DIGIT_SIDE * visuals.DIGIT_SCALE
+    assert grid.shape == (visuals.CAPTION_HEIGHT + side, visuals.GRID_COLUMNS * side, 3)
+    captions = grid[: visuals.CAPTION_HEIGHT].max(axis=(0, 2)).reshape(-1, side).max(axis=1)
+    assert (captions > 0).tolist() == [True] * 3 + [False] * 5  # Three: 1>7, 3>8, 4>9.
+
+
+def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    image = visuals.confusion_matrix_image(labels, np.array([0, 0, 0, 1, 1, 1]))
+
+    def corner(true: int, guess: int) -> int:  # A cell's bottom-right pixel: no text there.
+        edge = visuals.MARGIN + visuals.CELL - 2
+        return int(image[edge + true * visuals.CELL, edge + guess * visuals.CELL, 0])
+
+    assert corner(1, 1) == 0 and corner(0, 0) == 63 and corner(0, 1) == 191
+    assert corner(5, 5) == 255  # A digit never seen: white.
+
+
+def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(tiny_run):
+    _, _, eval_run = tiny_run
+    embedding, embeddings, labels = events.projector_embedding(eval_run.path)
+    assert embeddings.shape == (visuals.NUM_EMBEDDED, TINY.hidden_units)
+    assert len(labels) == visuals.NUM_EMBEDDED and set(labels) <= set("0123456789")
+    sprite = tf.io.decode_png(
+        (pathlib.Path(eval_run.path) / embedding.sprite.image_path).read_bytes()
+    )
+    assert list(embedding.sprite.single_image_dim) == [28, 28]
+    assert sprite.shape[0] == sprite.shape[1] >= 28 * math.isqrt(visuals.NUM_EMBEDDED)

@@ -22,6 +22,13 @@ def tiny_run(tmp_path_factory):
     return metrics, events.load_run(logdir / "train"), events.load_run(logdir / "eval")
 
 
+def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)
+    assert "^gradient_norm/global$" in layout["regression_tape"]["learning rate and gradient norm"]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
+
+
 def test_op_graph_is_the_whole_train_step(tiny_run):
     _, train_run, _ = tiny_run
     assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
@@ -68,7 +75,8 @@ def test_loss_gradient_norms_and_eval_metrics_are_finite(tiny_run):
     assert metrics["eval/rmse"] == pytest.approx(math.sqrt(metrics["eval/loss"]), rel=1e-5)
     assert metrics["train_step_traces"] == 1
     histograms = set(events.tags_by_plugin(train_run)["histograms"])
-    assert "weights/hidden_1/kernel" in histograms and len(histograms) == 6
+    assert "weights/hidden_1/kernel" in histograms and "gradients/hidden_1/kernel" in histograms
+    assert len(histograms) == 12  # The weights and the gradients of 6 variables.
 
 
 def test_it_learns_the_function_down_to_near_the_noise(tmp_path):

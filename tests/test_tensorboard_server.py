@@ -38,6 +38,10 @@ class Server:
             json.loads(body) if response.headers.get_content_type() == "application/json" else body
         )
 
+    def get_bytes(self, path: str, **params: str) -> bytes:
+        with urllib.request.urlopen(f"{self.base}{path}?{urllib.parse.urlencode(params)}") as body:
+            return body.read()
+
     def post(self, path: str, payload: dict):
         request = urllib.request.Request(
             self.base + path,
@@ -135,6 +139,7 @@ def test_text_and_images(server):
     assert {"model_summary/mnist_mlp", "config", "dataset"} <= set(text_tags["mnist_a/train"])
     image_tags = server.get("/data/plugin/images/tags")
     assert "reconstructions" in image_tags["vae/eval"]
+    assert {"misclassified", "confusion_matrix"} <= set(image_tags["mnist_a/eval"])
 
 
 def test_hparams_dashboard_compares_the_runs(server):
@@ -213,3 +218,41 @@ def test_debugger_v2_alerts_name_the_op_that_first_overflowed(tmp_path):
         )["graph_executions"]
     assert first["alert_type"] == "InfNanAlert" and first["num_pos_inf"] > 0
     assert (trace["op_type"], trace["op_name"]) == ("Square", "Square")  # The squared error.
+
+
+def test_custom_scalars_layouts_are_merged_and_their_charts_served(server):
+    layout = server.get("/data/plugin/custom_scalars/layout")
+    titles = {category["title"] for category in layout["category"]}
+    assert {"mnist_mlp", "regression_tape", "conditional_dropout", "vae_timeseries"} <= titles
+    chart = server.get("/data/plugin/custom_scalars/scalars", run="vae/eval", tag="^elbo$")
+    assert chart["regex_valid"] and [step for _, step, _ in chart["tag_to_events"]["elbo"]] == [4]
+
+
+def test_gradient_histograms_and_norm_are_served(server):
+    assert "gradients/hidden/kernel" in server.get("/data/plugin/histograms/tags")["mnist_a/train"]
+    points = server.get(
+        "/data/plugin/scalars/scalars", run="vae/train", tag="gradients/global_norm"
+    )
+    assert [step for _, step, _ in points] == [4]
+
+
+def test_pr_curves_are_served(server):
+    tags = server.get("/data/plugin/pr_curves/tags")
+    assert "pr_curve" in tags["dropout/eval"] and "pr_curve/7" in tags["mnist_a/eval"]
+    curves = server.get("/data/plugin/pr_curves/pr_curves", run="dropout/eval", tag="pr_curve")
+    (entry,) = curves["dropout/eval"]
+    assert entry["step"] == 4 and len(entry["precision"]) == len(entry["recall"]) > 1
+    assert entry["recall"][0] == 1.0  # Threshold 0: every example predicted positive.
+
+
+def test_projector_serves_embeddings_labels_and_sprite(server):
+    assert {"mnist_a/eval", "vae/eval"} <= set(server.get("/data/plugin/projector/runs"))
+    (embedding,) = server.get("/data/plugin/projector/info", run="mnist_a/eval")["embeddings"]
+    points, dimensions = embedding["tensorShape"]
+    query = {"run": "mnist_a/eval", "name": embedding["tensorName"]}
+    tensor = server.get_bytes("/data/plugin/projector/tensor", **query)
+    assert len(tensor) == points * dimensions * 4  # float32
+    assert len(server.get("/data/plugin/projector/metadata", **query).splitlines()) == points
+    assert server.get_bytes("/data/plugin/projector/sprite_image", **query)[:4] == b"\x89PNG"
+    (vae_embedding,) = server.get("/data/plugin/projector/info", run="vae/eval")["embeddings"]
+    assert vae_embedding["tensorShape"][1] == vae_train.Config().latent_dim

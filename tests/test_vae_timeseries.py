@@ -30,6 +30,16 @@ def tiny_run(tmp_path_factory):
     return metrics, events.load_run(logdir / "train"), events.load_run(logdir / "eval")
 
 
+def test_custom_scalars_layout_is_written_once_and_charts_the_run(tiny_run):
+    _, train_run, eval_run = tiny_run
+    layout = events.scalars_layout(train_run)
+    assert layout["vae_timeseries"]["ELBO terms: reconstruction against KL"] == [
+        "^reconstruction_loss$",
+        "^kl$",
+    ]
+    assert events.chart_tags_without_data(layout, [train_run, eval_run]) == set()
+
+
 def test_op_graph_is_the_whole_vae_step(tiny_run):
     _, train_run, _ = tiny_run
     assert events.tags_by_plugin(train_run)[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
@@ -91,9 +101,16 @@ def test_latent_histograms_and_reconstruction_images(tiny_run):
     width, height = int(values[0]), int(values[1])
     channels, window = TINY.num_channels, TINY.window_length
     assert (height, width) == ((2 * channels + 1) * images.IMAGE_SCALE, window * images.IMAGE_SCALE)
-    assert len(values) - 2 == train.NUM_IMAGES
+    assert len(values) - 2 == images.NUM_IMAGES
     image = tf.io.decode_png(values[2]).numpy()
     assert image.shape == (height, width, 3) and image.std() > 0  # A picture, not a blank.
+
+
+def test_projector_gets_the_eval_windows_latent_means(tiny_run):
+    _, _, eval_run = tiny_run
+    _, embeddings, metadata = events.projector_embedding(eval_run.path)
+    assert embeddings.shape[1] == TINY.latent_dim and np.isfinite(embeddings).all()
+    assert metadata[0] == "window\trms" and len(metadata) == len(embeddings) + 1
 
 
 def test_the_elbo_improves(tmp_path):

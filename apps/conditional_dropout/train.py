@@ -11,8 +11,10 @@ keeps their state. The outer loop is `common.training_loop.run`, as in every app
 What lands in `<logdir>`:
   train/  both graphs, the Keras graph, model summary, config and dataset text; scalars `loss`,
           `accuracy`, `dropout_enabled`, `learning_rate`, `steps_per_second`,
-          `examples_per_second` every loop; weight histograms at every eval.
-  eval/   `loss` and `accuracy` through the inference graph, every `eval_every_steps`.
+          `examples_per_second` every loop; weight and gradient histograms and
+          `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
+  eval/   `loss` and `accuracy` through the inference graph, and the PR curve `pr_curve`, every
+          `eval_every_steps`.
 """
 
 import functools
@@ -21,13 +23,28 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, tracing, training_loop
+from common import distribution, input_pipeline, summaries, tracing, training_loop
 
 from . import data
 from . import model as model_lib
 from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "conditional_dropout": {
+            "loss, train against eval (overfitting: eval above train)": ["loss"],
+            "accuracy, train against eval": ["accuracy"],
+            "the dropout switch, and the gradient norm it changes": [
+                "dropout_enabled",
+                "gradients/global_norm",
+            ],
+            "learning rate": ["learning_rate"],
+        }
+    }
+)
 
 
 def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -52,6 +69,14 @@ def train_step(
     state.train_metrics["accuracy"].update_state(labels, logits)
     # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
     return training_loop.loss_or_nan(loss, gradients)
+
+
+def batch_loss(
+    state: training_loop.TrainState, features: tf.Tensor, labels: tf.Tensor
+) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    logits = state.model(features, training=True)  # Dropout as the train step runs it.
+    return state.average_loss(per_example_loss(labels, logits))
 
 
 def dropout_is_on(model: keras.Model) -> tf.Tensor:
@@ -120,6 +145,14 @@ def train_and_evaluate(
                 print(f"step {step}: dropout turned off", flush=True)
 
     eval_losses: list[float] = []
+    eval_batches = input_pipeline.eval_batches(datasets.eval, data.EVAL_BATCH_SIZE)
+
+    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
+        eval_losses.append(results["loss"])
+        # Computed here, not in the eval step: the curve needs every example's probability.
+        _, labels, logits = summaries.predict_all(inference_step, eval_batches)
+        summaries.write_pr_curve(writers.eval, "pr_curve", labels, tf.sigmoid(logits), step)
+
     return training_loop.run(
         config,
         logdir,
@@ -132,12 +165,14 @@ def train_and_evaluate(
             *(f"{run}/{tag}" for run in ("train", "eval") for tag in ("loss", "accuracy")),
             "train/steps_per_second",
         ],
-        on_eval=lambda step, results, writers: eval_losses.append(results["loss"]),
+        on_eval=on_eval,
         # A loop ends at the switch, so it flips at exactly that step.
         boundary_steps=[config.dropout_off_at_step],
         on_boundary=switch_dropout_off,
         # Traced on its first call, made here on zeros: its signature fixes the graph.
         extra_graphs=[("inference_step", inference_step, (tf.zeros([1, data.NUM_FEATURES]),))],
+        scalars_layout=SCALARS_LAYOUT,
+        batch_loss=batch_loss,
         final_metrics=lambda: {
             "eval/min_loss": min(eval_losses),
             "inference_step_traces": inference_step.experimental_get_tracing_count(),

@@ -8,21 +8,35 @@ model, optimizer and metrics they use. The outer loop (the graph trace at step o
 What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, the model summary, the
           config and the dataset as text; scalars `loss`, `accuracy`, `learning_rate`,
-          `steps_per_second`, `examples_per_second` every loop; weight histograms at every eval.
-  eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`.
+          `steps_per_second`, `examples_per_second` every loop; weight and gradient histograms
+          and `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
+  eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
+          a PR curve per digit, misclassified digits and the confusion matrix (see visuals.py);
+          at the end, the Projector's hidden-layer embeddings of eval digits (`eval/projector/`).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 
 import keras
 import tensorflow as tf
 
-from common import training_loop
+from common import input_pipeline, summaries, tracing, training_loop
 
-from . import data
+from . import data, visuals
 from . import model as model_lib
 from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "mnist_mlp": {
+            "loss, train against eval": ["loss"],
+            "accuracy, train against eval": ["accuracy"],
+            "learning rate and gradient norm": ["learning_rate", "gradients/global_norm"],
+        }
+    }
+)
 
 
 def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -42,6 +56,11 @@ def train_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Te
     state.train_metrics["accuracy"].update_state(labels, logits)
     # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
     return training_loop.loss_or_nan(loss, gradients)
+
+
+def batch_loss(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    return state.average_loss(per_example_loss(labels, state.model(images, training=True)))
 
 
 def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> None:
@@ -74,7 +93,25 @@ def train_and_evaluate(
     with strategy.scope():
         state = create_state(config)
 
-    def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
-        return datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
+    model = state.model
+    # Its own function per run, traced once: a batch of None, so the last batch reuses it.
+    classify = tracing.per_run_function(
+        lambda images: tf.nn.softmax(model(images, training=False)),
+        input_signature=[tf.TensorSpec([None, 28 * 28], tf.float32)],
+    )
+    eval_batches: list[tf.data.Dataset] = []  # Set once the data are loaded.
 
-    return training_loop.run(config, logdir, state, train_step, eval_step, load_datasets)
+    def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
+        loaded = datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
+        eval_batches.append(input_pipeline.eval_batches(loaded.eval, config.batch_size))
+        return loaded
+
+    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
+        # The Projector's embeddings once, at the run's last eval: the trained hidden layer's.
+        embed = model.get_layer("hidden") if step == config.num_steps else None
+        visuals.write_eval_summaries(classify, eval_batches[0], writers, step, embed)
+
+    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
+    return training_loop.run(
+        config, logdir, state, train_step, eval_step, load_datasets, **app_summaries
+    )

@@ -8,20 +8,32 @@ What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, model summary, config and
           dataset text; scalars `loss` (MSE), `gradient_norm/global` and one
           `gradient_norm/<variable>` per variable (means over the loop), `learning_rate`,
-          `steps_per_second`, `examples_per_second`; weight histograms at every eval.
+          `steps_per_second`, `examples_per_second`; weight and gradient histograms and
+          `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   scalars `loss` (MSE), `mae`, `rmse` on the held-out split, every `eval_every_steps`.
 """
 
 import keras
 import tensorflow as tf
 
-from common import training_loop
+from common import summaries, training_loop
 
 from . import data
 from . import model as model_lib
 from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "regression_tape": {
+            "MSE, train against eval": ["loss"],
+            "eval errors: MAE and RMSE": ["mae", "rmse"],
+            "learning rate and gradient norm": ["learning_rate", "gradient_norm/global"],
+        }
+    }
+)
 
 
 def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
@@ -50,6 +62,13 @@ def train_step(
         metrics[f"gradient_norm/{variable.path}"].update_state(tf.norm(gradient))
     # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
     return training_loop.loss_or_nan(loss, gradients)
+
+
+def batch_loss(
+    state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor
+) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    return state.average_loss(per_example_loss(targets, state.model(features, training=True)))
 
 
 def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor) -> None:
@@ -102,6 +121,8 @@ def train_and_evaluate(
             *(f"eval/{name}" for name in state.eval_metrics),
             "train/steps_per_second",
         ],
+        scalars_layout=SCALARS_LAYOUT,
+        batch_loss=batch_loss,
         final_metrics=lambda: {
             "noise_std": datasets.noise_std,
             "trivial_rmse": datasets.trivial_rmse,

@@ -1,7 +1,16 @@
-"""Eval windows and their reconstructions as heatmap images, for TensorBoard's Images tab."""
+"""What the VAE writes at each eval: the eval windows' latent code as histograms, and a few windows
+over their reconstructions as heatmap images, for TensorBoard's Histograms and Images tabs; at the
+last eval, the windows' latent means for the Projector."""
 
+from collections.abc import Callable
+
+import keras
 import numpy as np
+import tensorflow as tf
 
+from common import projector, summaries
+
+NUM_IMAGES = 3
 IMAGE_SCALE = 4  # Each value becomes a 4x4 pixel block, so 32 channels read clearly.
 
 
@@ -25,3 +34,45 @@ def reconstruction_images(windows: np.ndarray, reconstructions: np.ndarray) -> n
         )
         images.append(image.repeat(IMAGE_SCALE, axis=0).repeat(IMAGE_SCALE, axis=1))
     return np.stack(images)
+
+
+def write_latent_summaries(
+    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+    decoder: keras.Model,
+    eval_batches: tf.data.Dataset,
+    writers: summaries.SummaryWriters,
+    step: int,
+) -> None:
+    """Histograms of the eval windows' latent code, and a few windows over reconstructions.
+
+    `encode(windows) -> (mean, log_variance)` is the encoder's deterministic part.
+    """
+    means, log_variances = [], []
+    for windows in eval_batches:  # One pass, off the replicas.
+        mean, log_variance = encode(windows)
+        means.append(mean)
+        log_variances.append(log_variance)
+    with writers.train.as_default(step=step):
+        tf.summary.histogram("latent/mean", tf.concat(means, axis=0))
+        tf.summary.histogram("latent/log_variance", tf.concat(log_variances, axis=0))
+    # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
+    windows = next(iter(eval_batches))[:NUM_IMAGES]
+    pictures = reconstruction_images(windows.numpy(), decoder(encode(windows)[0]).numpy())
+    with writers.eval.as_default(step=step):
+        tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
+
+
+def write_latent_embeddings(
+    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+    eval_batches: tf.data.Dataset,
+    run_directory: str,
+) -> None:
+    """The eval windows' latent means for the Projector, each with its index in the eval series
+    (neighbours in time overlap, so a smooth code draws them as a path) and its RMS."""
+    windows = np.concatenate([batch.numpy() for batch in eval_batches])
+    means = np.concatenate([encode(batch)[0].numpy() for batch in eval_batches])
+    metadata = {
+        "window": range(len(windows)),
+        "rms": np.sqrt(np.mean(np.square(windows), axis=(1, 2))).round(3),
+    }
+    projector.write_embeddings(run_directory, means, metadata)

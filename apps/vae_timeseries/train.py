@@ -12,15 +12,15 @@ What lands in `<logdir>`:
           summaries of `encoder` and `decoder`; config and dataset text; scalars
           `reconstruction_loss`, `kl`, `elbo`, `loss`, `beta`, `learning_rate`, `steps_per_second`,
           `examples_per_second` every loop; at every eval, histograms `latent/mean` and
-          `latent/log_variance` of the eval windows, and weight histograms.
+          `latent/log_variance` of the eval windows, weight and gradient histograms, and
+          `gradients/global_norm`; the Custom Scalars layout at step 0.
   eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
           `reconstructions`: a few eval windows (top, channels by time) over their
-          reconstructions (bottom), as heatmaps.
+          reconstructions (bottom), as heatmaps; at the end, latent means for the Projector.
   checkpoints/  encoder, decoder, optimizer and global step.
 """
 
 import functools
-from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -33,7 +33,17 @@ from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
-NUM_IMAGES = 3
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "vae_timeseries": {
+            "ELBO, train against eval": ["elbo"],
+            "ELBO terms: reconstruction against KL": ["reconstruction_loss", "kl"],
+            "KL weight beta and the loss it weighs": ["beta", "loss"],
+            "learning rate and gradient norm": ["learning_rate", "gradients/global_norm"],
+        }
+    }
+)
 
 
 def reconstruction_loss(windows: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
@@ -72,6 +82,17 @@ def train_step(
     return training_loop.loss_or_nan(loss, gradients)
 
 
+def batch_loss(
+    state: training_loop.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
+) -> tf.Tensor:
+    """The train step's loss without its update: the gradients the loop writes at each eval."""
+    encoder, decoder = state.models
+    mean, log_variance, z = encoder(windows, training=True)
+    reconstruction = reconstruction_loss(windows, decoder(z, training=True))
+    beta = kl_weight(state.global_step, kl_warmup_steps)
+    return state.average_loss(reconstruction + beta * kl_divergence(mean, log_variance))
+
+
 def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
     """Per-window terms of one replica's share of an eval batch (the last batch is smaller)."""
     encoder, decoder = state.models
@@ -87,32 +108,6 @@ def update_metrics(
     metrics["reconstruction_loss"].update_state(reconstruction)
     metrics["kl"].update_state(kl)
     metrics["elbo"].update_state(-(reconstruction + kl))
-
-
-def write_latent_summaries(
-    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-    decoder: keras.Model,
-    eval_batches: tf.data.Dataset,
-    writers: summaries.SummaryWriters,
-    step: int,
-) -> None:
-    """Histograms of the eval windows' latent code, and a few windows over reconstructions.
-
-    `encode(windows) -> (mean, log_variance)` is the encoder's deterministic part.
-    """
-    means, log_variances = [], []
-    for windows in eval_batches:  # One pass, off the replicas.
-        mean, log_variance = encode(windows)
-        means.append(mean)
-        log_variances.append(log_variance)
-    with writers.train.as_default(step=step):
-        tf.summary.histogram("latent/mean", tf.concat(means, axis=0))
-        tf.summary.histogram("latent/log_variance", tf.concat(log_variances, axis=0))
-    # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
-    windows = next(iter(eval_batches))[:NUM_IMAGES]
-    pictures = images.reconstruction_images(windows.numpy(), decoder(encode(windows)[0]).numpy())
-    with writers.eval.as_default(step=step):
-        tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
 
 
 def create_state(config: Config, num_channels: int) -> training_loop.TrainState:
@@ -156,7 +151,9 @@ def train_and_evaluate(
     first_elbo: list[float] = []
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        write_latent_summaries(encode, decoder, eval_batches, writers, step)
+        images.write_latent_summaries(encode, decoder, eval_batches, writers, step)
+        if step == config.num_steps:  # The Projector's points once, from the trained encoder.
+            images.write_latent_embeddings(encode, eval_batches, f"{writers.logdir}/eval")
         first_elbo[:] = first_elbo or [results["elbo"]]
 
     return training_loop.run(
@@ -178,4 +175,6 @@ def train_and_evaluate(
         },
         on_eval=on_eval,
         final_metrics=lambda: {"eval/first_elbo": first_elbo[0]},
+        scalars_layout=SCALARS_LAYOUT,
+        batch_loss=functools.partial(batch_loss, kl_warmup_steps=config.kl_warmup_steps),
     )

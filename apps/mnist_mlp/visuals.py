@@ -1,0 +1,96 @@
+"""What mnist_mlp writes at each eval besides its scalars, drawn from the eval set's predictions.
+
+eval/  `pr_curve/<digit>`: one precision-recall curve per class (that digit against the rest);
+       `misclassified`: a grid of eval digits the model gets wrong, each captioned `true>predicted`;
+       `confusion_matrix`: counts of true (rows) against predicted (columns) digits.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+from common import projector, summaries
+
+NUM_CLASSES = 10
+DIGIT_SIDE = 28
+DIGIT_SCALE = 2  # 56-pixel digits: small enough for a grid, large enough to read.
+CAPTION_HEIGHT = 12  # One line of PIL's default font.
+GRID_COLUMNS = 8
+MAX_MISCLASSIFIED = 32  # Four rows: enough to see what the model confuses.
+CELL = 26  # Confusion-matrix cell side, in pixels: room for a four-digit count.
+MARGIN = 18  # For the row and column labels.
+NUM_EMBEDDED = 1000  # Clusters by class show at a few hundred points; the sprite stays small.
+
+
+def write_eval_summaries(
+    classify: Callable[[tf.Tensor], tf.Tensor],
+    eval_batches: tf.data.Dataset,
+    writers: summaries.SummaryWriters,
+    step: int,
+    embed: Callable[[tf.Tensor], tf.Tensor] | None = None,
+) -> None:
+    """One pass over `eval_batches` (`classify(images) -> probabilities`), then the PR curves and
+    the two images at `step`; with `embed(images) -> hidden activations` (the last eval), the
+    Projector's embeddings in the eval run's directory too."""
+    images, labels, probabilities = summaries.predict_all(classify, eval_batches)
+    if embed:
+        digits = images[:NUM_EMBEDDED]
+        pixels = (digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)
+        embeddings = embed(tf.constant(digits)).numpy()
+        metadata = {"label": labels[:NUM_EMBEDDED]}
+        projector.write_embeddings(f"{writers.logdir}/eval", embeddings, metadata, sprite=pixels)
+    writer = writers.eval
+    for digit in range(NUM_CLASSES):
+        summaries.write_pr_curve(
+            writer, f"pr_curve/{digit}", labels == digit, probabilities[:, digit], step
+        )
+    predicted = probabilities.argmax(axis=1)
+    with writer.as_default(step=step):
+        tf.summary.image("misclassified", misclassified_grid(images, labels, predicted)[None])
+        tf.summary.image("confusion_matrix", confusion_matrix_image(labels, predicted)[None])
+
+
+def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The first `MAX_MISCLASSIFIED` wrong digits as one [height, width, 3] uint8 image: each
+    digit under its caption `true>predicted` (e.g. `7>1`), white on black as MNIST draws them."""
+    wrong = np.flatnonzero(labels != predicted)[:MAX_MISCLASSIFIED]
+    side = DIGIT_SIDE * DIGIT_SCALE
+    rows = max(1, -(-len(wrong) // GRID_COLUMNS))
+    grid = Image.new("L", (GRID_COLUMNS * side, rows * (CAPTION_HEIGHT + side)), 0)
+    draw = ImageDraw.Draw(grid)
+    if not len(wrong):
+        draw.text((4, 4), "no misclassified digits", fill=255)
+    for position, index in enumerate(wrong):
+        left = (position % GRID_COLUMNS) * side
+        top = (position // GRID_COLUMNS) * (CAPTION_HEIGHT + side)
+        # The pipeline's pixels are in [0, 1] (see data.preprocess): back to 0-255.
+        pixels = (images[index].reshape(DIGIT_SIDE, DIGIT_SIDE) * 255).clip(0, 255)
+        digit = Image.fromarray(pixels.astype(np.uint8)).resize((side, side), Image.NEAREST)
+        grid.paste(digit, (left, top + CAPTION_HEIGHT))
+        draw.text((left + 2, top), f"{labels[index]}>{predicted[index]}", fill=255)
+    return np.asarray(grid.convert("RGB"))
+
+
+def confusion_matrix_image(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The confusion matrix as a [height, width, 3] uint8 image: true digits down the left,
+    predicted across the top, each cell's count written in it and shaded by its share of its row
+    (the diagonal dark when the model is right)."""
+    counts = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    np.add.at(counts, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = MARGIN + NUM_CLASSES * CELL
+    image = Image.new("RGB", (side, side), "white")
+    draw = ImageDraw.Draw(image)
+    for digit in range(NUM_CLASSES):
+        draw.text((MARGIN + digit * CELL + CELL // 2 - 3, 3), str(digit), fill="black")
+        draw.text((5, MARGIN + digit * CELL + CELL // 2 - 6), str(digit), fill="black")
+    for true in range(NUM_CLASSES):
+        for guess in range(NUM_CLASSES):
+            shade = int(255 * (1 - shares[true, guess]))
+            box = (MARGIN + guess * CELL, MARGIN + true * CELL)
+            draw.rectangle((*box, box[0] + CELL - 1, box[1] + CELL - 1), fill=(shade, shade, 255))
+            ink = "white" if shade < 128 else "black"  # Readable on dark and light cells alike.
+            draw.text((box[0] + 2, box[1] + CELL // 2 - 6), str(counts[true, guess]), fill=ink)
+    return np.asarray(image)
