@@ -188,7 +188,8 @@ def test_tiny_mnist_run_is_clean(tmp_path):
     reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
     assert findings == []
     train_lines = next(report.lines for report in reports if report.name == "train")
-    assert any(line.startswith("histograms (4):") for line in train_lines)
+    # Four weight and four gradient histograms.
+    assert any(line.startswith("histograms (8):") for line in train_lines)
     assert any(line.startswith("text (3): config, dataset") for line in train_lines)
     assert "profile: 1 session(s) in plugins/profile" in train_lines
     root_lines = next(report.lines for report in reports if report.name == ".")
