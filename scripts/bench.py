@@ -198,12 +198,13 @@ def regression_workload(num_examples: int) -> Workload:
 
 class KLDivergenceLoss(keras.layers.Layer):
     """Adds the VAE's KL term to the model's losses: how `model.fit` learns a VAE without a
-    custom train step. Passes its inputs through."""
+    custom train step. Passes the code `z` through: a layer whose output no other layer uses is
+    not part of a Functional model, and its loss would be silently dropped."""
 
     def call(self, inputs):
-        mean, log_variance = inputs
+        mean, log_variance, z = inputs
         self.add_loss(tf.reduce_mean(vae_train.kl_divergence(mean, log_variance)))
-        return mean
+        return z
 
 
 def vae_fit_model(
@@ -215,7 +216,7 @@ def vae_fit_model(
     decoder = vae_model.create_decoder(window_length, num_channels, latent_dim)
     windows = keras.Input(shape=(window_length, num_channels))
     mean, log_variance, z = encoder(windows)
-    KLDivergenceLoss()([mean, log_variance])
+    z = KLDivergenceLoss()([mean, log_variance, z])
     return keras.Model(windows, decoder(z)), vae_train.reconstruction_loss
 
 

@@ -84,3 +84,5 @@ def test_the_vaes_fit_baseline_learns_with_its_kl_term_as_an_added_loss():
     history = model.fit(windows, windows, batch_size=8, epochs=1, verbose=0)
     assert any(isinstance(layer, bench.KLDivergenceLoss) for layer in model.layers)
     assert math.isfinite(history.history["loss"][-1])
+    model(windows)  # A forward pass collects the added losses: the KL term is among them.
+    assert len(model.losses) == 1 and math.isfinite(float(model.losses[0]))
