@@ -216,11 +216,11 @@ def show_custom_scalars(page, url: str) -> None:
 
 
 def show_images(page, url: str) -> None:
-    """The Images tab, once both of mnist's eval images (confusion matrix first) have loaded."""
+    """The Images tab, once its first image has loaded (the others load with it)."""
     page.goto(f"{url}/#images")
     images = page.locator("tf-image-loader img")
     deadline = time.monotonic() + DASHBOARD_TIMEOUT_MS / 1000
-    while images.count() < 2:
+    while not images.count():
         if time.monotonic() > deadline:
             raise RuntimeError("the Images dashboard loaded no image")
         time.sleep(0.5)
@@ -266,7 +266,7 @@ EXTRA_DASHBOARDS = {
         "profile": show_profile_trace,
     },
     "conditional_dropout": {"pr_curves": show_pr_curves},
-    "vae_timeseries": {"images": lambda page, url: page.goto(f"{url}/#images")},
+    "vae_timeseries": {"images": show_images},
 }
 
 
