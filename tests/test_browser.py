@@ -1,4 +1,4 @@
-"""The Graphs dashboard, in a real headless Chromium, draws every app's graph.
+"""The Graphs dashboard, in a real headless Chromium, draws every app's graph; PR Curves draws one.
 
 This is the check that caught the Graphs tab opening on an error ("Graph visualization failed")
 while every HTTP-level check passed. Chromium is Debian's package, installed by
@@ -47,3 +47,14 @@ def test_the_graphs_dashboard_draws_the_graph(app, page, tmp_path):
     with screenshots.tensorboard_server(logdir) as url:
         nodes = screenshots.rendered_graph_nodes(page, url)
     assert nodes > 0, f"{app}: the Graphs dashboard drew nothing or 'Graph visualization failed'"
+
+
+def test_the_pr_curves_dashboard_draws_conditional_dropouts_curve(page, tmp_path):
+    logdir = str(tmp_path / "conditional_dropout")
+    TINY_RUNS["conditional_dropout"](logdir)
+    with screenshots.tensorboard_server(logdir) as url:
+        screenshots.show_pr_curves(page, url)  # Times out unless a run's curve has its data.
+        # The chart draws a run's curve as a path of class "line", after its data arrive.
+        page.wait_for_selector("tf-pr-curve-card path.line", timeout=30_000)
+        curve = page.locator("tf-pr-curve-card path.line").first.get_attribute("d")
+    assert curve and "L" in curve, "the PR Curves dashboard drew no curve"
