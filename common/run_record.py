@@ -33,6 +33,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -101,10 +102,19 @@ def atomic_write(path: str, text: str) -> None:
     Raises:
         tf.errors.OpError: if the write fails; the temporary file is removed, `path` is intact.
     """
-    temporary = temporary_path(path)
-    try:
+
+    def write_text(temporary: str) -> None:
         with tf.io.gfile.GFile(temporary, "w") as file:
             file.write(text)
+
+    replace_through(path, temporary_path(path), write_text)
+
+
+def replace_through(path: str, temporary: str, write_to: Callable[[str], None]) -> None:
+    """`write_to(temporary)`, then `temporary` renamed over `path`: a crash or a full disk at any
+    point leaves `path` as it was, and no half-written temporary behind (it is removed)."""
+    try:
+        write_to(temporary)
         tf.io.gfile.rename(temporary, path, overwrite=True)
     except BaseException:
         if tf.io.gfile.exists(temporary):

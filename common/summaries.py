@@ -20,7 +20,7 @@ from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from common import errors, tracing
+from common import errors, run_record, tracing
 from common.errors import UserError
 
 
@@ -245,17 +245,14 @@ def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None =
         except tf.errors.DataLossError:
             needs_rewrite = True  # A torn last record: everything before it is kept.
         if needs_rewrite:
-            temporary = trim_temporary_path(path)
-            try:
+
+            def write_kept(temporary: str, kept: list[bytes] = kept) -> None:
                 with tf.io.TFRecordWriter(temporary) as writer:
                     for record in kept:
                         writer.write(record)
-                tf.io.gfile.rename(temporary, path, overwrite=True)
-            except BaseException:
-                # A full disk, a kill by KeyboardInterrupt: the original is intact; no half copy.
-                if tf.io.gfile.exists(temporary):
-                    tf.io.gfile.remove(temporary)
-                raise
+
+            # A full disk, a kill by KeyboardInterrupt: the original is intact; no half copy.
+            run_record.replace_through(path, trim_temporary_path(path), write_kept)
     return dropped
 
 

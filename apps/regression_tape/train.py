@@ -24,17 +24,6 @@ from .config import Config
 
 __all__ = ["Config", "create_state", "eval_step", "train_and_evaluate", "train_step"]
 
-# The Custom Scalars tab's charts: each curve beside the ones it is read against.
-SCALARS_LAYOUT = summaries.scalars_layout(
-    {
-        "regression_tape": {
-            "MSE, train against eval": ["loss"],
-            "eval errors: MAE and RMSE": ["mae", "rmse"],
-            "learning rate and gradient norm": ["learning_rate", "gradient_norm/global"],
-        }
-    }
-)
-
 
 def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
     """Squared error of each example: shape [batch] (targets and predictions are [batch, 1])."""
@@ -76,6 +65,18 @@ def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.
     predictions = state.model(features, training=False)
     for metric in state.eval_metrics.values():
         metric.update_state(targets, predictions)
+
+
+# The Custom Scalars tab's charts: each curve beside the ones it is read against.
+SCALARS_LAYOUT = summaries.scalars_layout(
+    {
+        "regression_tape": {
+            "MSE, train against eval": ["loss"],
+            "eval errors: MAE and RMSE": ["mae", "rmse"],
+            "learning rate and gradient norm": ["learning_rate", "gradient_norm/global"],
+        }
+    }
+)
 
 
 def create_state(config: Config) -> training_loop.TrainState:
