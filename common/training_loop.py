@@ -102,20 +102,19 @@ class TrainState:
             train_metrics, eval_metrics: `{tag: metric}`; the tags are what TensorBoard shows.
             optimizer: default `keras.optimizers.Adam(config.learning_rate)`.
         """
-        optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
-        variables = [variable for model in models for variable in model.trainable_variables]
-        # Its slot variables now rather than inside the first step: a tf.function that creates
-        # variables is traced twice, and its graph fills up with initializers.
-        optimizer.build(variables)
-        return cls(
+        state = cls(
             models=tuple(models),
-            optimizer=optimizer,
+            optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
             train_metrics=train_metrics,
             eval_metrics=eval_metrics,
             global_step=step_counter.create_global_step(),
             global_batch_size=config.batch_size,
             strategy=tf.distribute.get_strategy(),
         )
+        # Its slot variables now rather than inside the first step: a tf.function that creates
+        # variables is traced twice, and its graph fills up with initializers.
+        state.optimizer.build(state.trainable_variables)
+        return state
 
     @property
     def model(self) -> keras.Model:
