@@ -44,6 +44,7 @@ from common import (
     graphs,
     input_pipeline,
     metrics,
+    phase_times,
     progress,
     settings,
     step_counter,
@@ -429,7 +430,7 @@ def run(
             another model, or a NaN/Inf loss (then the last good checkpoint is kept).
         common.errors.Interrupted: after SIGINT/SIGTERM, once a checkpoint is saved.
     """
-    start_time = time.perf_counter()
+    times = phase_times.PhaseTimes()  # Setup: from now to the first step.
     strategy = state.strategy
     run = training_run.TrainingRun(
         logdir,
@@ -480,14 +481,17 @@ def run(
             _write_run_description(config, run.output_dir, writers, datasets.description)
             if scalars_layout:
                 summaries.write_scalars_layout(writers.train, scalars_layout)
-            # Step one runs inside the graph trace: trace_on records a tf.function's graph only
-            # while it is first traced, so this is the one moment to capture the whole step.
-            loss = graphs.trace_and_write_graphs(
-                train_function, as_tuple(next(train_iterator)), state.models, writers.train
-            )
-            run.check_loss(float(loss), step=1)
-            for name, function, args in extra_graphs:
-                graphs.trace_step_graph(function, args, writers.train, name=name)
+        times.add("setup", times.total())
+        if start_step == 0:
+            with times.phase("first step"):
+                # Step one runs inside the graph trace: trace_on records a tf.function's graph
+                # only while it is first traced, so this is the one moment to capture the step.
+                loss = graphs.trace_and_write_graphs(
+                    train_function, as_tuple(next(train_iterator)), state.models, writers.train
+                )
+                run.check_loss(float(loss), step=1)
+                for name, function, args in extra_graphs:
+                    graphs.trace_step_graph(function, args, writers.train, name=name)
 
         step = int(state.global_step.numpy())
         loop = _Progress(step=step, start_step=step, last_eval_step=start_step)
@@ -504,11 +508,12 @@ def run(
             if profiling:
                 tf.profiler.experimental.start(f"{run.output_dir}/train")
             loop_start = time.perf_counter()
-            if profiling:
-                loss = run_with_step_markers(train_loop, train_iterator, loop.step, loop_steps)
-            else:
-                loss = train_loop(train_iterator, tf.constant(loop_steps))
-            loop.step = int(state.global_step.numpy())  # Reading the step waits for the loop.
+            with times.phase("loops"):
+                if profiling:
+                    loss = run_with_step_markers(train_loop, train_iterator, loop.step, loop_steps)
+                else:
+                    loss = train_loop(train_iterator, tf.constant(loop_steps))
+                loop.step = int(state.global_step.numpy())  # Reading the step waits for it.
             loop_seconds = time.perf_counter() - loop_start
             loop.train_seconds += loop_seconds
             loop.loops_run += 1
@@ -520,41 +525,49 @@ def run(
                 run.check_loss(float(loss), loop.step)
 
             # Loop boundary: everything below runs once per loop.
-            scalars = train_scalars(read_train_metrics, state, loop_steps, loop_seconds)
-            scalars.update(boundary_scalars() if boundary_scalars else {})
-            write_train_scalars(scalars, loop.step)
-            values = {f"train/{name}": value for name, value in scalars.items()}
+            with times.phase("boundaries"):
+                scalars = train_scalars(read_train_metrics, state, loop_steps, loop_seconds)
+                scalars.update(boundary_scalars() if boundary_scalars else {})
+                write_train_scalars(scalars, loop.step)
+                values = {f"train/{name}": value for name, value in scalars.items()}
             if eval_is_due(loop.step, loop.last_eval_step, config):
-                results = evaluate()
-                write_eval_scalars(results, loop.step)
-                summaries.write_weight_histograms(
-                    writers.train, state.trainable_variables, loop.step
-                )
-                if batch_loss:
-                    summaries.write_gradient_summaries(
-                        writers.train,
-                        state.trainable_variables,
-                        probe_gradients(probe_iterator),
-                        loop.step,
+                with times.phase("evals"):
+                    results = evaluate()
+                    write_eval_scalars(results, loop.step)
+                with times.phase("eval summaries"):
+                    summaries.write_weight_histograms(
+                        writers.train, state.trainable_variables, loop.step
                     )
-                if on_eval:
-                    on_eval(loop.step, results, writers)
+                    if batch_loss:
+                        summaries.write_gradient_summaries(
+                            writers.train,
+                            state.trainable_variables,
+                            probe_gradients(probe_iterator),
+                            loop.step,
+                        )
+                    if on_eval:
+                        on_eval(loop.step, results, writers)
                 loop.last_eval_step = loop.step
                 values.update({f"eval/{name}": value for name, value in results.items()})
-            # The returned metrics keep what was measured; the run's speed is reported whole.
-            loop.metrics.update({name: values[name] for name in values if name not in _RATES})
-            if on_boundary:
-                on_boundary(loop.step)
-            if run.is_chief:  # This boundary's values only: no eval values from an earlier eval.
-                console = {name: values[name] for name in console_names if name in values}
-                progress.print_progress(loop.step, config.num_steps, console)
-            run.end_of_loop(loop.step)  # Checkpoint when due; on SIGINT/SIGTERM, save and stop.
+            with times.phase("boundaries"):
+                # The returned metrics keep what was measured; the run's speed is reported whole.
+                loop.metrics.update({name: values[name] for name in values if name not in _RATES})
+                if on_boundary:
+                    on_boundary(loop.step)
+                if run.is_chief:  # This boundary's values only: no eval values from before.
+                    console = {name: values[name] for name in console_names if name in values}
+                    progress.print_progress(loop.step, config.num_steps, console)
+            with times.phase("checkpoints"):
+                run.end_of_loop(loop.step)  # When due; on SIGINT/SIGTERM, save and stop.
 
-        if run.last_saved_step != loop.step:
-            run.save(loop.step)
+        with times.phase("checkpoints"):
+            if run.last_saved_step != loop.step:
+                run.save(loop.step)
+        close_start = time.perf_counter()
+    times.add("close", time.perf_counter() - close_start)  # The writers, the record, the lock.
 
     extra = final_metrics() if final_metrics else {}
-    return _finish(loop, start_step, start_time, state, train_function, console_names, extra)
+    return _finish(loop, start_step, times, state, train_function, console_names, extra)
 
 
 def _default_progress(state: TrainState) -> list[str]:
@@ -590,7 +603,7 @@ def _print_profile_location(output_dir: str, loop_steps: int) -> None:
 def _finish(
     loop: _Progress,
     start_step: int,
-    start_time: float,
+    times: phase_times.PhaseTimes,
     state: TrainState,
     train_function: Any,
     console_names: Sequence[str],
@@ -602,13 +615,17 @@ def _finish(
     results["resumed_from_step"] = start_step
     examples = (loop.step - loop.start_step) * state.global_batch_size
     results["examples_per_second"] = examples / loop.train_seconds if loop.train_seconds else 0.0
-    results["wall_time_seconds"] = time.perf_counter() - start_time
+    results["wall_time_seconds"] = times.total()
     # 1 unless something forced a retrace (a new input shape or dtype): worth watching.
     results["train_step_traces"] = train_function.experimental_get_tracing_count()
     shown = {
         name: value
         for name, value in results.items()
-        if name in console_names or name in extra or not name.startswith(("train/", "eval/"))
+        if name in console_names
+        or name in extra
+        or not name.startswith(("train/", "eval/", "time/"))
     }
+    # Where the time went, then the run's figures: `final:` stays the last line.
+    print(times.line(), flush=True)
     print("final: " + progress.format_metrics(shown), flush=True)
-    return results
+    return {**results, **times.as_metrics()}

@@ -24,6 +24,15 @@ def test_a_short_run_from_the_command_line(tmp_path):
     assert lines[0].startswith("dataset: synthetic digits")
     assert any(line.startswith("step 10/20") for line in lines)
     assert lines[-1].startswith("final: train/loss=")
+    # Where the run's time went, just above: every phase the run met, adding up to the total.
+    assert lines[-2].startswith("time: ")
+    total, phases = lines[-2].removeprefix("time: ").split(" s = ")
+    seconds = {
+        name: float(value) for name, value in (part.rsplit(" ", 1) for part in phases.split(" + "))
+    }
+    for phase in ("setup", "first step", "loops", "evals", "eval summaries", "checkpoints"):
+        assert seconds[phase] > 0, (phase, lines[-2])
+    assert sum(seconds.values()) == pytest.approx(float(total), abs=0.02)
     assert [step for step, _ in events.scalars(events.load_run(logdir / "eval"), "loss")] == [20]
 
 
