@@ -55,19 +55,24 @@ def check_batch_size(batch_size: int, num_examples: int, bytes_per_example: int)
         )
 
 
-def materialize(dataset: tf.data.Dataset) -> Any:
+def materialize(dataset: tf.data.Dataset, name: str = "the training set") -> Any:
     """All of a finite dataset's elements, stacked on a new first axis (the same nest of tensors).
+
+    Args:
+        dataset: finite, of unbatched elements. A per-element `map` in it runs once per element
+            here (tens of µs each): preprocess whole arrays before `from_tensor_slices` instead.
+        name: what the dataset is, for the error messages.
 
     Raises:
         common.errors.UserError: if the dataset is empty or endless.
     """
     num_examples = int(dataset.cardinality())
     if num_examples == tf.data.INFINITE_CARDINALITY:
-        raise UserError("the training set is endless; in-memory batches need a finite dataset")
+        raise UserError(f"{name} is endless; in-memory batches need a finite dataset")
     if num_examples == tf.data.UNKNOWN_CARDINALITY:  # After a filter(), say: count them once.
         num_examples = int(dataset.reduce(0, lambda count, _: count + 1))
     if num_examples == 0:
-        raise UserError("the training set has no examples")
+        raise UserError(f"{name} has no examples")
     # One batch of everything, the same memory that `cache()` would hold. The batch size must be
     # the exact count: tf.data allocates a batch's full size up front.
     return dataset.batch(num_examples).get_single_element()

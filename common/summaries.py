@@ -17,6 +17,7 @@ import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
@@ -373,13 +374,50 @@ def markdown_table(rows: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+HISTOGRAM_BUCKETS = 30  # TensorBoard's default.
+_HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
+    display_name=None, description=None
+)
+
+
+def histogram_buckets(values: np.ndarray, bucket_count: int = HISTOGRAM_BUCKETS) -> np.ndarray:
+    """The Histograms dashboard's tensor for `values` (any shape): `[bucket_count, 3]` float64
+    rows of (left edge, right edge, count), equal-width buckets from the minimum to the maximum,
+    as `tf.summary.histogram` makes them; one value repeated: every edge at it, all counted last;
+    no values: no buckets."""
+    values = np.asarray(values, np.float64).ravel()
+    if not values.size:
+        return np.zeros([0, 3])
+    low, high = values.min(), values.max()
+    if low == high:
+        counts = np.zeros(bucket_count)
+        counts[-1] = values.size
+        edges = np.full(bucket_count + 1, low)
+    else:
+        counts, edges = np.histogram(values, bins=bucket_count, range=(low, high))
+    return np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+
+
+def write_histogram(tag: str, values: tf.Tensor | np.ndarray, step: int | None = None) -> None:
+    """`tf.summary.histogram(tag, values, step)` to the default writer, eagerly, bucketed in
+    NumPy: the same dashboard entry at a fraction of the cost.
+
+    `tf.summary.histogram` buckets with a one-hot of every value (a 784x64 kernel: a 12 MB
+    float64 tensor) under two `tf.cond`s: about 2 ms a histogram eagerly, and inside a
+    `tf.function` seconds to trace a dozen. NumPy buckets a small model's variable in
+    microseconds, and the write is then one op (0.5 ms for four on 2 CPU cores).
+    """
+    buckets = histogram_buckets(values.numpy() if isinstance(values, tf.Tensor) else values)
+    tf.summary.write(tag, buckets, step=step, metadata=_HISTOGRAM_METADATA)
+
+
 def write_weight_histograms(
-    writer: tf.summary.SummaryWriter, variables: list[tf.Variable], step: int
+    writer: tf.summary.SummaryWriter, variables: Sequence[tf.Variable], step: int
 ) -> None:
-    """Writes one histogram per variable, tagged by its Keras path (`hidden/kernel`)."""
+    """Writes one histogram per variable, tagged by its Keras path (`weights/hidden/kernel`)."""
     with writer.as_default(step=step):
         for variable in variables:
-            tf.summary.histogram(f"weights/{variable.path}", variable)
+            write_histogram(f"weights/{variable.path}", variable.numpy())
 
 
 def write_gradient_summaries(
@@ -390,10 +428,12 @@ def write_gradient_summaries(
 ) -> None:
     """Writes one histogram per variable's gradient (`gradients/hidden/kernel`), and their global
     norm as the scalar `gradients/global_norm`: what Keras's `write_grads` once showed."""
+    arrays = [np.asarray(gradient) for gradient in gradients]
     with writer.as_default(step=step):
-        for variable, gradient in zip(variables, gradients, strict=True):
-            tf.summary.histogram(f"gradients/{variable.path}", gradient)
-        tf.summary.scalar("gradients/global_norm", tf.linalg.global_norm(list(gradients)))
+        for variable, gradient in zip(variables, arrays, strict=True):
+            write_histogram(f"gradients/{variable.path}", gradient)
+        global_norm = float(np.sqrt(sum(np.sum(np.square(gradient)) for gradient in arrays)))
+        tf.summary.scalar("gradients/global_norm", global_norm)
 
 
 def scalars_layout(charts: Mapping[str, Mapping[str, Sequence[str]]]) -> layout_pb2.Layout:

@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.util import tensor_util
@@ -132,3 +133,15 @@ def test_nested_logdir_is_created(tmp_path):
     writers.close()
     assert (tmp_path / "nested" / "run" / "train").is_dir()
     assert (tmp_path / "nested" / "run" / "eval").is_dir()
+
+
+def test_histogram_buckets_match_tensorboards_own():
+    """NumPy's buckets are what `tf.summary.histogram` would write: same edges, same counts."""
+    from tensorboard.plugins.histogram import summary_v2 as histogram_summary
+
+    rng = np.random.default_rng(0)
+    for values in (rng.normal(size=(64, 10)), np.full(7, 2.5), np.array([1.0, 1.0, 4.0])):
+        ours = summaries.histogram_buckets(values)
+        theirs = histogram_summary._buckets(tf.constant(values), bucket_count=30).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert summaries.histogram_buckets(np.zeros([0, 4])).shape == (0, 3)

@@ -176,11 +176,11 @@ def test_bundled_sample_is_real_balanced_mnist():
         assert arrays["train_images"].max() == 255
 
 
-def test_preprocess_flattens_any_image_shape():
-    for shape in ((28, 28), (28, 28, 1)):
-        pixels, label = data.preprocess(tf.fill(shape, tf.constant(255, tf.uint8)), tf.constant(3))
-        assert pixels.shape == (784,) and float(tf.reduce_max(pixels)) == 1.0
-        assert label.dtype == tf.int32
+def test_preprocess_flattens_a_split_of_either_image_shape():
+    for shape in ((5, 28, 28), (5, 28, 28, 1)):
+        pixels, labels = data.preprocess(tf.fill(shape, tf.constant(255, tf.uint8)), [3] * 5)
+        assert pixels.shape == (5, 784) and float(tf.reduce_max(pixels)) == 1.0
+        assert labels.dtype == tf.int32 and labels.shape == (5,)
 
 
 def test_profile_captures_the_second_loop_and_says_where(tmp_path, capsys):

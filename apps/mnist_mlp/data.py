@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import input_pipeline
 from common.errors import UserError
 
 from .config import DATASET_NAMES
@@ -108,7 +109,14 @@ def load_mnist(data_dir: str | None = None) -> Datasets:
     train, test = tfds.load(
         "mnist", split=["train", "test"], as_supervised=True, data_dir=data_dir, shuffle_files=False
     )
-    return preprocessed(train, test, "mnist", "full MNIST through tensorflow-datasets")
+    # Each split as whole tensors (47 MB of uint8 for train; the loop holds it in memory all the
+    # same), so preprocessing is one vectorized op per split, not a map call per digit.
+    return preprocessed(
+        input_pipeline.materialize(train, "MNIST's train split"),
+        input_pipeline.materialize(test, "MNIST's test split"),
+        "mnist",
+        "full MNIST through tensorflow-datasets",
+    )
 
 
 def load_sample(path: pathlib.Path = SAMPLE_PATH) -> Datasets:
@@ -120,8 +128,8 @@ def load_sample(path: pathlib.Path = SAMPLE_PATH) -> Datasets:
     except (OSError, KeyError, ValueError) as error:
         raise UserError(f"cannot read the bundled MNIST sample {path}: {error}") from error
     return preprocessed(
-        tf.data.Dataset.from_tensor_slices(train),
-        tf.data.Dataset.from_tensor_slices(test),
+        train,
+        test,
         "mnist_sample",
         f"bundled MNIST sample ({len(train[1])} train, {len(test[1])} test digits)",
     )
@@ -140,26 +148,33 @@ def make_synthetic(seed: int) -> Datasets:
     labels = np.argmax(centered @ teacher, axis=1).astype(np.uint8)
     split = SYNTHETIC_TRAIN_EXAMPLES
     return preprocessed(
-        tf.data.Dataset.from_tensor_slices((images[:split], labels[:split])),
-        tf.data.Dataset.from_tensor_slices((images[split:], labels[split:])),
+        (images[:split], labels[:split]),
+        (images[split:], labels[split:]),
         "synthetic",
         f"synthetic digits ({split} train, {num_examples - split} test)",
     )
 
 
-def preprocess(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """uint8 pixels of any shape -> float32 vector of 784 in [0, 1]; label -> int32."""
-    pixels = tf.reshape(tf.cast(image, tf.float32) / 255.0, [-1])
-    return tf.ensure_shape(pixels, [28 * 28]), tf.cast(label, tf.int32)
+def preprocess(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A split's uint8 digits, [n, 28, 28] or [n, 28, 28, 1] -> float32 [n, 784] in [0, 1];
+    labels -> int32.
+
+    Whole splits at once: a per-digit `dataset.map` costs about 35 µs a digit on 2 CPU cores
+    (0.3 s for 9,000 digits, a tenth of a default run), the same ops on the whole split 10 ms.
+    """
+    images = tf.convert_to_tensor(images)
+    pixels = tf.reshape(tf.cast(images, tf.float32) / 255.0, [tf.shape(images)[0], 28 * 28])
+    return tf.ensure_shape(pixels, [None, 28 * 28]), tf.cast(labels, tf.int32)
 
 
 def preprocessed(
-    train: tf.data.Dataset, held_out: tf.data.Dataset, name: str, description: str
+    train: tuple[object, object], held_out: tuple[object, object], name: str, description: str
 ) -> Datasets:
-    """Datasets of `preprocess`ed examples, ready for the training loop's pipelines."""
+    """Datasets of `preprocess`ed examples from `(images, labels)` arrays or tensors of each
+    split, ready for the training loop's pipelines."""
     return Datasets(
-        train.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
-        held_out.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
+        tf.data.Dataset.from_tensor_slices(preprocess(*train)),
+        tf.data.Dataset.from_tensor_slices(preprocess(*held_out)),
         name,
         description,
     )
