@@ -23,7 +23,7 @@ Then it flags the classic mistakes, each by a stable code and with its fix in on
 - `non-finite`: a scalar that is NaN or infinite.
 - `mixed-train-eval`: train and eval tags in one run instead of sibling runs.
 - `projector-missing-checkpoint`: a Projector embedding whose checkpoint (or tensor file) is not
-  found or not read, or whose tensor is not in it or not 2-D.
+  found or not read, or whose tensor is not in it or not 2-D (or a config that does not parse).
 - `projector-missing-metadata`: a metadata TSV the config names that is not there (or lies outside
   the config's folder, where the plugin refuses to read).
 - `projector-metadata-mismatch`: a metadata TSV whose rows are not one per point (a header row on a
@@ -44,6 +44,7 @@ import math
 import os
 import re
 import sys
+import types
 
 from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
@@ -107,6 +108,9 @@ _EVAL_WORDS = frozenset({"eval", "evaluation", "val", "valid", "validation", "te
 _NAMES_SHOWN = 6
 # The file the Projector plugin looks for in a run's folder (its metadata.PROJECTOR_FILENAME).
 PROJECTOR_CONFIG = "projector_config.pbtxt"
+# One embedding the Projector lists: its tensor name, its [points, dimensions] and its config entry
+# (None for a checkpoint tensor the config does not name).
+_Listed = tuple[str, list[int], projector_config_pb2.EmbeddingInfo | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,7 +494,7 @@ def _report_projector(directory: str, report: RunReport) -> None:
         )
         return
 
-    listed: list[tuple[str, list[int], object]] = []  # (tensor name, shape, its config entry)
+    listed: list[_Listed] = []
     for embedding in config.embeddings:
         if embedding.tensor_path:
             shape = _tensor_file_shape(directory, embedding, report)
@@ -539,7 +543,7 @@ def _report_projector(directory: str, report: RunReport) -> None:
         report.lines.append(f"projector {name}: " + "; ".join(parts))
 
 
-def _import_tensorflow():
+def _import_tensorflow() -> types.ModuleType | None:
     """TensorFlow, imported only now (a run with a Projector config needs it), or None."""
     if importlib.util.find_spec("tensorflow") is None:
         return None
@@ -549,7 +553,7 @@ def _import_tensorflow():
     return tensorflow
 
 
-def _latest_checkpoint(tensorflow, directory: str) -> str | None:
+def _latest_checkpoint(tensorflow: types.ModuleType, directory: str) -> str | None:
     """Where the plugin looks when the config names no checkpoint: the run's folder, then its
     parent."""
     for folder in (directory, os.path.join(directory, os.pardir)):
@@ -563,12 +567,16 @@ def _latest_checkpoint(tensorflow, directory: str) -> str | None:
 
 
 def _checkpoint_embeddings(
-    config, checkpoint: str, shapes: dict[str, list[int]], report: RunReport
-) -> list[tuple[str, list[int], object]]:
+    config: projector_config_pb2.ProjectorConfig,
+    checkpoint: str,
+    shapes: dict[str, list[int]],
+    report: RunReport,
+) -> list[_Listed]:
     """The embeddings the plugin takes from the checkpoint, each with its config entry (None for
-    a tensor the config does not name and no nameless entry lends metadata to)."""
+    a tensor the config does not name, when no nameless entry lends it metadata)."""
     embeddings = [embedding for embedding in config.embeddings if not embedding.tensor_path]
-    nameless = embeddings[0] if embeddings and not embeddings[0].tensor_name else None
+    first = config.embeddings[0] if config.embeddings else None
+    nameless = first if first and not (first.tensor_name or first.tensor_path) else None
     listed, named = [], set()
     for embedding in embeddings:
         if not embedding.tensor_name:
@@ -593,7 +601,15 @@ def _checkpoint_embeddings(
             listed.append((name, shapes[name], embedding))
     for name, shape in sorted(shapes.items()):
         if len(shape) == 2 and ".OPTIMIZER_SLOT" not in name and name not in named:
-            listed.append((name, shape, nameless))
+            # The plugin lends such a tensor the nameless entry's metadata, not its sprite.
+            lent = (
+                projector_config_pb2.EmbeddingInfo(
+                    tensor_name=name, metadata_path=nameless.metadata_path
+                )
+                if nameless is not None
+                else None
+            )
+            listed.append((name, shape, lent))
     return listed
 
 
@@ -605,7 +621,9 @@ def _asset_path(directory: str, path: str) -> str | None:
     return candidate if os.path.commonpath([folder, candidate]) == folder else None
 
 
-def _tensor_file_shape(directory: str, embedding, report: RunReport) -> list[int] | None:
+def _tensor_file_shape(
+    directory: str, embedding: projector_config_pb2.EmbeddingInfo, report: RunReport
+) -> list[int] | None:
     """The shape of an embedding stored as a tensor file (TSV, or float32 binary of the config's
     tensor_shape), or None (flagged) when the file is not there."""
     path = _asset_path(directory, embedding.tensor_path)
@@ -624,7 +642,13 @@ def _tensor_file_shape(directory: str, embedding, report: RunReport) -> list[int
         return list(embedding.tensor_shape)
 
 
-def _metadata_part(directory: str, name: str, points: int, embedding, report: RunReport) -> str:
+def _metadata_part(
+    directory: str,
+    name: str,
+    points: int,
+    embedding: projector_config_pb2.EmbeddingInfo | None,
+    report: RunReport,
+) -> str:
     """The metadata of one embedding, for its line, with its mistakes flagged.
 
     Rows are counted as the Projector's frontend parses the TSV: blank lines skipped, and the first
@@ -661,7 +685,12 @@ def _metadata_part(directory: str, name: str, points: int, embedding, report: Ru
     return f"metadata {', '.join(columns)}: {rows} rows"
 
 
-def _sprite_part(directory: str, name: str, embedding, report: RunReport) -> str:
+def _sprite_part(
+    directory: str,
+    name: str,
+    embedding: projector_config_pb2.EmbeddingInfo | None,
+    report: RunReport,
+) -> str:
     """The sprite of one embedding, for its line, flagged when the image is not there."""
     if embedding is None or not embedding.sprite.image_path:
         return "no sprite"
