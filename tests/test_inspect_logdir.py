@@ -216,6 +216,19 @@ def test_projector_of_a_moved_logdir_is_flagged(tmp_path):
     assert f"checkpoint {tmp_path}/old/eval/projector/embedding not found" in findings[0].detail
 
 
+def test_projector_relative_checkpoint_path_is_flagged(tmp_path):
+    # A relative model_checkpoint_path is read from TensorBoard's working directory, not from the
+    # run's folder as the metadata and sprite paths are.
+    write_projector_run(tmp_path / "eval")
+    edit_projector_config(
+        tmp_path / "eval",
+        lambda config: setattr(config, "model_checkpoint_path", "projector/embedding"),
+    )
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
+    assert "it is there relative to the run's folder" in findings[0].detail
+
+
 def test_projector_tensor_named_as_the_variable_is_flagged(tmp_path):
     # A TF2 object-based checkpoint keys the variable by its path in the object graph, not by the
     # variable's own name as TF1's Saver did: "embedding" is not in it.
