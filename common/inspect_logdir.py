@@ -4,9 +4,12 @@ Usage: `python -m common.inspect_logdir LOGDIR` (or `make inspect LOGDIR=...`). 
 logdir, not only this repo's, through TensorBoard's own loader (`EventAccumulator`, every point
 kept: by default it keeps only 10 tensors per tag) and prints, per run (every folder holding event
 files): op graphs with their node counts, conceptual (Keras) graphs, scalar tags with their step
-ranges and point counts, text, images, histograms, hparams, and whether profile or Debugger V2 data
-are there. Op graphs are merged with the Graphs dashboard's own `graph_util.merge_graph_defs`, so a
-node count here is what the dashboard draws.
+ranges and point counts, text, images, histograms, hparams, Projector embeddings (each with its
+points x dimensions, metadata columns and rows, and sprite), and whether profile or Debugger V2
+data are there. Op graphs are merged with the Graphs dashboard's own `graph_util.merge_graph_defs`,
+so a node count here is what the dashboard draws. Projector embeddings are read as the Projector
+plugin reads them: `projector_config.pbtxt` in the run's folder, and its checkpoint through
+TensorFlow, imported only when a config is there (TensorBoard reads checkpoints only through it).
 
 Then it flags the classic mistakes, each by a stable code and with its fix in one line:
 
@@ -19,6 +22,14 @@ Then it flags the classic mistakes, each by a stable code and with its fix in on
 - `no-step`: a tag written several times, all at one step (the step is never advanced).
 - `non-finite`: a scalar that is NaN or infinite.
 - `mixed-train-eval`: train and eval tags in one run instead of sibling runs.
+- `projector-missing-checkpoint`: a Projector embedding whose checkpoint (or tensor file) is not
+  found or not read, or whose tensor is not in it or not 2-D (or a config that does not parse).
+- `projector-missing-metadata`: a metadata TSV the config names that is not there (or lies outside
+  the config's folder, where the plugin refuses to read).
+- `projector-metadata-mismatch`: a metadata TSV whose rows are not one per point (a header row on a
+  single column, or none on several columns, is the usual off-by-one).
+- `projector-missing-sprite`: a sprite image the config names that is not there (or lies outside the
+  config's folder).
 
 Exit codes: 0 when nothing was flagged, 1 when a mistake was flagged, 2 when the path does not
 exist or is not a folder (one `error:` line).
@@ -33,11 +44,14 @@ import math
 import os
 import re
 import sys
+import types
 
+from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import config_pb2, graph_pb2
 from tensorboard.plugins.graph import graph_util, keras_util
 from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.projector import projector_config_pb2
 from tensorboard.util import tensor_util
 
 EXIT_CLEAN = 0
@@ -71,6 +85,15 @@ FIXES = {
     "the data and the loss' logs and divisions",
     "mixed-train-eval": "write train and eval to sibling runs (logdir/train, logdir/eval) under "
     "the same tags, so their curves overlay on one chart",
+    "projector-missing-checkpoint": "set model_checkpoint_path to the absolute prefix that "
+    "tf.train.Checkpoint.write returned, and tensor_name to a 2-D variable in it "
+    "(tf.train.list_variables shows them)",
+    "projector-missing-metadata": "write the metadata TSV below the run's folder and name it "
+    "relative to projector_config.pbtxt",
+    "projector-metadata-mismatch": "write one TSV row per embedding point: no header row for a "
+    "single column, a header row of column names for several",
+    "projector-missing-sprite": "write the sprite image below the run's folder and name it "
+    "relative to projector_config.pbtxt",
 }
 
 # Nodes that every function graph has or that move data without computing: a graph made of these
@@ -83,6 +106,11 @@ _TRAIN_WORDS = frozenset({"train", "training"})
 _EVAL_WORDS = frozenset({"eval", "evaluation", "val", "valid", "validation", "test"})
 # How many tag names a line lists before it says how many more there are.
 _NAMES_SHOWN = 6
+# The file the Projector plugin looks for in a run's folder (its metadata.PROJECTOR_FILENAME).
+PROJECTOR_CONFIG = "projector_config.pbtxt"
+# One embedding the Projector lists: its tensor name, its [points, dimensions] and its config entry
+# (None for a checkpoint tensor the config does not name).
+_Listed = tuple[str, list[int], projector_config_pb2.EmbeddingInfo | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +243,7 @@ def inspect_run(directory: str, name: str) -> RunReport:
     for plugin in sorted(set(by_plugin) - known):
         plugin_tags = sorted(by_plugin[plugin])
         report.lines.append(f"{plugin or 'no plugin'} ({len(plugin_tags)}): {_names(plugin_tags)}")
+    _report_projector(directory, report)
 
     _check_steps(stepped, report)
     _check_train_and_eval_mixed(list(scalar_points), report)
@@ -437,6 +466,245 @@ def _check_train_and_eval_mixed(scalar_tags: list[str], report: RunReport) -> No
             "mixed-train-eval",
             f"train tags ({_names(train)}) and eval tags ({_names(evaluation)}) in one run",
         )
+
+
+def _report_projector(directory: str, report: RunReport) -> None:
+    """The embeddings the Projector lists for the run in `directory`, read as its plugin does.
+
+    The plugin lists every embedding the config names and, beside them, every other 2-D tensor of
+    the config's checkpoint (optimizer slots aside), those with the metadata of a first embedding
+    that names no tensor. Asset paths are read relative to the config's folder and must stay below
+    it; the checkpoint path is read as it is written.
+    """
+    config_path = os.path.join(directory, PROJECTOR_CONFIG)
+    if not os.path.isfile(config_path):
+        return
+    config = projector_config_pb2.ProjectorConfig()
+    try:
+        with open(config_path) as config_file:
+            text_format.Parse(config_file.read(), config)
+    except (text_format.ParseError, UnicodeDecodeError) as error:
+        report.flag("projector-missing-checkpoint", f"{PROJECTOR_CONFIG} does not parse: {error}")
+        return
+    tensorflow = _import_tensorflow()
+    if tensorflow is None:
+        report.lines.append(
+            f"projector: {len(config.embeddings)} embedding(s) in {PROJECTOR_CONFIG}, unread: "
+            "TensorBoard reads their checkpoint only through TensorFlow, which is not installed"
+        )
+        return
+
+    listed: list[_Listed] = []
+    for embedding in config.embeddings:
+        if embedding.tensor_path:
+            shape = _tensor_file_shape(directory, embedding, report)
+            if shape is not None:
+                name = embedding.tensor_name or os.path.basename(embedding.tensor_path)
+                listed.append((name, shape, embedding))
+    has_tensor_files = any(embedding.tensor_path for embedding in config.embeddings)
+    checkpoint = config.model_checkpoint_path or _latest_checkpoint(tensorflow, directory)
+    if not checkpoint:
+        if not has_tensor_files:
+            report.flag(
+                "projector-missing-checkpoint",
+                f"{PROJECTOR_CONFIG} names no model_checkpoint_path, and no checkpoint is in the "
+                "run's folder or its parent: the Projector shows nothing",
+            )
+            return
+    elif not tensorflow.io.gfile.glob(checkpoint + "*"):
+        # The plugin drops the whole config then, tensor files included.
+        beside = os.path.join(directory, checkpoint)
+        where = (
+            " (it is there relative to the run's folder, but TensorBoard reads a relative path "
+            "from its own working directory)"
+            if not os.path.isabs(checkpoint) and tensorflow.io.gfile.glob(beside + "*")
+            else ""
+        )
+        report.flag(
+            "projector-missing-checkpoint",
+            f"checkpoint {checkpoint} not found{where}: the Projector shows nothing of this run",
+        )
+        return
+    else:
+        try:
+            shapes = tensorflow.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+        except (tensorflow.errors.OpError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            report.flag(
+                "projector-missing-checkpoint", f"checkpoint {checkpoint} not read: {first_line}"
+            )
+            return
+        listed.extend(_checkpoint_embeddings(config, checkpoint, shapes, report))
+
+    for name, shape, embedding in listed:
+        parts = [f"{shape[0]} x {shape[1]} (points x dimensions)"]
+        parts.append(_metadata_part(directory, name, shape[0], embedding, report))
+        parts.append(_sprite_part(directory, name, embedding, report))
+        report.lines.append(f"projector {name}: " + "; ".join(parts))
+
+
+def _import_tensorflow() -> types.ModuleType | None:
+    """TensorFlow, imported only now (a run with a Projector config needs it), or None."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return None
+    # Imported here, not above: only a run with a Projector config pays for TensorFlow's start.
+    import tensorflow
+
+    return tensorflow
+
+
+def _latest_checkpoint(tensorflow: types.ModuleType, directory: str) -> str | None:
+    """Where the plugin looks when the config names no checkpoint: the run's folder, then its
+    parent."""
+    for folder in (directory, os.path.join(directory, os.pardir)):
+        try:
+            found = tensorflow.train.latest_checkpoint(folder)
+        except tensorflow.errors.NotFoundError:
+            found = None
+        if found:
+            return found
+    return None
+
+
+def _checkpoint_embeddings(
+    config: projector_config_pb2.ProjectorConfig,
+    checkpoint: str,
+    shapes: dict[str, list[int]],
+    report: RunReport,
+) -> list[_Listed]:
+    """The embeddings the plugin takes from the checkpoint, each with its config entry (None for
+    a tensor the config does not name, when no nameless entry lends it metadata)."""
+    embeddings = [embedding for embedding in config.embeddings if not embedding.tensor_path]
+    first = config.embeddings[0] if config.embeddings else None
+    nameless = first if first and not (first.tensor_name or first.tensor_path) else None
+    listed, named = [], set()
+    for embedding in embeddings:
+        if not embedding.tensor_name:
+            continue
+        # The plugin drops a trailing ":0" (a TF1 tensor's name) before looking it up.
+        name = embedding.tensor_name.removesuffix(":0")
+        named.add(name)
+        if name not in shapes:
+            two_dimensional = sorted(tensor for tensor, shape in shapes.items() if len(shape) == 2)
+            report.flag(
+                "projector-missing-checkpoint",
+                f"tensor {name} is not in checkpoint {checkpoint} (its 2-D tensors: "
+                f"{_names(two_dimensional) or 'none'})",
+            )
+        elif len(shapes[name]) != 2:
+            report.flag(
+                "projector-missing-checkpoint",
+                f"tensor {name} is {len(shapes[name])}-D ({shapes[name]}): the Projector needs "
+                "points x dimensions",
+            )
+        else:
+            listed.append((name, shapes[name], embedding))
+    for name, shape in sorted(shapes.items()):
+        if len(shape) == 2 and ".OPTIMIZER_SLOT" not in name and name not in named:
+            # The plugin lends such a tensor the nameless entry's metadata, not its sprite.
+            lent = (
+                projector_config_pb2.EmbeddingInfo(
+                    tensor_name=name, metadata_path=nameless.metadata_path
+                )
+                if nameless is not None
+                else None
+            )
+            listed.append((name, shape, lent))
+    return listed
+
+
+def _asset_path(directory: str, path: str) -> str | None:
+    """An asset path of the config as the plugin resolves it (relative to the config's folder),
+    or None when it resolves outside that folder, where the plugin refuses to read."""
+    folder = os.path.realpath(directory)
+    candidate = os.path.realpath(os.path.join(folder, os.path.expanduser(path)))
+    return candidate if os.path.commonpath([folder, candidate]) == folder else None
+
+
+def _tensor_file_shape(
+    directory: str, embedding: projector_config_pb2.EmbeddingInfo, report: RunReport
+) -> list[int] | None:
+    """The shape of an embedding stored as a tensor file (TSV, or float32 binary of the config's
+    tensor_shape), or None (flagged) when the file is not there."""
+    path = _asset_path(directory, embedding.tensor_path)
+    if path is None or not os.path.isfile(path):
+        report.flag(
+            "projector-missing-checkpoint",
+            f"tensor file {embedding.tensor_path} "
+            + ("not found" if path else "resolves outside the run's folder"),
+        )
+        return None
+    try:
+        with open(path) as tensor_file:
+            rows = [line.rstrip("\n") for line in tensor_file if line.rstrip("\n")]
+        return [len(rows), len(rows[0].split("\t")) if rows else 0]
+    except UnicodeDecodeError:
+        return list(embedding.tensor_shape)
+
+
+def _metadata_part(
+    directory: str,
+    name: str,
+    points: int,
+    embedding: projector_config_pb2.EmbeddingInfo | None,
+    report: RunReport,
+) -> str:
+    """The metadata of one embedding, for its line, with its mistakes flagged.
+
+    Rows are counted as the Projector's frontend parses the TSV: blank lines skipped, and the first
+    row a header of column names only when it holds a tab (so a single column has no header).
+    """
+    if embedding is None or not embedding.metadata_path:
+        return "no metadata"
+    path = _asset_path(directory, embedding.metadata_path)
+    if path is None or not os.path.isfile(path):
+        report.flag(
+            "projector-missing-metadata",
+            f"metadata {embedding.metadata_path} of {name} "
+            + ("not found" if path else "resolves outside the run's folder"),
+        )
+        return f"metadata {embedding.metadata_path} missing"
+    with open(path, encoding="utf-8", errors="replace") as metadata_file:
+        lines = [line.rstrip("\r\n") for line in metadata_file if line.strip()]
+    header = bool(lines) and "\t" in lines[0]
+    # A single column has no header: the Projector names it "label".
+    columns = lines[0].split("\t") if header else ["label (one column, no header)"]
+    rows = len(lines) - header
+    if rows != points:
+        if not header and rows == points + 1:
+            why = " (a header row on a single column is read as a point)"
+        elif header and rows == points - 1:
+            why = " (with no header row, its first row is read as the column names)"
+        else:
+            why = ""
+        report.flag(
+            "projector-metadata-mismatch",
+            f"metadata {embedding.metadata_path} has {rows} rows for the {points} points of "
+            f"{name}{why}",
+        )
+    return f"metadata {', '.join(columns)}: {rows} rows"
+
+
+def _sprite_part(
+    directory: str,
+    name: str,
+    embedding: projector_config_pb2.EmbeddingInfo | None,
+    report: RunReport,
+) -> str:
+    """The sprite of one embedding, for its line, flagged when the image is not there."""
+    if embedding is None or not embedding.sprite.image_path:
+        return "no sprite"
+    image_path = embedding.sprite.image_path
+    path = _asset_path(directory, image_path)
+    if path is None or not os.path.isfile(path):
+        report.flag(
+            "projector-missing-sprite",
+            f"sprite {image_path} of {name} "
+            + ("not found" if path else "resolves outside the run's folder"),
+        )
+        return f"sprite {image_path} missing"
+    width, height = [*embedding.sprite.single_image_dim, 0, 0][:2]
+    return f"sprite {image_path} ({width}x{height} thumbnails)"
 
 
 if __name__ == "__main__":

@@ -7,16 +7,20 @@ not a hand-made imitation of it.
 
 import math
 import pathlib
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorboard.plugins import projector as tensorboard_projector
 
 from apps.conditional_dropout import train as dropout_train
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import train as regression_train
-from common import graphs, inspect_logdir
+from common import graphs, inspect_logdir, projector
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
@@ -165,6 +169,130 @@ def test_debugger_data_is_listed_with_where_tensorboard_reads_it(tmp_path):
     )
 
 
+def write_projector_run(run: pathlib.Path, columns: int = 1, sprite: bool = True) -> None:
+    """A run (one scalar, so TensorBoard lists it) with 20 embeddings of 3 dimensions written by
+    `common.projector`, with `columns` metadata columns and a sprite of 4x4 thumbnails."""
+    write_scalars(run, [("loss", 1, 1.0)])
+    points = 20
+    metadata = {"label": [index % 10 for index in range(points)]}
+    if columns > 1:
+        metadata["index"] = list(range(points))
+    thumbnails = np.full((points, 4, 4), 255, np.uint8) if sprite else None
+    embeddings = np.random.default_rng(0).normal(size=(points, 3))
+    projector.write_embeddings(str(run), embeddings, metadata, sprite=thumbnails)
+
+
+def edit_projector_config(run: pathlib.Path, edit) -> None:
+    """Rewrites a run's projector_config.pbtxt after `edit(config)`, as a user's own code would."""
+    config_path = run / inspect_logdir.PROJECTOR_CONFIG
+    config = text_format.Parse(config_path.read_text(), tensorboard_projector.ProjectorConfig())
+    edit(config)
+    tensorboard_projector.visualize_embeddings(str(run), config)
+
+
+def projector_lines(reports: list[inspect_logdir.RunReport]) -> list[str]:
+    return [line for report in reports for line in report.lines if line.startswith("projector")]
+
+
+@pytest.mark.parametrize("columns", [1, 2])
+def test_projector_embeddings_are_listed(tmp_path, columns):
+    write_projector_run(tmp_path / "eval", columns=columns)
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    metadata = "label, index" if columns > 1 else "label (one column, no header)"
+    assert projector_lines(reports) == [
+        "projector embedding/.ATTRIBUTES/VARIABLE_VALUE: 20 x 3 (points x dimensions); "
+        f"metadata {metadata}: 20 rows; sprite projector/sprite.png (4x4 thumbnails)"
+    ]
+
+
+def test_projector_of_a_moved_logdir_is_flagged(tmp_path):
+    # The config names its checkpoint by an absolute path: a logdir copied or moved elsewhere
+    # (downloaded from the training machine, say) still points at the old place.
+    write_projector_run(tmp_path / "old" / "eval")
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path / "new"))
+    assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
+    assert f"checkpoint {tmp_path}/old/eval/projector/embedding not found" in findings[0].detail
+
+
+def test_projector_relative_checkpoint_path_is_flagged(tmp_path):
+    # A relative model_checkpoint_path is read from TensorBoard's working directory, not from the
+    # run's folder as the metadata and sprite paths are.
+    write_projector_run(tmp_path / "eval")
+    edit_projector_config(
+        tmp_path / "eval",
+        lambda config: setattr(config, "model_checkpoint_path", "projector/embedding"),
+    )
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
+    assert "it is there relative to the run's folder" in findings[0].detail
+
+
+def test_projector_tensor_named_as_the_variable_is_flagged(tmp_path):
+    # A TF2 object-based checkpoint keys the variable by its path in the object graph, not by the
+    # variable's own name as TF1's Saver did: "embedding" is not in it.
+    write_projector_run(tmp_path / "eval")
+    edit_projector_config(
+        tmp_path / "eval", lambda config: setattr(config.embeddings[0], "tensor_name", "embedding")
+    )
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
+    assert "tensor embedding is not in checkpoint" in findings[0].detail
+    assert "(its 2-D tensors: embedding/.ATTRIBUTES/VARIABLE_VALUE)" in findings[0].detail
+    # The plugin still shows the checkpoint's 2-D tensor, with no metadata: so is it listed.
+    assert projector_lines(reports) == [
+        "projector embedding/.ATTRIBUTES/VARIABLE_VALUE: 20 x 3 (points x dimensions); "
+        "no metadata; no sprite"
+    ]
+
+
+def test_projector_single_column_metadata_with_a_header_is_flagged(tmp_path):
+    write_projector_run(tmp_path / "eval")
+    metadata_path = tmp_path / "eval" / "projector" / "metadata.tsv"
+    metadata_path.write_text("label\n" + metadata_path.read_text())  # The classic header row.
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-metadata-mismatch"]
+    assert findings[0].detail == (
+        "metadata projector/metadata.tsv has 21 rows for the 20 points of "
+        "embedding/.ATTRIBUTES/VARIABLE_VALUE (a header row on a single column is read as a point)"
+    )
+    text = inspect_logdir.format_report(str(tmp_path), reports, findings)
+    assert "fix: write one TSV row per embedding point" in text
+
+
+def test_projector_multi_column_metadata_without_a_header_is_flagged(tmp_path):
+    write_projector_run(tmp_path / "eval", columns=2)
+    metadata_path = tmp_path / "eval" / "projector" / "metadata.tsv"
+    metadata_path.write_text(metadata_path.read_text().split("\n", 1)[1])  # Header dropped.
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-metadata-mismatch"]
+    assert "has 19 rows for the 20 points" in findings[0].detail
+    assert "with no header row, its first row is read as the column names" in findings[0].detail
+
+
+def test_projector_missing_metadata_is_flagged(tmp_path):
+    write_projector_run(tmp_path / "eval")
+    (tmp_path / "eval" / "projector" / "metadata.tsv").unlink()
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-metadata"]
+
+
+def test_projector_sprite_named_relative_to_its_own_folder_is_flagged(tmp_path):
+    # Asset paths are read relative to the config's folder (the run's), not the assets' folder.
+    write_projector_run(tmp_path / "eval")
+    edit_projector_config(
+        tmp_path / "eval",
+        lambda config: setattr(config.embeddings[0].sprite, "image_path", "sprite.png"),
+    )
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-sprite"]
+    assert findings[0].detail == (
+        "sprite sprite.png of embedding/.ATTRIBUTES/VARIABLE_VALUE not found"
+    )
+    assert projector_lines(reports)[0].endswith("; sprite sprite.png missing")
+
+
 def test_tiny_regression_run_is_clean(tmp_path):
     config = regression_train.Config(
         num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2
@@ -192,6 +320,12 @@ def test_tiny_mnist_run_is_clean(tmp_path):
     assert any(line.startswith("histograms (8):") for line in train_lines)
     assert any(line.startswith("text (3): config, dataset") for line in train_lines)
     assert "profile: 1 session(s) in plugins/profile" in train_lines
+    eval_lines = next(report.lines for report in reports if report.name == "eval")
+    assert any(
+        line.startswith("projector embedding/.ATTRIBUTES/VARIABLE_VALUE: ")
+        and line.endswith("sprite projector/sprite.png (28x28 thumbnails)")
+        for line in eval_lines
+    ), eval_lines
     root_lines = next(report.lines for report in reports if report.name == ".")
     assert any(line.startswith("hparams (") for line in root_lines)
 
