@@ -23,6 +23,8 @@ METHODS = {
     "fit_spe32_jit",
     "fit_spe32_textbook_pipeline",
     "ceiling_one_batch",
+    "ceiling_fed",
+    "app_step_one_batch",
 }
 
 
@@ -49,6 +51,9 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| repo_loop |" in result.stdout and "vs fit, steps_per_execution=32" in result.stdout
     assert "ceiling: the bare step with no input pipeline runs at" in result.stdout
+    # What bounds repo_loop: its share of the ceiling, and the two factors that explain it.
+    assert "bounds: repo_loop reaches" in result.stdout
+    assert "(ceiling_fed) runs at" in result.stdout and "(app_step_one_batch) at" in result.stdout
     # One round measures no spread: the output says its noise floor is assumed, not measured.
     assert "noise floor: ±10% (assumed (1 round))" in result.stdout
     report = json.loads(output.read_text())
