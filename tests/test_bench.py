@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.app_cli import REPO_ROOT
 
@@ -23,6 +24,8 @@ METHODS = {
     "fit_spe32_jit",
     "fit_spe32_textbook_pipeline",
     "ceiling_one_batch",
+    "ceiling_fed",
+    "app_step_one_batch",
 }
 
 
@@ -49,6 +52,9 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| repo_loop |" in result.stdout and "vs fit, steps_per_execution=32" in result.stdout
     assert "ceiling: the bare step with no input pipeline runs at" in result.stdout
+    # What bounds repo_loop: its share of the ceiling, and the two factors that explain it.
+    assert "bounds: repo_loop reaches" in result.stdout
+    assert "(ceiling_fed) runs at" in result.stdout and "(app_step_one_batch) at" in result.stdout
     # One round measures no spread: the output says its noise floor is assumed, not measured.
     assert "noise floor: ±10% (assumed (1 round))" in result.stdout
     report = json.loads(output.read_text())
@@ -70,7 +76,59 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     end_to_end = report["end_to_end"]["regression_tape"]
     assert end_to_end["app_steps"] == 20 and end_to_end["fit_steps"] >= 20
     assert end_to_end["app_seconds"] > end_to_end["start_up_seconds"] > 0
-    assert end_to_end["loops_seconds"] > 0 and math.isfinite(end_to_end["app_speed_vs_fit"])
+    assert math.isfinite(end_to_end["app_speed_vs_fit"])
+    # Where the app's time goes, parsed from its `time:` line: every phase a default run meets.
+    phases = end_to_end["phase_seconds"]
+    assert {"setup", "first step", "loops", "evals", "checkpoints", "other"} <= set(phases)
+    assert phases["loops"] > 0 and end_to_end["run_seconds"] > 0
+    assert 0 < end_to_end["boundary_work_share"] < 1
+    assert end_to_end["eval_summaries_share_of_loops"] >= 0
+    assert "#### regression_tape: where the app's" in result.stdout
+    assert "| start-up (Python, TensorFlow's import, flags, model build) |" in result.stdout
+    assert "boundary work (evals + eval summaries + boundaries + checkpoints + close)" in (
+        result.stdout
+    )
+
+
+def test_the_time_line_parses_into_its_total_and_phases():
+    """The line common.phase_times prints above `final:`: phase names with spaces, a negative
+    `other`, the phases not met left out."""
+    from scripts import bench
+
+    stdout = (
+        "step 100 loss=0.5\n"
+        "time: 4.15 s = setup 0.89 + first step 0.38 + loops 1.60 + eval summaries 0.68 + "
+        "other -0.01\n"
+        "final: loss=0.5 steps=100\n"
+    )
+    total, phases = bench.time_line_values(stdout)
+    assert total == 4.15
+    assert phases == {
+        "setup": 0.89,
+        "first step": 0.38,
+        "loops": 1.60,
+        "eval summaries": 0.68,
+        "other": -0.01,
+    }
+
+
+def test_the_time_line_parser_reads_what_phase_times_prints():
+    from common import phase_times
+    from scripts import bench
+
+    times = phase_times.PhaseTimes()
+    for name in phase_times.PHASES:
+        times.add(name, 0.5)
+    total, phases = bench.time_line_values(times.line())
+    assert set(phases) == {*phase_times.PHASES, "other"} and total >= 0
+    assert all(phases[name] == 0.5 for name in phase_times.PHASES)
+
+
+def test_a_missing_time_line_is_an_error_not_a_silent_zero():
+    from scripts import bench
+
+    with pytest.raises(ValueError, match="no `time:"):
+        bench.time_line_values("final: loss=0.5\n")
 
 
 def test_the_vaes_fit_baseline_learns_with_its_kl_term_as_an_added_loss():
