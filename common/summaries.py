@@ -7,10 +7,9 @@ Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://..
 """
 
 import dataclasses
-import functools
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +20,7 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from common import errors, run_record, tracing
+from common import errors, run_record
 from common.errors import UserError
 
 
@@ -303,60 +302,26 @@ def trial_id(logdir: str) -> str:
 
 
 class ScalarWriter:
-    """Writes a run's scalars to one writer, each boundary's in one `tf.function` call.
+    """Writes a run's scalars to one writer, eagerly, at each loop boundary.
 
-    One eager `tf.summary.scalar` costs about 0.2 ms on a 2-core CPU, as much as a whole
-    `tf.function` call: five scalars in one call took 0.4 ms here, against 1 ms eagerly. The
-    function is this object's, made for its writer, and is traced once per set of scalar names (a
-    loop writes the same names at every boundary): create one per writer per run, e.g.
-    `write_train_scalars = ScalarWriter(writers.train)`, then at every boundary
+    Not in a `tf.function`: five scalars in one call take 0.5 ms on 2 CPU cores against 1 ms
+    eagerly, but the function costs about 60 ms to trace, once per run and writer, more than a
+    default run's 6 to 20 boundaries save (see common/metrics.py for the same trade). Usage, one
+    per writer per run: `write_train_scalars = ScalarWriter(writers.train)`, then at every boundary
     `write_train_scalars({"loss": 0.31, "learning_rate": 0.001}, step)`.
     """
 
     def __init__(self, writer: tf.summary.SummaryWriter) -> None:
-        """Builds the function; nothing is traced until the first call.
-
-        Args:
-            writer: where the scalars go.
-        """
+        """Args: writer: where the scalars go."""
         self.writer = writer
-        # per_run_function, not tf.function: TensorFlow would count every run's writer as
-        # retracing one function (see common/tracing.py).
-        self._write = tracing.per_run_function(functools.partial(_write_scalars_in_graph, writer))
 
     def __call__(self, scalars: dict[str, float], step: int) -> None:
         """Writes each `name: value` as a scalar at `step`."""
-        # Tensors, not Python numbers: a new number would be a new trace.
-        values = {name: tf.constant(value, tf.float32) for name, value in scalars.items()}
-        self._write(values, tf.constant(step, tf.int64))
-
-    @property
-    def tracing_count(self) -> int:
-        """How often this writer's `tf.function` was traced: once per set of names written."""
-        return self._write.experimental_get_tracing_count()
+        write_scalars(self.writer, scalars, step)
 
 
 def write_scalars(writer: tf.summary.SummaryWriter, scalars: dict[str, float], step: int) -> None:
-    """Writes each `name: value` as a scalar at `step`, in one TensorFlow call.
-
-    A shorthand for a `ScalarWriter` of `writer`, kept from the last few calls, so calls on one
-    writer reuse its traced function. A loop should hold its own `ScalarWriter` per writer.
-    """
-    _cached_scalar_writer(writer)(scalars, step)
-
-
-# The ScalarWriters of the latest few writers (a run writes to two); the writers stay alive while
-# cached, which bounds what the shorthand keeps to 8. (One module-level tf.function shared by all
-# writers was traced again for every run's writers, and set off TensorFlow's retracing warning
-# when one process trained several runs.)
-@functools.lru_cache(maxsize=8)
-def _cached_scalar_writer(writer: tf.summary.SummaryWriter) -> ScalarWriter:
-    return ScalarWriter(writer)
-
-
-def _write_scalars_in_graph(
-    writer: tf.summary.SummaryWriter, scalars: dict[str, tf.Tensor], step: tf.Tensor
-) -> None:
+    """Writes each `name: value` as a scalar at `step`."""
     with writer.as_default(step=step):
         for name, value in scalars.items():
             tf.summary.scalar(name, value)
@@ -474,19 +439,6 @@ def write_scalars_layout(writer: tf.summary.SummaryWriter, layout: layout_pb2.La
             tf.constant(layout.SerializeToString()),
             metadata=custom_scalar_metadata.create_summary_metadata(),
         )
-
-
-def predict_all(
-    predict: Callable[[tf.Tensor], tf.Tensor], batches: tf.data.Dataset
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(inputs, labels, predict(inputs))` over every `(inputs, labels)` batch, as NumPy arrays:
-    what an app's eval summaries (PR curves, images) are drawn from, off the replicas."""
-    inputs, labels, predictions = [], [], []
-    for batch_inputs, batch_labels in batches:
-        inputs.append(batch_inputs.numpy())
-        labels.append(batch_labels.numpy())
-        predictions.append(predict(batch_inputs).numpy())
-    return tuple(np.concatenate(arrays) for arrays in (inputs, labels, predictions))
 
 
 def write_pr_curve(

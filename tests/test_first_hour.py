@@ -143,7 +143,7 @@ def fresh_run(
     return {"loss": loss, "accuracy": accuracy}, tf.summary.create_file_writer(str(logdir))
 
 
-def test_per_run_reader_and_writer_are_traced_once_and_never_warn(tmp_path, tensorflow_warnings):
+def test_per_run_reader_and_writer_never_warn(tmp_path, tensorflow_warnings):
     for run in range(NUM_RUNS):
         run_metrics, writer = fresh_run(tmp_path / f"run_{run}")
         read_metrics = metrics.MetricReader(run_metrics)
@@ -153,8 +153,6 @@ def test_per_run_reader_and_writer_are_traced_once_and_never_warn(tmp_path, tens
             write_scalars({**values, "learning_rate": 0.001}, step)
         writer.close()
         assert values == {"loss": 0.0, "accuracy": 0.0}  # Reset after the first read.
-        assert read_metrics.tracing_count == 1
-        assert write_scalars.tracing_count == 1
     assert retracing_warnings(tensorflow_warnings) == []
     train = events.load_run(tmp_path / "run_0")
     assert events.scalars(train, "loss") == [(1, 2.0), (2, 0.0)]

@@ -145,13 +145,14 @@ def train_and_evaluate(
                 print(f"step {step}: dropout turned off", flush=True)
 
     eval_losses: list[float] = []
-    eval_batches = input_pipeline.eval_batches(datasets.eval, data.EVAL_BATCH_SIZE)
+    eval_features, eval_labels = input_pipeline.materialize(datasets.eval, "the eval set")
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
         eval_losses.append(results["loss"])
-        # Computed here, not in the eval step: the curve needs every example's probability.
-        _, labels, logits = summaries.predict_all(inference_step, eval_batches)
-        summaries.write_pr_curve(writers.eval, "pr_curve", labels, tf.sigmoid(logits), step)
+        # Computed here, not in the eval step: the curve needs every example's probability (one
+        # call on the whole eval set, held in memory).
+        probabilities = tf.sigmoid(inference_step(eval_features))
+        summaries.write_pr_curve(writers.eval, "pr_curve", eval_labels, probabilities, step)
 
     return training_loop.run(
         config,

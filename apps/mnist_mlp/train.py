@@ -99,17 +99,17 @@ def train_and_evaluate(
         lambda images: tf.nn.softmax(model(images, training=False)),
         input_signature=[tf.TensorSpec([None, 28 * 28], tf.float32)],
     )
-    eval_batches: list[tf.data.Dataset] = []  # Set once the data are loaded.
+    eval_set: list[tuple[tf.Tensor, tf.Tensor]] = []  # (images, labels), once the data load.
 
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
         loaded = datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
-        eval_batches.append(input_pipeline.eval_batches(loaded.eval, config.batch_size))
+        eval_set.append(input_pipeline.materialize(loaded.eval, "the eval set"))
         return loaded
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
         # The Projector's embeddings once, at the run's last eval: the trained hidden layer's.
         embed = model.get_layer("hidden") if step == config.num_steps else None
-        visuals.write_eval_summaries(classify, eval_batches[0], writers, step, embed)
+        visuals.write_eval_summaries(classify, eval_set[0], writers, step, embed)
 
     app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
     return training_loop.run(

@@ -26,15 +26,16 @@ NUM_EMBEDDED = 1000  # Clusters by class show at a few hundred points; the sprit
 
 def write_eval_summaries(
     classify: Callable[[tf.Tensor], tf.Tensor],
-    eval_batches: tf.data.Dataset,
+    eval_set: tuple[tf.Tensor, tf.Tensor],
     writers: summaries.SummaryWriters,
     step: int,
     embed: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> None:
-    """One pass over `eval_batches` (`classify(images) -> probabilities`), then the PR curves and
-    the two images at `step`; with `embed(images) -> hidden activations` (the last eval), the
-    Projector's embeddings in the eval run's directory too."""
-    images, labels, probabilities = summaries.predict_all(classify, eval_batches)
+    """`classify(images) -> probabilities` on the whole eval set, `(images, labels)` in memory, in
+    one call; then the PR curves and the two images at `step`; with `embed(images) -> hidden
+    activations` (the last eval), the Projector's embeddings in the eval run's directory too."""
+    probabilities = classify(eval_set[0]).numpy()
+    images, labels = (tensor.numpy() for tensor in eval_set)
     if embed:
         digits = images[:NUM_EMBEDDED]
         pixels = (digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)

@@ -39,38 +39,35 @@ def reconstruction_images(windows: np.ndarray, reconstructions: np.ndarray) -> n
 def write_latent_summaries(
     encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
     decoder: keras.Model,
-    eval_batches: tf.data.Dataset,
+    eval_windows: tf.Tensor,
     writers: summaries.SummaryWriters,
     step: int,
 ) -> None:
     """Histograms of the eval windows' latent code, and a few windows over reconstructions.
 
-    `encode(windows) -> (mean, log_variance)` is the encoder's deterministic part.
+    `encode(windows) -> (mean, log_variance)` is the encoder's deterministic part; `eval_windows`
+    the whole eval set, in memory: one call encodes it all.
     """
-    means, log_variances = [], []
-    for windows in eval_batches:  # One pass, off the replicas.
-        mean, log_variance = encode(windows)
-        means.append(mean)
-        log_variances.append(log_variance)
+    means, log_variances = encode(eval_windows)
     with writers.train.as_default(step=step):
-        tf.summary.histogram("latent/mean", tf.concat(means, axis=0))
-        tf.summary.histogram("latent/log_variance", tf.concat(log_variances, axis=0))
+        summaries.write_histogram("latent/mean", means)
+        summaries.write_histogram("latent/log_variance", log_variances)
     # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
-    windows = next(iter(eval_batches))[:NUM_IMAGES]
-    pictures = reconstruction_images(windows.numpy(), decoder(encode(windows)[0]).numpy())
+    windows = eval_windows[:NUM_IMAGES]
+    pictures = reconstruction_images(windows.numpy(), decoder(means[:NUM_IMAGES]).numpy())
     with writers.eval.as_default(step=step):
         tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
 
 
 def write_latent_embeddings(
     encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-    eval_batches: tf.data.Dataset,
+    eval_windows: tf.Tensor,
     run_directory: str,
 ) -> None:
     """The eval windows' latent means for the Projector, each with its index in the eval series
     (neighbours in time overlap, so a smooth code draws them as a path) and its RMS."""
-    windows = np.concatenate([batch.numpy() for batch in eval_batches])
-    means = np.concatenate([encode(batch)[0].numpy() for batch in eval_batches])
+    windows = eval_windows.numpy()
+    means = encode(eval_windows)[0].numpy()
     metadata = {
         "window": range(len(windows)),
         "rms": np.sqrt(np.mean(np.square(windows), axis=(1, 2))).round(3),

@@ -147,13 +147,13 @@ def train_and_evaluate(
         lambda windows: encoder(windows, training=False)[:2],
         input_signature=[tf.TensorSpec([None, config.window_length, datasets.num_channels])],
     )
-    eval_batches = input_pipeline.eval_batches(datasets.eval, config.batch_size)
+    eval_windows = input_pipeline.materialize(datasets.eval, "the eval set")  # In memory, once.
     first_elbo: list[float] = []
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        images.write_latent_summaries(encode, decoder, eval_batches, writers, step)
+        images.write_latent_summaries(encode, decoder, eval_windows, writers, step)
         if step == config.num_steps:  # The Projector's points once, from the trained encoder.
-            images.write_latent_embeddings(encode, eval_batches, f"{writers.logdir}/eval")
+            images.write_latent_embeddings(encode, eval_windows, f"{writers.logdir}/eval")
         first_elbo[:] = first_elbo or [results["elbo"]]
 
     return training_loop.run(
