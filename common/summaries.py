@@ -349,8 +349,10 @@ def histogram_buckets(values: np.ndarray, bucket_count: int = HISTOGRAM_BUCKETS)
     """The Histograms dashboard's tensor for `values` (any shape): `[bucket_count, 3]` float64
     rows of (left edge, right edge, count), equal-width buckets from the minimum to the maximum,
     as `tf.summary.histogram` makes them; one value repeated: every edge at it, all counted last;
-    no values: no buckets."""
+    no values: no buckets. NaN and infinite values are left out (tf.summary.histogram turns the
+    whole histogram into NaNs; a run stops on them anyway, at its next loss or weights check)."""
     values = np.asarray(values, np.float64).ravel()
+    values = values[np.isfinite(values)]
     if not values.size:
         return np.zeros([0, 3])
     low, high = values.min(), values.max()

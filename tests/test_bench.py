@@ -83,6 +83,10 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert phases["loops"] > 0 and end_to_end["run_seconds"] > 0
     assert 0 < end_to_end["boundary_work_share"] < 1
     assert end_to_end["eval_summaries_share_of_loops"] >= 0
+    # The bound: the app with only its start-up and loops can only be faster than it is.
+    assert end_to_end["best_case_speed_vs_fit"] > end_to_end["app_speed_vs_fit"]
+    assert 0 < end_to_end["fit_start_up_seconds"] < end_to_end["fit_seconds"]
+    assert "the bound on this ratio at this run length" in result.stdout
     assert "#### regression_tape: where the app's" in result.stdout
     assert "| start-up (Python, TensorFlow's import, flags, model build) |" in result.stdout
     assert "boundary work (evals + eval summaries + boundaries + checkpoints + close)" in (

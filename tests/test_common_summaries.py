@@ -145,3 +145,7 @@ def test_histogram_buckets_match_tensorboards_own():
         theirs = histogram_summary._buckets(tf.constant(values), bucket_count=30).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)
     assert summaries.histogram_buckets(np.zeros([0, 4])).shape == (0, 3)
+    # Weights gone to NaN or Inf (the step before the loop stops): the finite ones, no error.
+    buckets = summaries.histogram_buckets(np.array([np.nan, -np.inf, 1.0, 3.0]))
+    assert buckets[0, 0] == 1.0 and buckets[-1, 1] == 3.0 and buckets[:, 2].sum() == 2
+    assert summaries.histogram_buckets(np.array([np.nan, np.inf])).shape == (0, 3)

@@ -143,13 +143,14 @@ def make_synthetic(seed: int) -> Datasets:
     rng = np.random.default_rng(seed)
     num_examples = SYNTHETIC_TRAIN_EXAMPLES + SYNTHETIC_TEST_EXAMPLES
     images = rng.integers(0, 256, size=(num_examples, 28, 28), dtype=np.uint8)
-    teacher = rng.normal(size=(28 * 28, 10))
-    centered = images.reshape(num_examples, -1).astype(np.float32) / 255.0 - 0.5
-    labels = np.argmax(centered @ teacher, axis=1).astype(np.uint8)
+    teacher = rng.normal(size=(28 * 28, 10)).astype(np.float32)
+    pixels, _ = preprocess(images, np.zeros(num_examples))
+    # In TensorFlow, on the preprocessed pixels: NumPy's float64 version took 0.3 s of setup.
+    labels = tf.argmax(tf.matmul(pixels - 0.5, teacher), axis=1, output_type=tf.int32)
     split = SYNTHETIC_TRAIN_EXAMPLES
-    return preprocessed(
-        (images[:split], labels[:split]),
-        (images[split:], labels[split:]),
+    return Datasets(
+        tf.data.Dataset.from_tensor_slices((pixels[:split], labels[:split])),
+        tf.data.Dataset.from_tensor_slices((pixels[split:], labels[split:])),
         "synthetic",
         f"synthetic digits ({split} train, {num_examples - split} test)",
     )
