@@ -145,7 +145,9 @@ EvalStep = Callable[..., None]  # eval_step(state, *batch): updates state.eval_m
 
 def create_strategy(config: settings.TrainingSettings) -> tf.distribute.Strategy:
     """A run's first TensorFlow calls: the `tf.distribute` strategy, then every seed."""
-    # First: splitting the CPU into logical devices must precede every other TensorFlow call.
+    # First: the threads and the split of the CPU into logical devices must precede every other
+    # TensorFlow call.
+    distribution.set_compute_threads()
     strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
     keras.utils.set_random_seed(config.seed)
     return strategy

@@ -93,7 +93,15 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from apps.vae_timeseries import model as vae_model
 from apps.vae_timeseries import train as vae_train
-from common import graphs, input_pipeline, metrics, phase_times, training_loop, training_run
+from common import (
+    distribution,
+    graphs,
+    input_pipeline,
+    metrics,
+    phase_times,
+    training_loop,
+    training_run,
+)
 from common import summaries as summaries_lib
 from scripts import fit_baseline
 from scripts.measure_results import machine_name
@@ -747,7 +755,8 @@ def bounds_text(rates: dict[str, float], noise: float) -> str:
 
 
 def print_table(results: dict) -> None:
-    print(f"\nmachine: {results['machine']}; {results['date']}")
+    threads = results.get("compute_threads") or "TensorFlow's default"
+    print(f"\nmachine: {results['machine']}; {results['date']}; intra-op threads: {threads}")
     for name, workload in results["workloads"].items():
         noise = noise_floor(workload)
         print(f"\n### {name} (batch {workload['batch_size']})\n")
@@ -838,7 +847,7 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
     steps_flag = [f"--num_steps={num_steps}"] if num_steps else []
     results = {}
     for app in apps:
-        app_runs, fit_runs = [], []
+        app_runs, fit_runs, fit_threads_runs = [], [], []
         for pair in range(pairs):
             with tempfile.TemporaryDirectory() as temporary:
                 commands = {
@@ -857,11 +866,23 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
                         f"--logdir={temporary}/fit",
                         *steps_flag,
                     ],
+                    # fit with the threads the app sets itself (common.distribution.
+                    # set_compute_threads): the same machine settings, only the loops differ.
+                    "fit_app_threads": [
+                        sys.executable,
+                        "scripts/fit_baseline.py",
+                        f"--app={app}",
+                        f"--logdir={temporary}/fit_app_threads",
+                        "--app_threads",
+                        *steps_flag,
+                    ],
                 }
-                for name in ("app", "fit") if pair % 2 == 0 else ("fit", "app"):
+                order = ["app", "fit", "fit_app_threads"]
+                for name in order[pair % 3 :] + order[: pair % 3]:  # Each goes first in turn.
                     seconds, stdout = run_process(commands[name])
-                    if name == "fit":
-                        fit_runs.append({"seconds": seconds, **final_values(stdout, "fit:")})
+                    if name.startswith("fit"):
+                        runs = fit_runs if name == "fit" else fit_threads_runs
+                        runs.append({"seconds": seconds, **final_values(stdout, "fit:")})
                         continue
                     total, phases = time_line_values(stdout)
                     app_runs.append(
@@ -877,11 +898,13 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
                     )
             print(
                 f"  pair {pair + 1}/{pairs} {app}: app {app_runs[-1]['seconds']:.1f} s, "
-                f"fit {fit_runs[-1]['seconds']:.1f} s",
+                f"fit {fit_runs[-1]['seconds']:.1f} s, fit with the app's threads "
+                f"{fit_threads_runs[-1]['seconds']:.1f} s",
                 flush=True,
             )
         app_seconds = statistics.median(run["seconds"] for run in app_runs)
         fit_seconds = statistics.median(run["seconds"] for run in fit_runs)
+        fit_threads_seconds = statistics.median(run["seconds"] for run in fit_threads_runs)
         app_steps, fit_steps = app_runs[0]["steps"], fit_runs[0]["steps"]
         # Where the app's time goes, from its own `time:` line: medians over the pairs, of the
         # phases and of the shares (a median of shares, not a share of medians, which come from
@@ -899,6 +922,9 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
             "fit_steps": fit_steps,
             # Speed at equal work: fit's time per step over the app's.
             "app_speed_vs_fit": (fit_seconds / fit_steps) / (app_seconds / app_steps),
+            "fit_app_threads_seconds": fit_threads_seconds,
+            "app_speed_vs_fit_app_threads": (fit_threads_seconds / fit_steps)
+            / (app_seconds / app_steps),
             "start_up_seconds": statistics.median(run["start_up_seconds"] for run in app_runs),
             "run_seconds": statistics.median(run["run_seconds"] for run in app_runs),
             "phase_seconds": phases,
@@ -921,7 +947,7 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
                 (statistics.median(run["start_up_seconds"] for run in app_runs) + phases["loops"])
                 / app_steps
             ),
-            "all_pairs": {"app": app_runs, "fit": fit_runs},
+            "all_pairs": {"app": app_runs, "fit": fit_runs, "fit_app_threads": fit_threads_runs},
         }
     return results
 
@@ -934,15 +960,18 @@ def print_end_to_end(results: dict, pairs: int, num_steps: int | None = None) ->
         f"processes, alternated, median of {pairs} pair(s))\n"
     )
     print(
-        "| app | app (s) | fit (s) | steps app / fit | app speed vs fit, per step | start-up "
-        "| loops | rest of the run (setup, trace, evals, summaries, checkpoints) |"
+        "| app | app (s) | fit (s) | app speed vs fit, per step | fit, app's threads (s) | app "
+        "speed vs it | steps app / fit | start-up | loops | rest of the run (setup, trace, "
+        "evals, summaries, checkpoints) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for app, row in results.items():
         loops = row["phase_seconds"]["loops"]
         print(
             f"| {app} | {row['app_seconds']:.1f} | {row['fit_seconds']:.1f} | "
-            f"{row['app_steps']:.0f} / {row['fit_steps']:.0f} | {row['app_speed_vs_fit']:.2f}x | "
+            f"{row['app_speed_vs_fit']:.2f}x | {row['fit_app_threads_seconds']:.1f} | "
+            f"{row['app_speed_vs_fit_app_threads']:.2f}x | "
+            f"{row['app_steps']:.0f} / {row['fit_steps']:.0f} | "
             f"{row['start_up_seconds']:.1f} s | {loops:.1f} s | "
             f"{row['run_seconds'] - loops:.1f} s |"
         )
@@ -995,9 +1024,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.set_verbosity(logging.ERROR)  # Keras/TF retracing and deprecation chatter.
+    # Every method below runs on the threads the apps run on (fit's rows too): the table compares
+    # loops, not thread settings. The end-to-end section runs fit both ways.
+    compute_threads = distribution.set_compute_threads()
 
     results = {
         "machine": machine_name(),
+        "compute_threads": compute_threads,
         "date": datetime.date.today().isoformat(),
         "steps": args.steps,
         "repeats": args.repeats,

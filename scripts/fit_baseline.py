@@ -8,8 +8,10 @@ set and cadence (`eval_every_steps`: fit's epochs are that long, with `validatio
 checkpoint cadence (`BackupAndRestore(save_freq=checkpoint_every_steps)`) and TensorBoard logging
 (the TensorBoard callback, weight histograms at every eval, scalars every `steps_per_loop`
 batches), with `steps_per_execution=32`, as the app's own defaults set them (fit rounds each epoch
-up to a multiple of 32 steps: 512 for 500; compare time per step). Prints one line,
-`fit: steps=N wall_time_seconds=S`, the time inside this process from building the model on.
+up to a multiple of 32 steps: 512 for 500; compare time per step), on TensorFlow's default
+threads (`--app_threads`: those the apps set, see common.distribution.set_compute_threads).
+Prints one line, `fit: steps=N wall_time_seconds=S`, the time inside this process from building
+the model on.
 """
 
 import argparse
@@ -33,7 +35,7 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import model as regression_model
 from apps.vae_timeseries import config as vae_config
 from apps.vae_timeseries import data as vae_data
-from common import input_pipeline
+from common import distribution, input_pipeline
 
 APPS = ("mnist_mlp", "regression_tape", "vae_timeseries")
 # The app's command that this baseline matches (bench.py runs both).
@@ -75,7 +77,14 @@ def main() -> None:
     parser.add_argument("--app", choices=APPS, required=True)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--num_steps", type=int, default=None, help="default: the app's")
+    parser.add_argument(
+        "--app_threads",
+        action="store_true",
+        help="TensorFlow's threads as the apps set them (default: TensorFlow's, as fit users run)",
+    )
     args = parser.parse_args()
+    if args.app_threads:
+        distribution.set_compute_threads()  # Before any TensorFlow op, as the apps do.
     start = time.perf_counter()
     config, model, loss, metrics, train, held_out = build(args.app)
     keras.utils.set_random_seed(config.seed)

@@ -77,6 +77,10 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert end_to_end["app_steps"] == 20 and end_to_end["fit_steps"] >= 20
     assert end_to_end["app_seconds"] > end_to_end["start_up_seconds"] > 0
     assert math.isfinite(end_to_end["app_speed_vs_fit"])
+    # fit twice: on TensorFlow's threads, and on the threads the apps set.
+    assert end_to_end["fit_app_threads_seconds"] > 0
+    assert math.isfinite(end_to_end["app_speed_vs_fit_app_threads"])
+    assert len(end_to_end["all_pairs"]["fit_app_threads"]) == len(end_to_end["all_pairs"]["fit"])
     # Where the app's time goes, parsed from its `time:` line: every phase a default run meets.
     phases = end_to_end["phase_seconds"]
     assert {"setup", "first step", "loops", "evals", "checkpoints", "other"} <= set(phases)

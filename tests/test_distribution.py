@@ -9,9 +9,12 @@ import dataclasses
 import math
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 from apps.conditional_dropout import data as dropout_data
 from apps.conditional_dropout import train as dropout_train
@@ -259,3 +262,33 @@ def test_sigterm_to_one_worker_stops_both_at_one_checkpoint_and_both_resume(tmp_
         assert multi_worker.final_metrics(stdout)["steps"] == str(target)
     steps = [step for step, _ in events.scalars(events.load_run(logdir / "train"), "loss")]
     assert steps == sorted(set(steps)) and steps[-1] == target
+
+
+def test_compute_threads_leave_a_core_to_the_input_pipeline_and_yield_to_the_environment():
+    """Set before TensorFlow's runtime starts (a fresh process); the environment's count wins;
+    a runtime already running (this test session) keeps its threads, without an error."""
+    probe = (
+        "from common import distribution; import tensorflow as tf; "
+        "print(distribution.set_compute_threads(), "
+        "tf.config.threading.get_intra_op_parallelism_threads())"
+    )
+    environment = {
+        key: value for key, value in os.environ.items() if key != "TF_NUM_INTRAOP_THREADS"
+    }
+
+    def run(**extra: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env={**environment, **extra},
+            check=True,
+        )
+        return result.stdout.split()
+
+    cores = len(os.sched_getaffinity(0))
+    expected = str(cores - 1) if cores > 1 else "0"
+    assert run() == [expected, expected]
+    assert run(TF_NUM_INTRAOP_THREADS="3") == ["3", "0"]  # TensorFlow reads the variable itself.
+    tf.constant(1.0)  # This session's runtime runs already.
+    assert distribution.set_compute_threads() == 0
