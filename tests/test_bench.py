@@ -87,6 +87,7 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert phases["loops"] > 0 and end_to_end["run_seconds"] > 0
     assert 0 < end_to_end["boundary_work_share"] < 1
     assert end_to_end["eval_summaries_share_of_loops"] >= 0
+    assert end_to_end["eval_summaries_steady_share_of_loops"] >= 0
     # The bound: the app with only its start-up and loops can only be faster than it is.
     assert end_to_end["best_case_speed_vs_fit"] > end_to_end["app_speed_vs_fit"]
     assert 0 < end_to_end["fit_start_up_seconds"] < end_to_end["fit_seconds"]
@@ -105,12 +106,18 @@ def test_the_time_line_parses_into_its_total_and_phases():
 
     stdout = (
         "step 100 loss=0.5\n"
-        "time: 4.15 s = setup 0.89 + first step 0.38 + loops 1.60 + eval summaries 0.68 + "
-        "other -0.01\n"
+        "time: 4.15 s = setup 0.89 + first step 0.38 + loops 1.60 + eval summaries 0.68 (4x, "
+        "first 0.38) + other -0.01\n"
         "final: loss=0.5 steps=100\n"
     )
-    total, phases = bench.time_line_values(stdout)
+    total, phases, repeats = bench.time_line_values(stdout)
     assert total == 4.15
+    assert repeats == {"eval summaries": (4, 0.38)}
+    # Every eval at the later ones' cost: (0.68 - 0.38) / 3 each, four of them.
+    steady = bench.steady_seconds(
+        {"phase_seconds": phases, "phase_repeats": repeats}, "eval summaries"
+    )
+    assert steady == pytest.approx(0.40)
     assert phases == {
         "setup": 0.89,
         "first step": 0.38,
@@ -127,9 +134,11 @@ def test_the_time_line_parser_reads_what_phase_times_prints():
     times = phase_times.PhaseTimes()
     for name in phase_times.PHASES:
         times.add(name, 0.5)
-    total, phases = bench.time_line_values(times.line())
+    times.add("evals", 0.25)
+    total, phases, repeats = bench.time_line_values(times.line())
     assert set(phases) == {*phase_times.PHASES, "other"} and total >= 0
-    assert all(phases[name] == 0.5 for name in phase_times.PHASES)
+    assert all(phases[name] == 0.5 for name in phase_times.PHASES if name != "evals")
+    assert phases["evals"] == 0.75 and repeats == {"evals": (2, 0.5)}
 
 
 def test_a_missing_time_line_is_an_error_not_a_silent_zero():

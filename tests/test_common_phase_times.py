@@ -1,5 +1,6 @@
 """The run's time split: phases add up, unknown phases are refused, the line reads as promised."""
 
+import re
 import time
 
 import pytest
@@ -22,7 +23,7 @@ def test_phases_sum_what_ran_inside_them_and_the_line_adds_up():
     assert "evals" not in line  # Phases not met are left out.
     total, parts = line.removeprefix("time: ").split(" s = ")
     # `other` is the total minus the phases: here negative, as 0.5 s were added, not spent.
-    values = [float(part.rsplit(" ", 1)[1]) for part in parts.split(" + ")]
+    values = [float(re.match(r".+? (-?[\d.]+)", part).group(1)) for part in parts.split(" + ")]
     assert sum(values) == pytest.approx(float(total), abs=0.02)
 
 
@@ -32,3 +33,16 @@ def test_an_unknown_phase_is_refused():
         pass
     with pytest.raises(ValueError, match="unknown phase"):
         times.add("loop", 1.0)
+
+
+def test_repeated_phases_give_their_count_and_first_time():
+    """The first eval traces its functions: the line tells it apart from the later ones."""
+    times = phase_times.PhaseTimes()
+    for seconds in (0.3, 0.1, 0.1):
+        times.add("evals", seconds)
+    times.add("loops", 1.0)  # Entered once: no count.
+    times.add("checkpoints", 0.1)
+    times.add("checkpoints", 0.1)  # Not a phase whose first time traces: no count.
+    line = times.line()
+    assert "evals 0.50 (3x, first 0.30)" in line
+    assert "loops 1.00 +" in line and "checkpoints 0.20 +" in line
