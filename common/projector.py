@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
+from common import summaries
+
 SUBDIRECTORY = "projector"  # Beside the config: the plugin reads assets only below it.
 
 
@@ -57,7 +59,7 @@ def write_embeddings(
     if sprite is not None:
         height, width = sprite.shape[1:3]
         with tf.io.gfile.GFile(f"{directory}/sprite.png", "wb") as sprite_file:
-            sprite_file.write(tf.io.encode_png(sprite_grid(sprite)).numpy())
+            sprite_file.write(summaries.encode_png(sprite_grid(sprite)))
         embedding.sprite.image_path = f"{SUBDIRECTORY}/sprite.png"
         embedding.sprite.single_image_dim.extend([width, height])
     projector.visualize_embeddings(run_directory, config)

@@ -7,18 +7,21 @@ Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://..
 """
 
 import dataclasses
+import io
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hparams_api
-from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
 
 from common import errors, run_record
 from common.errors import UserError
@@ -340,6 +343,7 @@ def markdown_table(rows: dict[str, object]) -> str:
 
 
 HISTOGRAM_BUCKETS = 30  # TensorBoard's default.
+_IMAGE_METADATA = image_metadata.create_summary_metadata(display_name=None, description=None)
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
     display_name=None, description=None
 )
@@ -443,6 +447,35 @@ def write_scalars_layout(writer: tf.summary.SummaryWriter, layout: layout_pb2.La
         )
 
 
+PR_CURVE_THRESHOLDS = 201  # The PR Curves plugin's default.
+_MINIMUM_COUNT = 1e-7  # The plugin's: no division by zero where nothing is predicted true.
+
+
+def pr_curve_data(
+    labels: np.ndarray, probabilities: np.ndarray, num_thresholds: int = PR_CURVE_THRESHOLDS
+) -> np.ndarray:
+    """The PR Curves dashboard's tensor: `[6, num_thresholds]` float32 rows of true positives,
+    false positives, true negatives, false negatives, precision and recall at evenly spaced
+    thresholds on the probability, computed as the plugin's own `pr_curve.summary.pb` does."""
+    labels = np.asarray(labels, np.float64).ravel()
+    bucket_indices = np.int32(np.floor(np.asarray(probabilities).ravel() * (num_thresholds - 1)))
+    histogram_range = (0, num_thresholds - 1)
+    true_buckets, _ = np.histogram(
+        bucket_indices, bins=num_thresholds, range=histogram_range, weights=labels
+    )
+    false_buckets, _ = np.histogram(
+        bucket_indices, bins=num_thresholds, range=histogram_range, weights=1.0 - labels
+    )
+    true_positives = np.cumsum(true_buckets[::-1])[::-1]  # Predicted true at each threshold.
+    false_positives = np.cumsum(false_buckets[::-1])[::-1]
+    true_negatives = false_positives[0] - false_positives
+    false_negatives = true_positives[0] - true_positives
+    precision = true_positives / np.maximum(_MINIMUM_COUNT, true_positives + false_positives)
+    recall = true_positives / np.maximum(_MINIMUM_COUNT, true_positives + false_negatives)
+    rows = (true_positives, false_positives, true_negatives, false_negatives, precision, recall)
+    return np.stack(rows).astype(np.float32)
+
+
 def write_pr_curve(
     writer: tf.summary.SummaryWriter,
     tag: str,
@@ -452,9 +485,10 @@ def write_pr_curve(
 ) -> None:
     """Writes a precision-recall curve for TensorBoard's PR Curves dashboard.
 
-    TensorFlow 2 has no PR-curve summary op: the plugin's own `pb` computes the counts,
-    precision and recall at its 201 thresholds, and that tensor is written as a TF2 summary with
-    the plugin's metadata.
+    TensorFlow 2 has no PR-curve summary op: `pr_curve_data` computes what the plugin's `pb`
+    would (its counts, precision and recall at 201 thresholds), written as a TF2 summary with the
+    plugin's metadata. (The plugin's `pb` itself builds TF1 protos first: 0.65 ms a curve here,
+    against 0.2 ms.)
 
     Args:
         writer: where the curve goes (an app's eval writer).
@@ -463,8 +497,34 @@ def write_pr_curve(
         probabilities: the predicted probability of true, in [0, 1], per example.
         step: the step the curve is stamped with.
     """
-    value = pr_curve_summary.pb(
-        tag, np.asarray(labels, bool).ravel(), np.asarray(probabilities, np.float32).ravel()
-    ).value[0]
+    metadata = pr_curve_metadata.create_summary_metadata(
+        display_name=tag, description="", num_thresholds=PR_CURVE_THRESHOLDS
+    )
     with writer.as_default(step=step):
-        tf.summary.write(tag, tf.make_ndarray(value.tensor), metadata=value.metadata)
+        tf.summary.write(tag, pr_curve_data(labels, probabilities), metadata=metadata)
+
+
+def write_image(tag: str, images: np.ndarray, step: int | None = None) -> None:
+    """`tf.summary.image(tag, images, step, max_outputs=len(images))` for one [height, width,
+    channels] uint8 image or several [k, height, width, channels] (1 channel: grey, 3: RGB), to
+    the default writer, PNG-encoded by Pillow at its fastest compression: about a third of
+    `tf.image.encode_png`'s time (2 ms, not 7, for a 272x448 grid here), for files a few percent
+    larger."""
+    images = np.asarray(images, np.uint8)
+    images = images[None] if images.ndim == 3 else images
+    height, width = images.shape[1:3]
+    # The Images plugin's tensor: width, height, then the encoded images, as strings.
+    pngs = [encode_png(image) for image in images]
+    tensor = tf.constant([str(width).encode(), str(height).encode(), *pngs])
+    tf.summary.write(tag, tensor, step=step, metadata=_IMAGE_METADATA)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A [height, width, 1 or 3] uint8 image as PNG bytes, at Pillow's fastest compression
+    (about three times faster than `tf.io.encode_png`'s default, for a few percent more bytes)."""
+    image = np.asarray(image, np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+        png, format="PNG", compress_level=1
+    )
+    return png.getvalue()

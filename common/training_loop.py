@@ -328,6 +328,11 @@ def make_gradient_probe(
     iterator's next batch, one per trainable variable, nothing applied.
 
     Run at eval time only, so the train step stays as it is: its gradients never leave the graph.
+    Eagerly: as a `tf.function` it costs 1 to 5 ms a call here but 0.2 to 0.55 s to trace, once
+    per run; eagerly 4 ms (mnist_mlp), 9 ms (regression_tape), 27 ms (the VAE) a call, which a
+    default run's 4 to 20 evals never add up to (a run of hundreds of evals lasts long enough that
+    either is under 1% of it).
+
     The probe leaves the run as it found it: `batch_loss` runs the model in training mode, which
     draws from the dropout and sampling layers' random generators (and would update a batch
     norm's statistics); every model's non-trainable variables are put back afterwards, so writing
@@ -346,15 +351,13 @@ def make_gradient_probe(
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
 
     def probe(iterator: Any) -> list[tf.Tensor]:
-        # Read before the step, written back after it: in a tf.function, the ops on one variable
-        # run in program order.
         saved = [tf.identity(variable) for variable in kept_as_they_are]
         per_replica = state.strategy.run(replica_gradients, args=as_tuple(next(iterator)))
         for variable, value in zip(kept_as_they_are, saved, strict=True):
             variable.assign(value)
         return [state.strategy.experimental_local_results(value)[0] for value in per_replica]
 
-    return tracing.per_run_function(probe)
+    return probe
 
 
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:

@@ -149,3 +149,31 @@ def test_histogram_buckets_match_tensorboards_own():
     buckets = summaries.histogram_buckets(np.array([np.nan, -np.inf, 1.0, 3.0]))
     assert buckets[0, 0] == 1.0 and buckets[-1, 1] == 3.0 and buckets[:, 2].sum() == 2
     assert summaries.histogram_buckets(np.array([np.nan, np.inf])).shape == (0, 3)
+
+
+def test_pr_curve_data_is_what_the_plugins_own_pb_computes():
+    from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+
+    rng = np.random.default_rng(1)
+    labels, probabilities = rng.random(300) > 0.6, rng.random(300).astype(np.float32)
+    theirs = pr_curve_summary.pb("curve", labels, probabilities).value[0].tensor
+    np.testing.assert_array_equal(
+        summaries.pr_curve_data(labels, probabilities), tf.make_ndarray(theirs)
+    )
+
+
+def test_images_read_back_as_the_images_plugin_expects(tmp_path):
+    grey = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4, 1)
+    colour = np.stack([grey[..., 0], grey[..., 0] // 2, grey[..., 0] // 3], axis=-1)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default(step=3):
+        summaries.write_image("grey", grey)
+        summaries.write_image("colour", colour)
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert sorted(events.tags_by_plugin(run)["images"]) == ["colour", "grey"]
+    for tag, image in (("grey", grey), ("colour", colour)):
+        (event,) = run.Tensors(tag)
+        width, height, png = tensor_util.make_ndarray(event.tensor_proto)
+        assert (event.step, int(width), int(height)) == (3, 4, 6)
+        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)

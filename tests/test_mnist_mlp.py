@@ -233,7 +233,7 @@ def test_misclassified_grid_captions_only_the_wrong_digits():
     labels, predicted = np.array([0, 1, 2, 3, 4]), np.array([0, 7, 2, 8, 9])
     grid = visuals.misclassified_grid(images, labels, predicted)
     side = visuals.DIGIT_SIDE * visuals.DIGIT_SCALE
-    assert grid.shape == (visuals.CAPTION_HEIGHT + side, visuals.GRID_COLUMNS * side, 3)
+    assert grid.shape == (visuals.CAPTION_HEIGHT + side, visuals.GRID_COLUMNS * side, 1)
     captions = grid[: visuals.CAPTION_HEIGHT].max(axis=(0, 2)).reshape(-1, side).max(axis=1)
     assert (captions > 0).tolist() == [True] * 3 + [False] * 5  # Three: 1>7, 3>8, 4>9.
 

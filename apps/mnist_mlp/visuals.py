@@ -49,12 +49,12 @@ def write_eval_summaries(
         )
     predicted = probabilities.argmax(axis=1)
     with writer.as_default(step=step):
-        tf.summary.image("misclassified", misclassified_grid(images, labels, predicted)[None])
-        tf.summary.image("confusion_matrix", confusion_matrix_image(labels, predicted)[None])
+        summaries.write_image("misclassified", misclassified_grid(images, labels, predicted))
+        summaries.write_image("confusion_matrix", confusion_matrix_image(labels, predicted))
 
 
 def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """The first `MAX_MISCLASSIFIED` wrong digits as one [height, width, 3] uint8 image: each
+    """The first `MAX_MISCLASSIFIED` wrong digits as one [height, width, 1] uint8 image: each
     digit under its caption `true>predicted` (e.g. `7>1`), white on black as MNIST draws them."""
     wrong = np.flatnonzero(labels != predicted)[:MAX_MISCLASSIFIED]
     side = DIGIT_SIDE * DIGIT_SCALE
@@ -71,7 +71,7 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
         digit = Image.fromarray(pixels.astype(np.uint8)).resize((side, side), Image.NEAREST)
         grid.paste(digit, (left, top + CAPTION_HEIGHT))
         draw.text((left + 2, top), f"{labels[index]}>{predicted[index]}", fill=255)
-    return np.asarray(grid.convert("RGB"))
+    return np.asarray(grid)[..., None]  # White on black: one grey channel.
 
 
 def confusion_matrix_image(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:

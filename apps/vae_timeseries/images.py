@@ -56,7 +56,7 @@ def write_latent_summaries(
     windows = eval_windows[:NUM_IMAGES]
     pictures = reconstruction_images(windows.numpy(), decoder(means[:NUM_IMAGES]).numpy())
     with writers.eval.as_default(step=step):
-        tf.summary.image("reconstructions", pictures, max_outputs=NUM_IMAGES)
+        summaries.write_image("reconstructions", pictures)
 
 
 def write_latent_embeddings(
