@@ -1,12 +1,14 @@
 """Command-line plumbing shared by every app's `main.py`: one-line errors, no tracebacks."""
 
+import atexit
 import contextlib
 import dataclasses
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from absl import app, flags, logging
 
@@ -214,5 +216,23 @@ def run_app(config_class: type, train_module: str) -> None:
             startup.import_tensorflow(show_startup_logs=startup_logs_requested())
             train = importlib.import_module(train_module)
             train.train_and_evaluate(config_from_flags(config_class), flags.FLAGS.logdir)
+        exit_now()
 
     app.run(main, flags_parser=parse_flags)
+
+
+def exit_now(code: int = 0) -> NoReturn:
+    """Ends a finished run's process at once: output flushed, `atexit` handlers run (logging's
+    flush among them), then `os._exit`, without the interpreter's teardown.
+
+    With TensorFlow loaded, that teardown (freeing every module and object, stopping its thread
+    pools) takes 0.5 to 0.7 s on 2 CPU cores after every run, a tenth of a default mnist_mlp run,
+    and writes nothing: the run has closed its writers, saved its checkpoint and released its
+    lock before this is called.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()  # What a normal exit runs first (CPython's own).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

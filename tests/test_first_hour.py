@@ -268,3 +268,23 @@ def test_view_command_never_hands_make_a_path_it_would_split(monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setattr(sys, "prefix", str(REPO_ROOT / ".venv"))
     assert not progress.view_command("logs/my run").startswith("make ")
+
+
+def test_a_finished_run_exits_at_once_with_its_output_and_exit_handlers(tmp_path):
+    """`cli.exit_now` skips the interpreter's teardown (0.5 s after every run, with TensorFlow
+    loaded), not what a normal exit does first: buffered output and `atexit` handlers."""
+    marker = tmp_path / "atexit_ran"
+    script = (
+        "import atexit, pathlib, sys\n"
+        "from common import cli\n"
+        f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('ran'))\n"
+        "print('final: steps=1', end='')\n"  # Buffered: no newline, no flush.
+        "sys.stderr.write('last words')\n"
+        "cli.exit_now(0)\n"
+        "print('never')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "final: steps=1", "last words")
+    assert marker.read_text() == "ran"
