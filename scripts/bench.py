@@ -1060,7 +1060,7 @@ def main() -> None:
         "repeats": args.repeats,
         "workloads": {},
     }
-    for name in args.workloads.split(","):
+    for name in filter(None, args.workloads.split(",")):  # --workloads= : end to end only.
         print(f"{name}:", flush=True)
         workload = WORKLOADS[name](args.examples)
         results["workloads"][name] = bench_workload(workload, args.steps, args.repeats)
