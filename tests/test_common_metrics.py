@@ -39,3 +39,14 @@ def test_read_and_reset_sums_the_replicas_under_a_mirrored_strategy():
         update(batch)
     assert metrics.read_and_reset({"loss": loss}) == {"loss": 3.0}
     assert float(loss.result()) == 0.0
+
+
+def test_a_reader_runs_eagerly_then_traces_once_and_reads_the_same_all_along():
+    """Its first 20 reads are eager, the rest one tf.function call each, traced once: the
+    values are the same either way."""
+    loss = keras.metrics.Mean(name="loss")
+    read = metrics.MetricReader({"loss": loss})
+    for boundary in range(25):
+        loss.update_state([float(boundary), float(boundary) + 2.0])
+        assert read() == {"loss": boundary + 1.0}
+        assert read.tracing_count == (0 if boundary < 20 else 1)

@@ -177,3 +177,15 @@ def test_images_read_back_as_the_images_plugin_expects(tmp_path):
         width, height, png = tensor_util.make_ndarray(event.tensor_proto)
         assert (event.step, int(width), int(height)) == (3, 4, 6)
         np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+
+
+def test_a_scalar_writer_runs_eagerly_then_traces_once_and_writes_every_point(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    write = summaries.ScalarWriter(writer)
+    for step in range(1, 26):
+        write({"loss": 1.0 / step}, step)
+    writer.close()
+    assert write.tracing_count == 1  # Traced at the 21st write, reused after.
+    points = events.scalars(events.load_run(tmp_path), "loss")
+    assert [step for step, _ in points] == list(range(1, 26))
+    assert points[-1][1] == pytest.approx(1 / 25)

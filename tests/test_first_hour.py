@@ -153,6 +153,9 @@ def test_per_run_reader_and_writer_never_warn(tmp_path, tensorflow_warnings):
             write_scalars({**values, "learning_rate": 0.001}, step)
         writer.close()
         assert values == {"loss": 0.0, "accuracy": 0.0}  # Reset after the first read.
+        # Two boundaries: eager still (tracing.EagerThenTraced), so no trace, and no warning.
+        assert read_metrics.tracing_count == 0
+        assert write_scalars.tracing_count == 0
     assert retracing_warnings(tensorflow_warnings) == []
     train = events.load_run(tmp_path / "run_0")
     assert events.scalars(train, "loss") == [(1, 2.0), (2, 0.0)]
