@@ -272,7 +272,7 @@ def make_evaluate(
                 batch = slice_examples(tensors, start, batch_size)
                 state.strategy.run(replica_step, args=as_tuple(batch))
 
-        run_eval_loop = tracing.per_run_function(eval_loop)
+        run_eval_loop = eval_function = tracing.per_run_function(eval_loop)
     else:
         batches = input_pipeline.eval_batches(examples, batch_size)
         distributed_batches = state.strategy.experimental_distribute_dataset(batches)
@@ -281,7 +281,7 @@ def make_evaluate(
             for batch in batches:
                 state.strategy.run(replica_step, args=as_tuple(batch))
 
-        distributed_loop = tracing.per_run_function(distributed_eval_loop)
+        distributed_loop = eval_function = tracing.per_run_function(distributed_eval_loop)
 
         def run_eval_loop() -> None:
             distributed_loop(distributed_batches)
@@ -292,6 +292,7 @@ def make_evaluate(
         run_eval_loop()
         return read_eval_metrics()
 
+    evaluate.tracing_count = eval_function.experimental_get_tracing_count  # 1: never retraced.
     return evaluate
 
 
@@ -328,10 +329,9 @@ def make_gradient_probe(
     iterator's next batch, one per trainable variable, nothing applied.
 
     Run at eval time only, so the train step stays as it is: its gradients never leave the graph.
-    Eagerly: as a `tf.function` it costs 1 to 5 ms a call here but 0.2 to 0.55 s to trace, once
-    per run; eagerly 4 ms (mnist_mlp), 9 ms (regression_tape), 27 ms (the VAE) a call, which a
-    default run's 4 to 20 evals never add up to (a run of hundreds of evals lasts long enough that
-    either is under 1% of it).
+    Eagerly at a run's first 20 evals, then as a `tf.function` (`tracing.EagerThenTraced`): traced,
+    a call costs 1 to 5 ms here but the trace 0.2 to 0.55 s; eagerly 4 ms (mnist_mlp), 9 ms
+    (regression_tape), 27 ms (the VAE), which a default run's 4 to 20 evals never add up to.
 
     The probe leaves the run as it found it: `batch_loss` runs the model in training mode, which
     draws from the dropout and sampling layers' random generators (and would update a batch
@@ -357,7 +357,8 @@ def make_gradient_probe(
             variable.assign(value)
         return [state.strategy.experimental_local_results(value)[0] for value in per_replica]
 
-    return probe
+    # With AutoGraph: `batch_loss` is the app's code, which may branch on tensors.
+    return tracing.EagerThenTraced(probe, autograph=True)
 
 
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:
@@ -471,7 +472,8 @@ def run(
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
         `steps`, `resumed_from_step`, `examples_per_second` (inside the loops only),
-        `wall_time_seconds` (all of this call), and `train_step_traces` (1: never retraced).
+        `wall_time_seconds` (all of this call), `train_step_traces` and `eval_step_traces` (1:
+        never retraced), and `time/<phase>` (see common.phase_times).
 
     Raises:
         common.errors.UserError: for an unusable logdir, unavailable data, a checkpoint of
@@ -613,6 +615,7 @@ def run(
     times.add("close", time.perf_counter() - close_start)  # The writers, the record, the lock.
 
     extra = final_metrics() if final_metrics else {}
+    extra["eval_step_traces"] = evaluate.tracing_count()
     return _finish(loop, start_step, times, state, train_function, console_names, extra)
 
 

@@ -169,12 +169,16 @@ def test_dropout_makes_the_overfitting_smaller(tmp_path):
 def test_the_gradient_summaries_do_not_change_the_training(tmp_path):
     """The eval-time gradient probe runs the model in training mode, drawing from the dropout
     layers' random generators: it must put them back, or the summaries alone would change the
-    run. Evals at every loop or only at the end: the same training, to the last bit."""
-    every_loop = dataclasses.replace(TINY, eval_every_steps=2, dropout_off_at_step=100)
-    at_the_end = dataclasses.replace(TINY, eval_every_steps=100, dropout_off_at_step=100)
+    run. Evals at every loop or only at the end: the same training, to the last bit. 22 evals:
+    the probe runs eagerly at the first 20, traced after (tracing.EagerThenTraced), both checked."""
+    every_loop = dataclasses.replace(
+        TINY, num_steps=44, eval_every_steps=2, checkpoint_every_steps=100, dropout_off_at_step=100
+    )
+    at_the_end = dataclasses.replace(every_loop, eval_every_steps=100)
     often = train.train_and_evaluate(every_loop, str(tmp_path / "often"))
     once = train.train_and_evaluate(at_the_end, str(tmp_path / "once"))
     assert often["train/loss"] == once["train/loss"]
     assert often["eval/loss"] == once["eval/loss"]
     often_run = events.load_run(tmp_path / "often" / "train")
-    assert [step for step, _ in events.scalars(often_run, "gradients/global_norm")] == [2, 4, 6, 8]
+    norms = events.scalars(often_run, "gradients/global_norm")
+    assert [step for step, _ in norms] == list(range(2, 45, 2))

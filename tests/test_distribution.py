@@ -90,7 +90,8 @@ def test_two_mirrored_replicas_match_one_device(app, tmp_path):
     )
 
     assert mirrored["steps"] == single["steps"] == config.num_steps
-    assert mirrored["train_step_traces"] == 1
+    assert mirrored["train_step_traces"] == mirrored["eval_step_traces"] == 1
+    assert single["eval_step_traces"] == 1  # In-memory slices; the mirrored one, a dataset.
     expected = compared_metrics(single)
     assert expected and compared_metrics(mirrored).keys() == expected.keys()
     for name, value in expected.items():

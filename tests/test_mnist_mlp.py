@@ -86,6 +86,7 @@ def test_histograms_and_returned_metrics(tiny_run):
     assert metrics["train/loss"] == pytest.approx(events.scalars(train_run, "loss")[-1][1])
     assert metrics["examples_per_second"] > 0
     assert metrics["train_step_traces"] == 1  # Traced once, by the graph trace; never retraced.
+    assert metrics["eval_step_traces"] == 1  # Every eval, the smaller last batch too.
 
 
 def test_loops_end_on_multiples_of_steps_per_loop(tmp_path):
