@@ -621,6 +621,22 @@ def _asset_path(directory: str, path: str) -> str | None:
     return candidate if os.path.commonpath([folder, candidate]) == folder else None
 
 
+def _existing_asset(
+    report: RunReport, kind: str, directory: str, relative: str, name: str
+) -> str | None:
+    """The path of a Projector asset (`kind`: metadata or sprite) named in the config, or None
+    after flagging `projector-missing-<kind>` when it is not there or resolves outside."""
+    path = _asset_path(directory, relative)
+    if path is None or not os.path.isfile(path):
+        report.flag(
+            f"projector-missing-{kind}",
+            f"{kind} {relative} of {name} "
+            + ("not found" if path else "resolves outside the run's folder"),
+        )
+        return None
+    return path
+
+
 def _tensor_file_shape(
     directory: str, embedding: projector_config_pb2.EmbeddingInfo, report: RunReport
 ) -> list[int] | None:
@@ -656,13 +672,8 @@ def _metadata_part(
     """
     if embedding is None or not embedding.metadata_path:
         return "no metadata"
-    path = _asset_path(directory, embedding.metadata_path)
-    if path is None or not os.path.isfile(path):
-        report.flag(
-            "projector-missing-metadata",
-            f"metadata {embedding.metadata_path} of {name} "
-            + ("not found" if path else "resolves outside the run's folder"),
-        )
+    path = _existing_asset(report, "metadata", directory, embedding.metadata_path, name)
+    if path is None:
         return f"metadata {embedding.metadata_path} missing"
     with open(path, encoding="utf-8", errors="replace") as metadata_file:
         lines = [line.rstrip("\r\n") for line in metadata_file if line.strip()]
@@ -695,13 +706,8 @@ def _sprite_part(
     if embedding is None or not embedding.sprite.image_path:
         return "no sprite"
     image_path = embedding.sprite.image_path
-    path = _asset_path(directory, image_path)
-    if path is None or not os.path.isfile(path):
-        report.flag(
-            "projector-missing-sprite",
-            f"sprite {image_path} of {name} "
-            + ("not found" if path else "resolves outside the run's folder"),
-        )
+    path = _existing_asset(report, "sprite", directory, image_path, name)
+    if path is None:
         return f"sprite {image_path} missing"
     width, height = [*embedding.sprite.single_image_dim, 0, 0][:2]
     return f"sprite {image_path} ({width}x{height} thumbnails)"

@@ -487,6 +487,20 @@ def bench_fit(
     return timed(run, steps_per_execution * 4, steps), steps
 
 
+def in_loops(loop: Callable[[tf.Tensor], tf.Tensor], steps_per_loop: int) -> Callable[[int], None]:
+    """`run(count)`: `count` steps as calls of `loop(num_steps)`, at most `steps_per_loop` steps
+    each, every call waited for (its loss read)."""
+
+    def run(count):
+        done = 0
+        while done < count:
+            loop_steps = min(steps_per_loop, count - done)
+            float(loop(tf.constant(loop_steps)))
+            done += loop_steps
+
+    return run
+
+
 def bench_ceiling(workload: Workload, steps: int, steps_per_loop: int = 1000):
     """The bare step on one batch held in memory: no pipeline, metrics, step counter or checks."""
     model, optimizer = fresh_state(workload)
@@ -500,14 +514,7 @@ def bench_ceiling(workload: Workload, steps: int, steps_per_loop: int = 1000):
             loss = step(features, labels)
         return loss
 
-    def run(count):
-        done = 0
-        while done < count:
-            loop_steps = min(steps_per_loop, count - done)
-            float(loop(tf.constant(loop_steps)))
-            done += loop_steps
-
-    return timed(run, min(steps, steps_per_loop), steps), steps
+    return timed(in_loops(loop, steps_per_loop), min(steps, steps_per_loop), steps), steps
 
 
 def bench_ceiling_fed(workload: Workload, steps: int, steps_per_loop: int = 1000):
@@ -557,14 +564,7 @@ def bench_app_step_one_batch(workload: Workload, steps: int, steps_per_loop: int
                 break
         return loss
 
-    def run(count):
-        done = 0
-        while done < count:
-            loop_steps = min(steps_per_loop, count - done)
-            float(loop(tf.constant(loop_steps)))
-            done += loop_steps
-
-    return timed(run, min(steps, steps_per_loop), steps), steps
+    return timed(in_loops(loop, steps_per_loop), min(steps, steps_per_loop), steps), steps
 
 
 def bench_trace_cost(workload: Workload) -> dict[str, float]:
