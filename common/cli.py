@@ -7,7 +7,7 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from absl import app, flags, logging
@@ -196,7 +196,11 @@ def config_from_flags(config_class: type) -> Any:
     )
 
 
-def run_app(config_class: type, train_module: str) -> None:
+def run_app(
+    config_class: type,
+    train_module: str,
+    before_tensorflow: Callable[[Any], None] | None = None,
+) -> None:
     """An app's `main`: parses its flags, then trains with them, every error in one line.
 
     A bad flag fails in `parse_flags` (exit 2) before TensorFlow is imported. Then TensorFlow is
@@ -208,14 +212,20 @@ def run_app(config_class: type, train_module: str) -> None:
     Args:
         config_class: the app's settings dataclass, whose flags `define_flags` defined.
         train_module: the app's `train` module, by name (imported only after the flags parse).
+        before_tensorflow: `before_tensorflow(config)`, called once the flags parse and before
+            TensorFlow's import (2 s): to start slow I/O that would otherwise wait for it, such as
+            mnist_mlp's probe of its download host. It must not import TensorFlow.
     """
 
     def main(argv: list[str]) -> None:
         del argv  # parse_flags has rejected stray arguments.
         with exit_on_user_error():
+            config = config_from_flags(config_class)
+            if before_tensorflow:
+                before_tensorflow(config)
             startup.import_tensorflow(show_startup_logs=startup_logs_requested())
             train = importlib.import_module(train_module)
-            train.train_and_evaluate(config_from_flags(config_class), flags.FLAGS.logdir)
+            train.train_and_evaluate(config, flags.FLAGS.logdir)
         exit_now()
 
     app.run(main, flags_parser=parse_flags)

@@ -261,3 +261,32 @@ def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(t
     )
     assert list(embedding.sprite.single_image_dim) == [28, 28]
     assert sprite.shape[0] == sprite.shape[1] >= 28 * math.isqrt(visuals.NUM_EMBEDDED)
+
+
+def test_a_probe_started_before_tensorflow_is_the_one_the_data_loader_waits_for():
+    """main.py starts the probe as the flags parse; `auto` then takes its answer, once."""
+    import socket
+
+    from apps.mnist_mlp import host_probe
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert host_probe.start("127.0.0.1", port, seconds=2).wait(2)  # Answered, early.
+    # The host is gone now, but the early probe's answer is the one taken...
+    assert data.download_host_answers("127.0.0.1", port=port, seconds=2)
+    # ...once: the next call probes afresh, and is refused.
+    assert not data.download_host_answers("127.0.0.1", port=port, seconds=2)
+
+
+@pytest.mark.parametrize(("dataset", "probed"), [("auto", True), ("mnist_sample", False)])
+def test_main_probes_the_download_host_before_tensorflow_only_for_auto(
+    dataset, probed, monkeypatch
+):
+    from apps.mnist_mlp import host_probe, main
+
+    started = []
+    monkeypatch.setattr(host_probe, "start", lambda *args: started.append(args))
+    main.probe_download_host(train.Config(dataset=dataset))
+    assert started == ([("storage.googleapis.com", 443, 3.0)] if probed else [])

@@ -5,6 +5,10 @@ import dataclasses
 from common import settings
 
 DATASET_NAMES = ("auto", "mnist", "mnist_sample", "synthetic")
+# Where tensorflow-datasets downloads MNIST from (see tensorflow_datasets' mnist.py), and how long
+# `--dataset=auto` gives it to answer.
+MNIST_DOWNLOAD_HOST = "storage.googleapis.com"
+HOST_PROBE_SECONDS = 3.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,6 @@ host answers within seconds, and otherwise the bundled 5,000-digit sample: it ne
 
 import dataclasses
 import pathlib
-import socket
-import threading
 
 import numpy as np
 import tensorflow as tf
@@ -17,12 +15,10 @@ from absl import logging
 from common import input_pipeline
 from common.errors import UserError
 
-from .config import DATASET_NAMES
+from . import host_probe
+from .config import DATASET_NAMES, HOST_PROBE_SECONDS, MNIST_DOWNLOAD_HOST
 
 SAMPLE_PATH = pathlib.Path(__file__).resolve().parent / "assets" / "mnist_sample.npz"
-# Where tensorflow-datasets downloads MNIST from (see tensorflow_datasets' mnist.py).
-MNIST_DOWNLOAD_HOST = "storage.googleapis.com"
-HOST_PROBE_SECONDS = 3.0
 SYNTHETIC_TRAIN_EXAMPLES = 8192
 SYNTHETIC_TEST_EXAMPLES = 1024
 
@@ -87,19 +83,9 @@ def mnist_is_prepared(data_dir: str | None) -> bool:
 def download_host_answers(
     host: str = MNIST_DOWNLOAD_HOST, port: int = 443, seconds: float = HOST_PROBE_SECONDS
 ) -> bool:
-    """True when a TCP connection to `host:port` opens within `seconds`, DNS lookup included."""
-    answered = threading.Event()
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=seconds).close()
-            answered.set()
-        except OSError:
-            pass
-
-    # A thread, because a DNS lookup ignores socket timeouts and can hang far longer.
-    threading.Thread(target=connect, daemon=True).start()
-    return answered.wait(seconds)
+    """True when a TCP connection to `host:port` opens within `seconds`, DNS lookup included (of
+    the probe `main.py` started before TensorFlow's import, if it did: see host_probe.py)."""
+    return host_probe.answers(host, port, seconds)
 
 
 def load_mnist(data_dir: str | None = None) -> Datasets:
