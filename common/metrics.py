@@ -37,7 +37,7 @@ class MetricReader:
             metrics: `{name: metric}`; a call returns the same names.
         """
         self._metrics = dict(metrics)
-        # per_run_function, not tf.function: TensorFlow would count every run's reader as
+        # Traced through tracing.per_run_function: TensorFlow would count every run's reader as
         # retracing one function (see common/tracing.py).
         self._results_then_reset = tracing.EagerThenTraced(
             functools.partial(_results_then_reset, self._metrics)
@@ -57,10 +57,7 @@ class MetricReader:
 def read_and_reset(metrics: dict[str, keras.metrics.Metric]) -> dict[str, float]:
     """Returns `{name: metric.result()}` as floats, then resets every metric, eagerly: for a
     one-off read (a loop reads at every boundary through its `MetricReader`)."""
-    results = {name: float(metric.result()) for name, metric in metrics.items()}
-    for metric in metrics.values():
-        metric.reset_state()
-    return results
+    return {name: float(value) for name, value in _results_then_reset(metrics).items()}
 
 
 def _results_then_reset(metrics: dict[str, keras.metrics.Metric]) -> dict[str, tf.Tensor]:

@@ -12,6 +12,7 @@ own work, not work it queued for the next one.
 """
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 
@@ -80,3 +81,28 @@ class PhaseTimes:
         if name in REPEATED_PHASES and self.counts[name] > 1:
             part += f" ({self.counts[name]}x, first {self.first_seconds[name]:.2f})"
         return part
+
+
+def parse_line(text: str) -> tuple[float, dict[str, float], dict[str, tuple[int, float]]]:
+    """The `time:` line in `text` (a run's output), read back: its total, its seconds per phase
+    (the phases met and `other`), and `{phase: (times entered, first time's seconds)}` for the
+    repeated phases that say so. What `make bench` and the tests read of a run.
+
+    Raises:
+        ValueError: if `text` has no `time:` line, or it names a phase that is not one.
+    """
+    line = next((line for line in text.splitlines() if line.startswith("time:")), None)
+    match = re.fullmatch(r"time: (\S+) s = (.+)", line or "")
+    if not match:
+        raise ValueError(f"no `time: <total> s = <phase> <seconds> + ...` line in:\n{text}")
+    seconds, repeats = {}, {}
+    for part in match.group(2).split(" + "):
+        # Phase names have spaces ("first step"); a repeated phase ends in "(8x, first 0.25)".
+        parsed = re.fullmatch(r"(.+) (-?[\d.]+)(?: \((\d+)x, first ([\d.]+)\))?", part)
+        if not parsed or parsed.group(1) not in (*PHASES, "other"):
+            raise ValueError(f"unknown phase {part!r} in {line!r}")
+        name = parsed.group(1)
+        seconds[name] = float(parsed.group(2))
+        if parsed.group(3):
+            repeats[name] = (int(parsed.group(3)), float(parsed.group(4)))
+    return float(match.group(1)), seconds, repeats

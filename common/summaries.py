@@ -326,9 +326,9 @@ class ScalarWriter:
             writer: where the scalars go.
         """
         self.writer = writer
-        # per_run_function, not tf.function: TensorFlow would count every run's writer as
+        # Traced through tracing.per_run_function: TensorFlow would count every run's writer as
         # retracing one function (see common/tracing.py).
-        self._write = tracing.EagerThenTraced(functools.partial(_write_scalars_in_graph, writer))
+        self._write = tracing.EagerThenTraced(functools.partial(write_scalars, writer))
 
     def __call__(self, scalars: dict[str, float], step: int) -> None:
         """Writes each `name: value` as a scalar at `step`."""
@@ -343,17 +343,13 @@ class ScalarWriter:
         return self._write.tracing_count
 
 
-def write_scalars(writer: tf.summary.SummaryWriter, scalars: dict[str, float], step: int) -> None:
-    """Writes each `name: value` as a scalar at `step`, eagerly: for a one-off write (a loop
-    writes at every boundary through its `ScalarWriter`)."""
-    with writer.as_default(step=step):
-        for name, value in scalars.items():
-            tf.summary.scalar(name, value)
-
-
-def _write_scalars_in_graph(
-    writer: tf.summary.SummaryWriter, scalars: dict[str, tf.Tensor], step: tf.Tensor
+def write_scalars(
+    writer: tf.summary.SummaryWriter,
+    scalars: dict[str, float | tf.Tensor],
+    step: int | tf.Tensor,
 ) -> None:
+    """Writes each `name: value` as a scalar at `step`: eagerly for a one-off write, or inside a
+    `ScalarWriter`'s function (a loop writes at every boundary through its `ScalarWriter`)."""
     with writer.as_default(step=step):
         for name, value in scalars.items():
             tf.summary.scalar(name, value)
@@ -407,8 +403,7 @@ def write_histogram(tag: str, values: tf.Tensor | np.ndarray, step: int | None =
     `tf.function` seconds to trace a dozen. NumPy buckets a small model's variable in
     microseconds, and the write is then one op (0.5 ms for four on 2 CPU cores).
     """
-    buckets = histogram_buckets(values.numpy() if isinstance(values, tf.Tensor) else values)
-    tf.summary.write(tag, buckets, step=step, metadata=_HISTOGRAM_METADATA)
+    tf.summary.write(tag, histogram_buckets(values), step=step, metadata=_HISTOGRAM_METADATA)
 
 
 def write_weight_histograms(

@@ -824,28 +824,6 @@ def final_values(stdout: str, prefix: str) -> dict[str, float]:
     return {name: float(value) for name, value in re.findall(r"(\S+)=(\S+)", line)}
 
 
-def time_line_values(stdout: str) -> tuple[float, dict[str, float], dict[str, tuple[int, float]]]:
-    """The run's `time:` line (common.phase_times), `time: 4.15 s = setup 0.89 + first step 0.38
-    + loops 1.60 (8x, first 0.25) + ... + other 0.00`: its total, its seconds per phase (the
-    phases met and `other`), and `{phase: (times entered, first time's seconds)}` for the repeated
-    phases that say so."""
-    line = next((line for line in stdout.splitlines() if line.startswith("time:")), None)
-    match = re.fullmatch(r"time: (\S+) s = (.+)", line or "")
-    if not match:
-        raise ValueError(f"no `time: <total> s = <phase> <seconds> + ...` line in:\n{stdout}")
-    seconds, repeats = {}, {}
-    for part in match.group(2).split(" + "):
-        # Phase names have spaces ("first step"); a repeated phase ends in "(8x, first 0.25)".
-        parsed = re.fullmatch(r"(.+) (-?[\d.]+)(?: \((\d+)x, first ([\d.]+)\))?", part)
-        if not parsed or parsed.group(1) not in (*phase_times.PHASES, "other"):
-            raise ValueError(f"unknown phase {part!r} in {line!r}")
-        name = parsed.group(1)
-        seconds[name] = float(parsed.group(2))
-        if parsed.group(3):
-            repeats[name] = (int(parsed.group(3)), float(parsed.group(4)))
-    return float(match.group(1)), seconds, repeats
-
-
 def steady_seconds(run: dict, phase: str) -> float:
     """A repeated phase's seconds over the run as if every entry cost what the later ones did
     (their mean), leaving out the first entry's one-time tracing; its seconds if entered once."""
@@ -900,7 +878,7 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
                         runs = fit_runs if name == "fit" else fit_threads_runs
                         runs.append({"seconds": seconds, **final_values(stdout, "fit:")})
                         continue
-                    total, phases, repeats = time_line_values(stdout)
+                    total, phases, repeats = phase_times.parse_line(stdout)
                     app_runs.append(
                         {
                             "seconds": seconds,

@@ -102,6 +102,7 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
 def test_the_time_line_parses_into_its_total_and_phases():
     """The line common.phase_times prints above `final:`: phase names with spaces, a negative
     `other`, the phases not met left out."""
+    from common import phase_times
     from scripts import bench
 
     stdout = (
@@ -110,7 +111,7 @@ def test_the_time_line_parses_into_its_total_and_phases():
         "first 0.38) + other -0.01\n"
         "final: loss=0.5 steps=100\n"
     )
-    total, phases, repeats = bench.time_line_values(stdout)
+    total, phases, repeats = phase_times.parse_line(stdout)
     assert total == 4.15
     assert repeats == {"eval summaries": (4, 0.38)}
     # Every eval at the later ones' cost: (0.68 - 0.38) / 3 each, four of them.
@@ -125,27 +126,6 @@ def test_the_time_line_parses_into_its_total_and_phases():
         "eval summaries": 0.68,
         "other": -0.01,
     }
-
-
-def test_the_time_line_parser_reads_what_phase_times_prints():
-    from common import phase_times
-    from scripts import bench
-
-    times = phase_times.PhaseTimes()
-    for name in phase_times.PHASES:
-        times.add(name, 0.5)
-    times.add("evals", 0.25)
-    total, phases, repeats = bench.time_line_values(times.line())
-    assert set(phases) == {*phase_times.PHASES, "other"} and total >= 0
-    assert all(phases[name] == 0.5 for name in phase_times.PHASES if name != "evals")
-    assert phases["evals"] == 0.75 and repeats == {"evals": (2, 0.5)}
-
-
-def test_a_missing_time_line_is_an_error_not_a_silent_zero():
-    from scripts import bench
-
-    with pytest.raises(ValueError, match="no `time:"):
-        bench.time_line_values("final: loss=0.5\n")
 
 
 def test_the_vaes_fit_baseline_learns_with_its_kl_term_as_an_added_loss():

@@ -1,6 +1,5 @@
 """The run's time split: phases add up, unknown phases are refused, the line reads as promised."""
 
-import re
 import time
 
 import pytest
@@ -21,10 +20,9 @@ def test_phases_sum_what_ran_inside_them_and_the_line_adds_up():
     line = times.line()
     assert line.startswith("time: ") and " loops 0.0" in line and "checkpoints 0.50" in line
     assert "evals" not in line  # Phases not met are left out.
-    total, parts = line.removeprefix("time: ").split(" s = ")
+    total, seconds, _ = phase_times.parse_line(line)
     # `other` is the total minus the phases: here negative, as 0.5 s were added, not spent.
-    values = [float(re.match(r".+? (-?[\d.]+)", part).group(1)) for part in parts.split(" + ")]
-    assert sum(values) == pytest.approx(float(total), abs=0.02)
+    assert sum(seconds.values()) == pytest.approx(total, abs=0.02)
 
 
 def test_an_unknown_phase_is_refused():
@@ -46,3 +44,19 @@ def test_repeated_phases_give_their_count_and_first_time():
     line = times.line()
     assert "evals 0.50 (3x, first 0.30)" in line
     assert "loops 1.00 +" in line and "checkpoints 0.20 +" in line
+
+
+def test_the_time_line_parser_reads_what_phase_times_prints():
+    times = phase_times.PhaseTimes()
+    for name in phase_times.PHASES:
+        times.add(name, 0.5)
+    times.add("evals", 0.25)
+    total, phases, repeats = phase_times.parse_line(times.line())
+    assert set(phases) == {*phase_times.PHASES, "other"} and total >= 0
+    assert all(phases[name] == 0.5 for name in phase_times.PHASES if name != "evals")
+    assert phases["evals"] == 0.75 and repeats == {"evals": (2, 0.5)}
+
+
+def test_a_missing_time_line_is_an_error_not_a_silent_zero():
+    with pytest.raises(ValueError, match="no `time:"):
+        phase_times.parse_line("final: loss=0.5\n")

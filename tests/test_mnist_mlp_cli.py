@@ -1,9 +1,8 @@
 """`python -m apps.mnist_mlp` as a user runs it: a good run, and bad input that fails cleanly."""
 
-import re
-
 import pytest
 
+from common import phase_times
 from tests import tensorboard_events as events
 from tests.app_cli import assert_one_line_error, files_and_contents, run_app
 
@@ -28,15 +27,10 @@ def test_a_short_run_from_the_command_line(tmp_path):
     assert lines[-1].startswith("final: train/loss=")
     # Where the run's time went, just above: every phase the run met, adding up to the total.
     assert lines[-2].startswith("time: ")
-    total, phases = lines[-2].removeprefix("time: ").split(" s = ")
-    # `loops 0.09 (2x, first 0.06)`: a repeated phase also gives its count and first time.
-    seconds = {
-        match.group(1): float(match.group(2))
-        for match in (re.match(r"(.+?) (-?[\d.]+)( \(|$)", part) for part in phases.split(" + "))
-    }
+    total, seconds, _ = phase_times.parse_line(lines[-2])
     for phase in ("setup", "first step", "loops", "evals", "eval summaries", "checkpoints"):
         assert seconds[phase] > 0, (phase, lines[-2])
-    assert sum(seconds.values()) == pytest.approx(float(total), abs=0.02)
+    assert sum(seconds.values()) == pytest.approx(total, abs=0.02)
     assert [step for step, _ in events.scalars(events.load_run(logdir / "eval"), "loss")] == [20]
 
 
