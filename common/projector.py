@@ -1,13 +1,17 @@
 """Embeddings for TensorBoard's Projector tab, written from TensorFlow 2 with no session.
 
 The Projector reads no summaries: it reads a run directory's `projector_config.pbtxt`, which
-names a checkpoint holding the embedding as a 2-D variable, a metadata TSV (one row per point)
+names a tensor file holding the embedding (points x dimensions), a metadata TSV (one row per point)
 and, optionally, a sprite (one image of every point's thumbnail in a grid). This writes all four
 into a run directory (`<logdir>/eval`, say) that TensorBoard already lists as a run, so the tab
 finds them beside that run's event files.
+
+Every file is named relative to the config, below the run directory (where the plugin reads
+assets), so a logdir copied or moved elsewhere keeps its Projector. No checkpoint is written: the
+plugin reads a tensor file by itself, and lists the run without any checkpoint when its config
+names one.
 """
 
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +21,14 @@ from tensorboard.plugins import projector
 from common import summaries
 
 SUBDIRECTORY = "projector"  # Beside the config: the plugin reads assets only below it.
+TENSOR_NAME = "embedding"  # The name the Projector lists the embedding by.
+# The tensor file, in one of two formats (see `write_embeddings`), relative to the run directory.
+BINARY_TENSOR_PATH = f"{SUBDIRECTORY}/embedding.bytes"
+TEXT_TENSOR_PATH = f"{SUBDIRECTORY}/embedding.tsv"
+# Enough significant digits for any float32 to read back as the same float32.
+TEXT_FORMAT = "%.9g"
+# What an older version of this module wrote instead of a tensor file: a tf.train.Checkpoint.
+_OLD_CHECKPOINT_FILES = ("embedding.index", "embedding.data-*")
 
 
 def write_embeddings(
@@ -28,20 +40,22 @@ def write_embeddings(
     """Writes `embeddings` with their metadata (and sprite) for the Projector, replacing any
     earlier ones of the run.
 
+    The embedding goes to a tensor file below `<run_directory>/projector/`, named in
+    `<run_directory>/projector_config.pbtxt` by a path relative to it: raw float32 bytes
+    (`embedding.bytes`), or a TSV (`embedding.tsv`) when those bytes would read as UTF-8 text.
+
     Args:
         run_directory: a directory of the run's event files.
-        embeddings: [points, dimensions] floats.
+        embeddings: [points, dimensions] floats, stored as float32.
         metadata: `{column: one value per point}`, e.g. `{"label": labels}`.
         sprite: [points, height, width] or [points, height, width, 3] uint8 thumbnails.
     """
     directory = f"{run_directory}/{SUBDIRECTORY}"
     tf.io.gfile.makedirs(directory)
-    checkpoint = tf.train.Checkpoint(embedding=tf.Variable(np.asarray(embeddings, np.float32)))
-    checkpoint_path = checkpoint.write(f"{directory}/embedding")
-    # The plugin opens the checkpoint by this path: absolute, so any server's working directory
-    # finds it (a URL such as gs://... is already).
-    if "://" not in checkpoint_path:
-        checkpoint_path = os.path.abspath(checkpoint_path)
+    tensor = np.ascontiguousarray(embeddings, np.float32)
+    if tensor.ndim != 2:
+        raise ValueError(f"embeddings must be [points, dimensions], got shape {tensor.shape}")
+    tensor_path = _write_tensor(run_directory, tensor)
 
     columns = list(metadata)
     rows = zip(*(metadata[column] for column in columns), strict=True)
@@ -51,9 +65,11 @@ def write_embeddings(
     with tf.io.gfile.GFile(f"{directory}/metadata.tsv", "w") as metadata_file:
         metadata_file.write("\n".join(header + lines) + "\n")
 
-    config = projector.ProjectorConfig(model_checkpoint_path=checkpoint_path)
+    config = projector.ProjectorConfig()
     embedding = config.embeddings.add(
-        tensor_name="embedding/.ATTRIBUTES/VARIABLE_VALUE",
+        tensor_name=TENSOR_NAME,
+        tensor_path=tensor_path,
+        tensor_shape=list(tensor.shape),
         metadata_path=f"{SUBDIRECTORY}/metadata.tsv",
     )
     if sprite is not None:
@@ -63,6 +79,42 @@ def write_embeddings(
         embedding.sprite.image_path = f"{SUBDIRECTORY}/sprite.png"
         embedding.sprite.single_image_dim.extend([width, height])
     projector.visualize_embeddings(run_directory, config)
+
+
+def _write_tensor(run_directory: str, tensor: np.ndarray) -> str:
+    """Writes float32 [points, dimensions] `tensor` as the plugin reads it back, and returns its
+    path relative to `run_directory`.
+
+    The plugin reads a tensor file as TSV text first and as float32 bytes (of the config's
+    tensor_shape) only when that text fails to decode as UTF-8. Raw bytes are the fast write, but
+    some embeddings' bytes decode (all zeros, or small positive values), and the plugin would then
+    parse them as TSV and fail: those are written as a TSV.
+    """
+    data = tensor.tobytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        path, stale = BINARY_TENSOR_PATH, TEXT_TENSOR_PATH
+        with tf.io.gfile.GFile(f"{run_directory}/{path}", "wb") as tensor_file:
+            tensor_file.write(data)
+    else:
+        path, stale = TEXT_TENSOR_PATH, BINARY_TENSOR_PATH
+        text = "".join(
+            "\t".join(TEXT_FORMAT % value for value in row) + "\n" for row in tensor.tolist()
+        )
+        with tf.io.gfile.GFile(f"{run_directory}/{path}", "w") as tensor_file:
+            tensor_file.write(text)
+    # The other format's file, or an older version's checkpoint, of an earlier call: nothing names
+    # them any more, and a reader of the folder should not take them for this embedding.
+    leftovers = [f"{run_directory}/{stale}"] + [
+        found
+        for pattern in _OLD_CHECKPOINT_FILES
+        for found in tf.io.gfile.glob(f"{run_directory}/{SUBDIRECTORY}/{pattern}")
+    ]
+    for leftover in leftovers:
+        if tf.io.gfile.exists(leftover):
+            tf.io.gfile.remove(leftover)
+    return path
 
 
 def sprite_grid(thumbnails: np.ndarray) -> np.ndarray:

@@ -10,14 +10,13 @@ import pathlib
 import re
 
 import numpy as np
-import tensorflow as tf
 from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import config_pb2, graph_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.graph import graph_util, keras_util
-from tensorboard.plugins.projector import projector_config_pb2
+from tensorboard.plugins.projector import projector_config_pb2, projector_plugin
 
 OP_GRAPH_PLUGIN = "graph_run_metadata_graph"
 KERAS_GRAPH_PLUGIN = "graph_keras_model"
@@ -115,12 +114,19 @@ def projector_embedding(
     run_directory: str | pathlib.Path,
 ) -> tuple[projector_config_pb2.EmbeddingInfo, np.ndarray, list[str]]:
     """What the Projector reads of a run directory, as its plugin reads it: the one embedding's
-    config, its tensor from the named checkpoint, and the metadata TSV's lines."""
-    config = text_format.Parse(
-        (pathlib.Path(run_directory) / "projector_config.pbtxt").read_text(),
-        projector_config_pb2.ProjectorConfig(),
-    )
+    config, its tensor from the named tensor file, and the metadata TSV's lines.
+
+    The tensor is read by the plugin's own functions, with its fallback: TSV text first, float32
+    bytes of the config's tensor_shape when the file is not UTF-8, and its path resolved against
+    the config's folder (refused outside it).
+    """
+    config_path = pathlib.Path(run_directory) / "projector_config.pbtxt"
+    config = text_format.Parse(config_path.read_text(), projector_config_pb2.ProjectorConfig())
     (embedding,) = config.embeddings
-    reader = tf.train.load_checkpoint(config.model_checkpoint_path)
+    tensor_path = projector_plugin._rel_to_abs_asset_path(embedding.tensor_path, str(config_path))
+    try:
+        tensor = projector_plugin._read_tensor_tsv_file(tensor_path)
+    except UnicodeDecodeError:
+        tensor = projector_plugin._read_tensor_binary_file(tensor_path, embedding.tensor_shape)
     metadata = pathlib.Path(run_directory, embedding.metadata_path).read_text().splitlines()
-    return embedding, reader.get_tensor(embedding.tensor_name), metadata
+    return embedding, tensor, metadata
