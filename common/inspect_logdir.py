@@ -8,8 +8,9 @@ ranges and point counts, text, images, histograms, hparams, Projector embeddings
 points x dimensions, metadata columns and rows, and sprite), and whether profile or Debugger V2
 data are there. Op graphs are merged with the Graphs dashboard's own `graph_util.merge_graph_defs`,
 so a node count here is what the dashboard draws. Projector embeddings are read as the Projector
-plugin reads them: `projector_config.pbtxt` in the run's folder, and its checkpoint through
-TensorFlow, imported only when a config is there (TensorBoard reads checkpoints only through it).
+plugin reads them: `projector_config.pbtxt` in the run's folder, its tensor files (TSV, or float32
+bytes when not UTF-8) relative to that folder, and any checkpoint through TensorFlow, imported only
+when a config is there (TensorBoard reads checkpoints only through it).
 
 Then it flags the classic mistakes, each by a stable code and with its fix in one line:
 
@@ -22,8 +23,9 @@ Then it flags the classic mistakes, each by a stable code and with its fix in on
 - `no-step`: a tag written several times, all at one step (the step is never advanced).
 - `non-finite`: a scalar that is NaN or infinite.
 - `mixed-train-eval`: train and eval tags in one run instead of sibling runs.
-- `projector-missing-checkpoint`: a Projector embedding whose checkpoint (or tensor file) is not
-  found or not read, or whose tensor is not in it or not 2-D (or a config that does not parse).
+- `projector-missing-checkpoint`: a Projector embedding whose tensor file (or checkpoint) is not
+  found or not read, or does not fit its tensor_shape, or whose tensor is not in the checkpoint or
+  not 2-D (or a config that does not parse).
 - `projector-missing-metadata`: a metadata TSV the config names that is not there (or lies outside
   the config's folder, where the plugin refuses to read).
 - `projector-metadata-mismatch`: a metadata TSV whose rows are not one per point (a header row on a
@@ -85,9 +87,11 @@ FIXES = {
     "the data and the loss' logs and divisions",
     "mixed-train-eval": "write train and eval to sibling runs (logdir/train, logdir/eval) under "
     "the same tags, so their curves overlay on one chart",
-    "projector-missing-checkpoint": "set model_checkpoint_path to the absolute prefix that "
-    "tf.train.Checkpoint.write returned, and tensor_name to a 2-D variable in it "
-    "(tf.train.list_variables shows them)",
+    "projector-missing-checkpoint": "write the embedding as a tensor file below the run's folder "
+    "(float32 bytes, or TSV when they decode as UTF-8) and name it by tensor_path relative to "
+    "projector_config.pbtxt, with tensor_shape (common.projector.write_embeddings does); with a "
+    "checkpoint, set model_checkpoint_path to the absolute prefix tf.train.Checkpoint.write "
+    "returned and tensor_name to a 2-D variable in it (tf.train.list_variables shows them)",
     "projector-missing-metadata": "write the metadata TSV below the run's folder and name it "
     "relative to projector_config.pbtxt",
     "projector-metadata-mismatch": "write one TSV row per embedding point: no header row for a "
@@ -473,8 +477,10 @@ def _report_projector(directory: str, report: RunReport) -> None:
 
     The plugin lists every embedding the config names and, beside them, every other 2-D tensor of
     the config's checkpoint (optimizer slots aside), those with the metadata of a first embedding
-    that names no tensor. Asset paths are read relative to the config's folder and must stay below
-    it; the checkpoint path is read as it is written.
+    that names no tensor. With no model_checkpoint_path it looks for a checkpoint in the run's
+    folder and its parent, and lists the run without one only when the config names a tensor
+    file. Asset paths (tensor files included) are read relative to the config's folder and must
+    stay below it; the checkpoint path is read as it is written.
     """
     config_path = os.path.join(directory, PROJECTOR_CONFIG)
     if not os.path.isfile(config_path):
@@ -486,14 +492,6 @@ def _report_projector(directory: str, report: RunReport) -> None:
     except (text_format.ParseError, UnicodeDecodeError) as error:
         report.flag("projector-missing-checkpoint", f"{PROJECTOR_CONFIG} does not parse: {error}")
         return
-    tensorflow = _import_tensorflow()
-    if tensorflow is None:
-        report.lines.append(
-            f"projector: {len(config.embeddings)} embedding(s) in {PROJECTOR_CONFIG}, unread: "
-            "TensorBoard reads their checkpoint only through TensorFlow, which is not installed"
-        )
-        return
-
     listed: list[_Listed] = []
     for embedding in config.embeddings:
         if embedding.tensor_path:
@@ -502,39 +500,51 @@ def _report_projector(directory: str, report: RunReport) -> None:
                 name = embedding.tensor_name or os.path.basename(embedding.tensor_path)
                 listed.append((name, shape, embedding))
     has_tensor_files = any(embedding.tensor_path for embedding in config.embeddings)
-    checkpoint = config.model_checkpoint_path or _latest_checkpoint(tensorflow, directory)
-    if not checkpoint:
-        if not has_tensor_files:
+    tensorflow = _import_tensorflow()
+    if tensorflow is None:
+        # TensorBoard's stand-in for TensorFlow reads tensor files, but no checkpoint: the
+        # plugin then neither looks for one nor opens the one the config names.
+        if config.model_checkpoint_path or not has_tensor_files:
+            report.lines.append(
+                f"projector: {PROJECTOR_CONFIG} names a checkpoint or no tensor file, unread: "
+                "TensorBoard reads checkpoints only through TensorFlow, which is not installed"
+            )
+    else:
+        checkpoint = config.model_checkpoint_path or _latest_checkpoint(tensorflow, directory)
+        if not checkpoint:
+            if not has_tensor_files:
+                report.flag(
+                    "projector-missing-checkpoint",
+                    f"{PROJECTOR_CONFIG} names no tensor_path nor model_checkpoint_path, and no "
+                    "checkpoint is in the run's folder or its parent: the Projector shows nothing",
+                )
+                return
+        elif not tensorflow.io.gfile.glob(checkpoint + "*"):
+            # The plugin drops the whole config then, tensor files included.
+            beside = os.path.join(directory, checkpoint)
+            where = (
+                " (it is there relative to the run's folder, but TensorBoard reads a relative "
+                "path from its own working directory)"
+                if not os.path.isabs(checkpoint) and tensorflow.io.gfile.glob(beside + "*")
+                else ""
+            )
             report.flag(
                 "projector-missing-checkpoint",
-                f"{PROJECTOR_CONFIG} names no model_checkpoint_path, and no checkpoint is in the "
-                "run's folder or its parent: the Projector shows nothing",
+                f"checkpoint {checkpoint} not found{where}: the Projector shows nothing of this "
+                "run",
             )
             return
-    elif not tensorflow.io.gfile.glob(checkpoint + "*"):
-        # The plugin drops the whole config then, tensor files included.
-        beside = os.path.join(directory, checkpoint)
-        where = (
-            " (it is there relative to the run's folder, but TensorBoard reads a relative path "
-            "from its own working directory)"
-            if not os.path.isabs(checkpoint) and tensorflow.io.gfile.glob(beside + "*")
-            else ""
-        )
-        report.flag(
-            "projector-missing-checkpoint",
-            f"checkpoint {checkpoint} not found{where}: the Projector shows nothing of this run",
-        )
-        return
-    else:
-        try:
-            shapes = tensorflow.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-        except (tensorflow.errors.OpError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            report.flag(
-                "projector-missing-checkpoint", f"checkpoint {checkpoint} not read: {first_line}"
-            )
-            return
-        listed.extend(_checkpoint_embeddings(config, checkpoint, shapes, report))
+        else:
+            try:
+                shapes = tensorflow.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+            except (tensorflow.errors.OpError, ValueError) as error:
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                report.flag(
+                    "projector-missing-checkpoint",
+                    f"checkpoint {checkpoint} not read: {first_line}",
+                )
+                return
+            listed.extend(_checkpoint_embeddings(config, checkpoint, shapes, report))
 
     for name, shape, embedding in listed:
         parts = [f"{shape[0]} x {shape[1]} (points x dimensions)"]
@@ -640,22 +650,60 @@ def _existing_asset(
 def _tensor_file_shape(
     directory: str, embedding: projector_config_pb2.EmbeddingInfo, report: RunReport
 ) -> list[int] | None:
-    """The shape of an embedding stored as a tensor file (TSV, or float32 binary of the config's
-    tensor_shape), or None (flagged) when the file is not there."""
+    """The [points, dimensions] of an embedding stored as a tensor file, read as the plugin reads
+    it: TSV text, or, when the file is not UTF-8, float32 bytes of the config's tensor_shape. None
+    (flagged) when the file is not there or does not read as that."""
+    name = embedding.tensor_name or os.path.basename(embedding.tensor_path)
+    where = f"tensor file {embedding.tensor_path} of {name}"
     path = _asset_path(directory, embedding.tensor_path)
     if path is None or not os.path.isfile(path):
         report.flag(
             "projector-missing-checkpoint",
-            f"tensor file {embedding.tensor_path} "
-            + ("not found" if path else "resolves outside the run's folder"),
+            f"{where} " + ("not found" if path else "resolves outside the run's folder"),
+        )
+        return None
+    declared = list(embedding.tensor_shape)
+    try:
+        # Lines end at "\n" only, as TensorFlow's GFile splits them for the plugin.
+        with open(path, encoding="utf-8", newline="\n") as tensor_file:
+            rows = [line.rstrip("\n") for line in tensor_file if line.rstrip("\n")]
+    except UnicodeDecodeError:
+        size = os.path.getsize(path)
+        if len(declared) != 2 or size != 4 * declared[0] * declared[1]:
+            report.flag(
+                "projector-missing-checkpoint",
+                f"{where} is not UTF-8, so the plugin reads it as float32 bytes of its "
+                f"tensor_shape ({declared or 'none'}): its {size} bytes do not fit",
+            )
+            return None
+        return declared
+    values = [row.split("\t") for row in rows]
+    widths = sorted({len(row) for row in values})
+    if len(widths) != 1:
+        report.flag(
+            "projector-missing-checkpoint",
+            f"{where} is TSV of "
+            + (f"rows of {', '.join(map(str, widths))} values" if rows else "no rows")
+            + ": the plugin reads one row per point, all of one width",
         )
         return None
     try:
-        with open(path) as tensor_file:
-            rows = [line.rstrip("\n") for line in tensor_file if line.rstrip("\n")]
-        return [len(rows), len(rows[0].split("\t")) if rows else 0]
-    except UnicodeDecodeError:
-        return list(embedding.tensor_shape)
+        for row in values:
+            for value in row:
+                float(value)  # As the plugin parses them.
+    except ValueError as error:
+        report.flag("projector-missing-checkpoint", f"{where} is TSV but not numbers: {error}")
+        return None
+    shape = [len(rows), widths[0]]
+    if declared and declared != shape:
+        # The frontend cuts the served tensor into rows of the declared shape.
+        report.flag(
+            "projector-missing-checkpoint",
+            f"{where} is TSV of {shape[0]} rows x {shape[1]} values, but its tensor_shape is "
+            f"{declared}",
+        )
+        return None
+    return shape
 
 
 def _metadata_part(

@@ -169,7 +169,9 @@ def test_debugger_data_is_listed_with_where_tensorboard_reads_it(tmp_path):
     )
 
 
-def write_projector_run(run: pathlib.Path, columns: int = 1, sprite: bool = True) -> None:
+def write_projector_run(
+    run: pathlib.Path, columns: int = 1, sprite: bool = True, embeddings: np.ndarray | None = None
+) -> None:
     """A run (one scalar, so TensorBoard lists it) with 20 embeddings of 3 dimensions written by
     `common.projector`, with `columns` metadata columns and a sprite of 4x4 thumbnails."""
     write_scalars(run, [("loss", 1, 1.0)])
@@ -178,7 +180,8 @@ def write_projector_run(run: pathlib.Path, columns: int = 1, sprite: bool = True
     if columns > 1:
         metadata["index"] = list(range(points))
     thumbnails = np.full((points, 4, 4), 255, np.uint8) if sprite else None
-    embeddings = np.random.default_rng(0).normal(size=(points, 3))
+    if embeddings is None:
+        embeddings = np.random.default_rng(0).normal(size=(points, 3))
     projector.write_embeddings(str(run), embeddings, metadata, sprite=thumbnails)
 
 
@@ -188,6 +191,30 @@ def edit_projector_config(run: pathlib.Path, edit) -> None:
     config = text_format.Parse(config_path.read_text(), tensorboard_projector.ProjectorConfig())
     edit(config)
     tensorboard_projector.visualize_embeddings(str(run), config)
+
+
+# The key a TF2 object-based checkpoint gives a `tf.train.Checkpoint(embedding=variable)`.
+CHECKPOINT_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def write_checkpoint_projector_run(run: pathlib.Path) -> None:
+    """`write_projector_run`, but with the embedding in a checkpoint that the config names by its
+    absolute prefix, as a user's own code (and this repo's, before tensor files) writes it."""
+    write_projector_run(run)
+    embedding_path = run / "projector" / "embedding.bytes"
+    embeddings = np.fromfile(embedding_path, np.float32).reshape(20, 3)
+    embedding_path.unlink()
+    checkpoint = tf.train.Checkpoint(embedding=tf.Variable(embeddings))
+    prefix = checkpoint.write(str(run / "projector" / "embedding"))
+
+    def name_the_checkpoint(config):
+        config.model_checkpoint_path = str(pathlib.Path(prefix).resolve())
+        embedding = config.embeddings[0]
+        embedding.tensor_name = CHECKPOINT_TENSOR
+        embedding.ClearField("tensor_path")
+        embedding.ClearField("tensor_shape")
+
+    edit_projector_config(run, name_the_checkpoint)
 
 
 def projector_lines(reports: list[inspect_logdir.RunReport]) -> list[str]:
@@ -201,15 +228,84 @@ def test_projector_embeddings_are_listed(tmp_path, columns):
     assert findings == []
     metadata = "label, index" if columns > 1 else "label (one column, no header)"
     assert projector_lines(reports) == [
-        "projector embedding/.ATTRIBUTES/VARIABLE_VALUE: 20 x 3 (points x dimensions); "
+        "projector embedding: 20 x 3 (points x dimensions); "
         f"metadata {metadata}: 20 rows; sprite projector/sprite.png (4x4 thumbnails)"
     ]
 
 
-def test_projector_of_a_moved_logdir_is_flagged(tmp_path):
-    # The config names its checkpoint by an absolute path: a logdir copied or moved elsewhere
-    # (downloaded from the training machine, say) still points at the old place.
+def test_projector_embedding_written_as_text_is_listed(tmp_path):
+    # All zeros: their float32 bytes decode as UTF-8, so write_embeddings writes a TSV instead.
+    write_projector_run(tmp_path / "eval", embeddings=np.zeros((20, 3)))
+    assert (tmp_path / "eval" / "projector" / "embedding.tsv").exists()
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    assert projector_lines(reports)[0].startswith(
+        "projector embedding: 20 x 3 (points x dimensions)"
+    )
+
+
+def test_projector_of_a_moved_logdir_is_kept(tmp_path):
+    # Every file is named relative to the run's folder: a logdir copied or moved elsewhere
+    # (downloaded from the training machine, say) keeps its Projector.
     write_projector_run(tmp_path / "old" / "eval")
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path / "new"))
+    assert findings == []
+    assert projector_lines(reports) == [
+        "projector embedding: 20 x 3 (points x dimensions); "
+        "metadata label (one column, no header): 20 rows; sprite projector/sprite.png "
+        "(4x4 thumbnails)"
+    ]
+
+
+def test_projector_tensor_file_is_listed_without_tensorflow(tmp_path, monkeypatch):
+    # TensorBoard without TensorFlow reads tensor files through its own stand-in, but no
+    # checkpoint: the embedding common.projector writes is still shown.
+    write_projector_run(tmp_path / "eval")
+    write_checkpoint_projector_run(tmp_path / "checkpointed")
+    monkeypatch.setattr(inspect_logdir, "_import_tensorflow", lambda: None)
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert findings == []
+    lines = {report.name: report.lines for report in reports}
+    assert lines["eval"][-1].startswith("projector embedding: 20 x 3 (points x dimensions)")
+    assert lines["checkpointed"][-1] == (
+        "projector: projector_config.pbtxt names a checkpoint or no tensor file, unread: "
+        "TensorBoard reads checkpoints only through TensorFlow, which is not installed"
+    )
+
+
+def test_projector_missing_tensor_file_is_flagged(tmp_path):
+    write_projector_run(tmp_path / "eval")
+    (tmp_path / "eval" / "projector" / "embedding.bytes").unlink()
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
+    assert findings[0].detail == "tensor file projector/embedding.bytes of embedding not found"
+    assert projector_lines(reports) == []
+    text = inspect_logdir.format_report(str(tmp_path), reports, findings)
+    assert "fix: write the embedding as a tensor file below the run's folder" in text
+
+
+def test_projector_binary_tensor_file_of_another_shape_is_flagged(tmp_path):
+    # Float32 bytes carry no shape: the plugin cuts them by the config's tensor_shape.
+    write_projector_run(tmp_path / "eval")
+    edit_projector_config(
+        tmp_path / "eval", lambda config: config.embeddings[0].tensor_shape.__setitem__(0, 21)
+    )
+    _, findings = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
+    assert findings[0].detail == (
+        "tensor file projector/embedding.bytes of embedding is not UTF-8, so the plugin reads it "
+        "as float32 bytes of its tensor_shape ([21, 3]): its 240 bytes do not fit"
+    )
+
+
+def test_projector_checkpoint_of_a_moved_logdir_is_flagged(tmp_path):
+    # A config that names a checkpoint names it by an absolute path: a logdir moved elsewhere
+    # still points at the old place.
+    write_checkpoint_projector_run(tmp_path / "old" / "eval")
+    reports, findings = inspect_logdir.inspect_logdir(str(tmp_path / "old"))
+    assert findings == []
+    assert projector_lines(reports)[0].startswith(f"projector {CHECKPOINT_TENSOR}: 20 x 3 ")
     shutil.move(tmp_path / "old", tmp_path / "new")
     _, findings = inspect_logdir.inspect_logdir(str(tmp_path / "new"))
     assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
@@ -218,8 +314,8 @@ def test_projector_of_a_moved_logdir_is_flagged(tmp_path):
 
 def test_projector_relative_checkpoint_path_is_flagged(tmp_path):
     # A relative model_checkpoint_path is read from TensorBoard's working directory, not from the
-    # run's folder as the metadata and sprite paths are.
-    write_projector_run(tmp_path / "eval")
+    # run's folder as the tensor, metadata and sprite paths are.
+    write_checkpoint_projector_run(tmp_path / "eval")
     edit_projector_config(
         tmp_path / "eval",
         lambda config: setattr(config, "model_checkpoint_path", "projector/embedding"),
@@ -232,18 +328,17 @@ def test_projector_relative_checkpoint_path_is_flagged(tmp_path):
 def test_projector_tensor_named_as_the_variable_is_flagged(tmp_path):
     # A TF2 object-based checkpoint keys the variable by its path in the object graph, not by the
     # variable's own name as TF1's Saver did: "embedding" is not in it.
-    write_projector_run(tmp_path / "eval")
+    write_checkpoint_projector_run(tmp_path / "eval")
     edit_projector_config(
         tmp_path / "eval", lambda config: setattr(config.embeddings[0], "tensor_name", "embedding")
     )
     reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
     assert [finding.code for finding in findings] == ["projector-missing-checkpoint"]
     assert "tensor embedding is not in checkpoint" in findings[0].detail
-    assert "(its 2-D tensors: embedding/.ATTRIBUTES/VARIABLE_VALUE)" in findings[0].detail
+    assert f"(its 2-D tensors: {CHECKPOINT_TENSOR})" in findings[0].detail
     # The plugin still shows the checkpoint's 2-D tensor, with no metadata: so is it listed.
     assert projector_lines(reports) == [
-        "projector embedding/.ATTRIBUTES/VARIABLE_VALUE: 20 x 3 (points x dimensions); "
-        "no metadata; no sprite"
+        f"projector {CHECKPOINT_TENSOR}: 20 x 3 (points x dimensions); no metadata; no sprite"
     ]
 
 
@@ -254,8 +349,8 @@ def test_projector_single_column_metadata_with_a_header_is_flagged(tmp_path):
     reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
     assert [finding.code for finding in findings] == ["projector-metadata-mismatch"]
     assert findings[0].detail == (
-        "metadata projector/metadata.tsv has 21 rows for the 20 points of "
-        "embedding/.ATTRIBUTES/VARIABLE_VALUE (a header row on a single column is read as a point)"
+        "metadata projector/metadata.tsv has 21 rows for the 20 points of embedding (a header "
+        "row on a single column is read as a point)"
     )
     text = inspect_logdir.format_report(str(tmp_path), reports, findings)
     assert "fix: write one TSV row per embedding point" in text
@@ -287,9 +382,7 @@ def test_projector_sprite_named_relative_to_its_own_folder_is_flagged(tmp_path):
     )
     reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
     assert [finding.code for finding in findings] == ["projector-missing-sprite"]
-    assert findings[0].detail == (
-        "sprite sprite.png of embedding/.ATTRIBUTES/VARIABLE_VALUE not found"
-    )
+    assert findings[0].detail == "sprite sprite.png of embedding not found"
     assert projector_lines(reports)[0].endswith("; sprite sprite.png missing")
 
 
@@ -322,7 +415,7 @@ def test_tiny_mnist_run_is_clean(tmp_path):
     assert "profile: 1 session(s) in plugins/profile" in train_lines
     eval_lines = next(report.lines for report in reports if report.name == "eval")
     assert any(
-        line.startswith("projector embedding/.ATTRIBUTES/VARIABLE_VALUE: ")
+        line.startswith("projector embedding: 1000 x ")
         and line.endswith("sprite projector/sprite.png (28x28 thumbnails)")
         for line in eval_lines
     ), eval_lines
