@@ -7,10 +7,12 @@ endpoints the Graphs, Scalars, Text, Images, HParams, Profile and Debugger V2 da
 
 import gzip
 import json
+import pathlib
 import time
 import urllib.parse
 import urllib.request
 
+import numpy as np
 import pytest
 
 from apps.conditional_dropout import train as dropout_train
@@ -19,13 +21,15 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
 from common import errors
 from scripts import screenshots
+from tests import tensorboard_events as events
 
 
 class Server:
     """GET and POST against a TensorBoard server's HTTP API."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, logdir: pathlib.Path) -> None:
         self.base = base
+        self.logdir = logdir  # What it serves, to compare with what the apps wrote.
 
     def get(self, path: str, **params: str):
         url = f"{self.base}{path}?{urllib.parse.urlencode(params)}" if params else self.base + path
@@ -79,7 +83,7 @@ def server(tmp_path_factory):
         str(logs / "vae"),
     )
     with screenshots.tensorboard_server(str(logs), graph_runs=5) as url:
-        yield Server(url)
+        yield Server(url, logs)
 
 
 def test_graphs_dashboard_lists_op_and_conceptual_graphs(server):
@@ -197,7 +201,7 @@ def test_debugger_v2_alerts_name_the_op_that_first_overflowed(tmp_path):
         regression_train.train_and_evaluate(diverging, str(tmp_path))
     [dump] = (tmp_path / "debugger").iterdir()
     with screenshots.tensorboard_server(str(dump), graph_runs=0) as url:
-        debugger = Server(url)
+        debugger = Server(url, dump)
         run = "__default_debugger_run__"  # Debugger V2 reads one dump: the one it is pointed at.
         alerts = {}
         for _ in range(60):  # The plugin reads the dump in the background, once asked.
@@ -252,6 +256,12 @@ def test_projector_serves_embeddings_labels_and_sprite(server):
     query = {"run": "mnist_a/eval", "name": embedding["tensorName"]}
     tensor = server.get_bytes("/data/plugin/projector/tensor", **query)
     assert len(tensor) == points * dimensions * 4  # float32
+    # Read from the tensor file the config names relative to the run, with no checkpoint: the
+    # very floats the app wrote.
+    _, written, _ = events.projector_embedding(server.logdir / "mnist_a" / "eval")
+    assert written.shape == (points, dimensions) and np.isfinite(written).all()
+    assert tensor == written.astype(np.float32).tobytes()
+    assert not list((server.logdir / "mnist_a" / "eval" / "projector").glob("*.index"))
     assert len(server.get("/data/plugin/projector/metadata", **query).splitlines()) == points
     assert server.get_bytes("/data/plugin/projector/sprite_image", **query)[:4] == b"\x89PNG"
     (vae_embedding,) = server.get("/data/plugin/projector/info", run="vae/eval")["embeddings"]
