@@ -8,7 +8,8 @@
 What a user reads to see whether the loops or the work around them (evals, summaries,
 checkpoints) dominate a run, and what `make bench` prints for each app. The loop's phases wait for
 their work (a loop ends reading the step; an eval reads its metrics), so each phase's time is its
-own work, not work it queued for the next one.
+own work, not work it queued for the next one. A phase inside another (the wait for the
+summaries' thread inside a checkpoint save) counts to the inner one alone.
 """
 
 import contextlib
@@ -23,7 +24,10 @@ PHASES = (
     "loops",  # The train_loop calls (the first one includes the loop's tracing).
     "boundaries",  # Train scalars, the console line, the app's on_boundary.
     "evals",  # The eval passes (the first one includes the eval loop's tracing).
-    "eval summaries",  # Weight and gradient histograms, the app's on_eval (images, curves...).
+    # The loop's share of the eval's summaries: its weights snapshot, handing the histograms,
+    # gradients and the app's on_eval to their thread (common/background.py), and any wait for
+    # that thread (before a checkpoint counts as saved, at the end).
+    "eval summaries",
     "checkpoints",  # Checkpoint saves, each with its writer flush.
     "close",  # Closing the writers, the run record, the lock.
 )
@@ -31,6 +35,7 @@ PHASES = (
 # the line gives their count and first time too, `evals 0.19 (4x, first 0.12)`, so the cost of
 # each later one reads apart from the one-time trace.
 REPEATED_PHASES = ("loops", "evals", "eval summaries")
+BACKGROUND_SEPARATOR = "; in the background: "
 
 
 class PhaseTimes:
@@ -41,23 +46,40 @@ class PhaseTimes:
         self.first_seconds: dict[str, float] = {}  # Each phase's first entry.
         self.counts: dict[str, int] = {}  # Entries per phase.
         self._start = time.perf_counter()
+        self._inner_seconds: list[float] = []  # Per open phase: time in phases inside it.
+        # The eval summaries' own thread's time, beside the phases (common/background.py).
+        self.background_seconds: float | None = None
 
     @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Adds the time spent inside the block to `name` (one of `PHASES`)."""
+    def phase(self, name: str, count: bool = True) -> Iterator[None]:
+        """Adds the time spent inside the block to `name` (one of `PHASES`), less the time of
+        phases opened inside it, which count to their own.
+
+        Args:
+            name: the phase.
+            count: whether this is an entry of the phase (`(4x, first 0.12)`), or more time for
+                its entries so far (a wait for work an entry began).
+        """
         start = time.perf_counter()
+        self._inner_seconds.append(0.0)
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            inner = self._inner_seconds.pop()
+            if self._inner_seconds:
+                self._inner_seconds[-1] += elapsed
+            self.add(name, elapsed - inner, count)
 
-    def add(self, name: str, seconds: float) -> None:
-        """Adds `seconds` to `name` (one of `PHASES`): for a phase that is not one block."""
+    def add(self, name: str, seconds: float, count: bool = True) -> None:
+        """Adds `seconds` to `name` (one of `PHASES`): for a phase that is not one block. With
+        `count=False`, to its entries so far rather than as a new one."""
         if name not in PHASES:
             raise ValueError(f"unknown phase {name!r}; one of {PHASES}")
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.first_seconds.setdefault(name, seconds)
-        self.counts[name] = self.counts.get(name, 0) + 1
+        if count or name not in self.counts:
+            self.first_seconds.setdefault(name, seconds)
+            self.counts[name] = self.counts.get(name, 0) + 1
 
     def total(self) -> float:
         """Seconds since this object was made."""
@@ -69,12 +91,16 @@ class PhaseTimes:
 
     def line(self) -> str:
         """`time: 4.14 s = setup 0.31 + first step 0.62 + loops 1.60 (8x, first 0.25) + ... +
-        other 0.01`, phases not met left out; `other` is what no phase covered (between phases,
-        Python's own bookkeeping)."""
+        other 0.01; in the background: eval summaries 0.25`, phases not met left out; `other`
+        is what no phase covered (between phases, Python's own bookkeeping); the background's
+        seconds ran on their own thread, beside the phases, and are not in the total."""
         total = self.total()
         parts = [self._part(name) for name in PHASES if name in self.seconds]
         other = total - sum(self.seconds.values())
-        return f"time: {total:.2f} s = " + " + ".join([*parts, f"other {other:.2f}"])
+        line = f"time: {total:.2f} s = " + " + ".join([*parts, f"other {other:.2f}"])
+        if self.background_seconds is not None:
+            line += f"{BACKGROUND_SEPARATOR}eval summaries {self.background_seconds:.2f}"
+        return line
 
     def _part(self, name: str) -> str:
         part = f"{name} {self.seconds[name]:.2f}"
@@ -85,8 +111,9 @@ class PhaseTimes:
 
 def parse_line(text: str) -> tuple[float, dict[str, float], dict[str, tuple[int, float]]]:
     """The `time:` line in `text` (a run's output), read back: its total, its seconds per phase
-    (the phases met and `other`), and `{phase: (times entered, first time's seconds)}` for the
-    repeated phases that say so. What `make bench` and the tests read of a run.
+    (the phases met, `other`, and `background`: the eval summaries' thread's), and `{phase:
+    (times entered, first time's seconds)}` for the repeated phases that say so. What `make
+    bench` and the tests read of a run.
 
     Raises:
         ValueError: if `text` has no `time:` line, or it names a phase that is not one.
@@ -96,7 +123,13 @@ def parse_line(text: str) -> tuple[float, dict[str, float], dict[str, tuple[int,
     if not match:
         raise ValueError(f"no `time: <total> s = <phase> <seconds> + ...` line in:\n{text}")
     seconds, repeats = {}, {}
-    for part in match.group(2).split(" + "):
+    phases, _, background = match.group(2).partition(BACKGROUND_SEPARATOR)
+    if background:
+        parsed = re.fullmatch(r"eval summaries ([\d.]+)", background)
+        if not parsed:
+            raise ValueError(f"unknown background part {background!r} in {line!r}")
+        seconds["background"] = float(parsed.group(1))
+    for part in phases.split(" + "):
         # Phase names have spaces ("first step"); a repeated phase ends in "(8x, first 0.25)".
         parsed = re.fullmatch(r"(.+) (-?[\d.]+)(?: \((\d+)x, first ([\d.]+)\))?", part)
         if not parsed or parsed.group(1) not in (*PHASES, "other"):

@@ -60,3 +60,31 @@ def test_the_time_line_parser_reads_what_phase_times_prints():
 def test_a_missing_time_line_is_an_error_not_a_silent_zero():
     with pytest.raises(ValueError, match="no `time:"):
         phase_times.parse_line("final: loss=0.5\n")
+
+
+def test_a_phase_inside_another_counts_to_the_inner_one_alone():
+    """The wait for the summaries' thread inside a checkpoint save is the summaries' time."""
+    times = phase_times.PhaseTimes()
+    times.add("eval summaries", 0.01)
+    with times.phase("checkpoints"):
+        time.sleep(0.05)
+        with times.phase("eval summaries", count=False):
+            time.sleep(0.1)
+    assert times.seconds["checkpoints"] == pytest.approx(0.05, abs=0.03)
+    assert times.seconds["eval summaries"] == pytest.approx(0.11, abs=0.03)
+    assert times.counts["eval summaries"] == 1  # More time for its entry, not another entry.
+    assert times.first_seconds["eval summaries"] == 0.01
+
+
+def test_the_background_seconds_are_printed_apart_and_read_back():
+    times = phase_times.PhaseTimes()
+    times.add("loops", 1.0)
+    assert "background" not in times.line()  # A run without the thread says nothing of it.
+    times.background_seconds = 0.25
+    line = times.line()
+    assert line.endswith("other 0.00; in the background: eval summaries 0.25") or line.endswith(
+        "; in the background: eval summaries 0.25"
+    )
+    total, phases, _ = phase_times.parse_line(line)
+    assert phases["background"] == 0.25 and phases["loops"] == 1.0
+    assert total == pytest.approx(phases["loops"] + phases["other"], abs=0.01)  # Not in the total.
