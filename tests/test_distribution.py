@@ -291,5 +291,8 @@ def test_compute_threads_leave_a_core_to_the_input_pipeline_and_yield_to_the_env
     expected = str(cores - 1) if cores > 1 else "0"
     assert run() == [expected, expected]
     assert run(TF_NUM_INTRAOP_THREADS="3") == ["3", "0"]  # TensorFlow reads the variable itself.
-    tf.constant(1.0)  # This session's runtime runs already.
-    assert distribution.set_compute_threads() == 0
+    tf.constant(1.0)  # This session's runtime runs already: its threads stay as they are
+    # (TensorFlow's default, or what an earlier test's set_compute_threads set before it ran).
+    in_force = tf.config.threading.get_intra_op_parallelism_threads()
+    assert distribution.set_compute_threads() == in_force
+    assert tf.config.threading.get_intra_op_parallelism_threads() == in_force
