@@ -25,6 +25,7 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
 
 from common import errors, run_record, tracing
+from common.background import BackgroundWork
 from common.errors import UserError
 
 
@@ -34,21 +35,40 @@ class LogdirError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class SummaryWriters:
-    """The train and eval writers of one run."""
+    """The train and eval writers of one run, and the thread that writes its eval summaries.
+
+    The writers take writes from any thread: TensorFlow's default writer and step are per thread,
+    so a job on `background` names its writer and step itself (`writer.as_default(step=step)`).
+    """
 
     logdir: str
     train: tf.summary.SummaryWriter
     eval: tf.summary.SummaryWriter
+    background: BackgroundWork = dataclasses.field(default_factory=BackgroundWork)
 
     def flush(self) -> None:
-        """Flushes both writers, so TensorBoard sees everything written so far."""
+        """Flushes both writers, so TensorBoard sees everything written so far (on the background
+        thread too: not what it has yet to write; see `wait`)."""
         self.train.flush()
         self.eval.flush()
 
+    def wait(self) -> None:
+        """Waits for the background thread's work so far, then flushes both writers.
+
+        Raises:
+            Whatever a background job raised.
+        """
+        self.background.wait()
+        self.flush()
+
     def close(self) -> None:
-        """Flushes and closes both writers."""
-        self.train.close()
-        self.eval.close()
+        """Waits for the background thread, then flushes and closes both writers (also when a
+        background job failed: its error is raised after)."""
+        try:
+            self.background.close()
+        finally:
+            self.train.close()
+            self.eval.close()
 
 
 # The trim writes its temporary file under a name that is neither matched by `events.out.tfevents.*`
@@ -407,12 +427,18 @@ def write_histogram(tag: str, values: tf.Tensor | np.ndarray, step: int | None =
 
 
 def write_weight_histograms(
-    writer: tf.summary.SummaryWriter, variables: Sequence[tf.Variable], step: int
+    writer: tf.summary.SummaryWriter,
+    variables: Sequence[tf.Variable],
+    step: int,
+    values: Sequence[np.ndarray] | None = None,
 ) -> None:
-    """Writes one histogram per variable, tagged by its Keras path (`weights/hidden/kernel`)."""
+    """Writes one histogram per variable, tagged by its Keras path (`weights/hidden/kernel`), of
+    its `values` (default: its value now)."""
+    if values is None:
+        values = [variable.numpy() for variable in variables]
     with writer.as_default(step=step):
-        for variable in variables:
-            write_histogram(f"weights/{variable.path}", variable.numpy())
+        for variable, value in zip(variables, values, strict=True):
+            write_histogram(f"weights/{variable.path}", value)
 
 
 def write_gradient_summaries(

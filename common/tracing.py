@@ -46,8 +46,7 @@ class EagerThenTraced:
     scalars): in one `tf.function` call each costs 0.3 to 0.5 ms on 2 CPU cores against 0.6 to
     2.5 ms eagerly, but the function takes 15 to 35 ms to trace. A default run's 6 to 20
     boundaries never pay the trace back; a long run's hundreds would pay 5% of a tiny model's loop
-    time eagerly. So: eager while it is cheaper, traced (once) after. The same holds for the
-    gradient probe at each eval (4 to 27 ms eagerly, 1 to 5 ms traced, 0.2 to 0.55 s to trace).
+    time eagerly. So: eager while it is cheaper, traced (once) after.
     """
 
     def __init__(

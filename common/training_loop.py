@@ -18,8 +18,10 @@ which does everything else, the same way for every app and every `tf.distribute`
             while step < num_steps:
                 loss = train_loop(iterator, n)         # n = steps_per_loop steps, ONE call.
                 stop if the loss (or a gradient) is not finite
-                boundary: train scalars; eval, histograms and on_eval when due; on_boundary;
-                          one progress line; a checkpoint when due (and on SIGINT/SIGTERM)
+                boundary: train scalars; eval when due, its summaries (histograms, gradients,
+                          on_eval) handed to their own thread with a weights snapshot;
+                          on_boundary; one progress line; a checkpoint when due (and on
+                          SIGINT/SIGTERM)
             final checkpoint
         print and return the final metrics
 
@@ -37,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from common import (
@@ -322,43 +325,60 @@ def dump_debug_info(output_dir: str) -> Iterator[str]:
         tf.debugging.experimental.disable_dump_debug_info()
 
 
-def make_gradient_probe(
-    state: TrainState, batch_loss: Callable[..., tf.Tensor]
-) -> Callable[[Any], list[tf.Tensor]]:
-    """`probe(iterator) -> gradients`: the whole batch's gradients of `batch_loss` on the
-    iterator's next batch, one per trainable variable, nothing applied.
+def model_variables(state: TrainState) -> list[keras.Variable]:
+    """Every model's variables, trainable and not, in order: what a weights snapshot holds."""
+    return [variable for model in state.models for variable in model.variables]
 
-    Run at eval time only, so the train step stays as it is: its gradients never leave the graph.
-    Eagerly at a run's first 20 evals, then as a `tf.function` (`tracing.EagerThenTraced`): traced,
-    a call costs 1 to 5 ms here but the trace 0.2 to 0.55 s; eagerly 4 ms (mnist_mlp), 9 ms
-    (regression_tape), 27 ms (the VAE), which a default run's 4 to 20 evals never add up to.
 
-    The probe leaves the run as it found it: `batch_loss` runs the model in training mode, which
-    draws from the dropout and sampling layers' random generators (and would update a batch
-    norm's statistics); every model's non-trainable variables are put back afterwards, so writing
-    the summaries does not change the training that follows.
+def snapshot_weights(state: TrainState) -> list[np.ndarray]:
+    """Every model variable's value now, copied to the host (`model_variables`' order): what the
+    eval's summaries read on their own thread while the next loop changes the weights."""
+    return [np.asarray(variable.numpy()) for variable in model_variables(state)]
+
+
+@contextlib.contextmanager
+def weights_as_of(state: TrainState, snapshot: Sequence[np.ndarray]) -> Iterator[list[tf.Tensor]]:
+    """Inside the block, on this thread, every call of the models reads its variables from
+    `snapshot` (see `snapshot_weights`), and whatever a call assigns (a dropout layer's random
+    generator state, a batch norm's statistics) goes nowhere: the run's variables stay as
+    training leaves them. Yields the trainable variables' values as tensors, to watch on a tape.
+
+    Keras 3's `StatelessScope`, which `Layer.stateless_call` uses. Eager calls only: a
+    `tf.function` traced before reads the live variables, whatever the scope says.
     """
-    replica_loss = functools.partial(batch_loss, state)
-    kept_as_they_are = [
-        variable for model in state.models for variable in model.non_trainable_variables
+    variables = model_variables(state)
+    values = [
+        tf.constant(value, dtype=variable.dtype)
+        for variable, value in zip(variables, snapshot, strict=True)
     ]
+    trainable = {id(variable) for variable in state.trainable_variables}
+    with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+        yield [
+            value
+            for variable, value in zip(variables, values, strict=True)
+            if id(variable) in trainable
+        ]
 
-    def replica_gradients(*batch: tf.Tensor) -> list[tf.Tensor]:
-        with tf.GradientTape() as tape:
-            loss = replica_loss(*batch)
-        gradients = tape.gradient(loss, state.trainable_variables)
-        # Each replica holds a share of the batch's gradient: their sum is the whole batch's.
-        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
 
-    def probe(iterator: Any) -> list[tf.Tensor]:
-        saved = [tf.identity(variable) for variable in kept_as_they_are]
-        per_replica = state.strategy.run(replica_gradients, args=as_tuple(next(iterator)))
-        for variable, value in zip(kept_as_they_are, saved, strict=True):
-            variable.assign(value)
-        return [state.strategy.experimental_local_results(value)[0] for value in per_replica]
+def probe_gradients(
+    state: TrainState,
+    batch_loss: Callable[..., tf.Tensor],
+    batch: tuple[tf.Tensor, ...],
+    trainable_values: Sequence[tf.Tensor],
+    step: int,
+) -> list[tf.Tensor]:
+    """The gradients of `batch_loss(state, *batch)` with respect to `trainable_values`, inside
+    `weights_as_of`: the whole batch's gradient at the snapshot's weights, nothing applied.
 
-    # With AutoGraph: `batch_loss` is the app's code, which may branch on tensors.
-    return tracing.EagerThenTraced(probe, autograph=True)
+    Eager, on the eval summaries' thread, so the train step stays as it is (its gradients never
+    leave the graph) and training goes on meanwhile. `state.global_step` reads `step` here, so a
+    loss that depends on the step (the VAE's KL weight) is the one of the snapshot's step.
+    """
+    at_step = dataclasses.replace(state, global_step=tf.constant(step, state.global_step.dtype))
+    with tf.GradientTape() as tape:
+        tape.watch(trainable_values)
+        loss = batch_loss(at_step, *batch)
+    return tape.gradient(loss, list(trainable_values))
 
 
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:
@@ -456,7 +476,11 @@ def run(
             (default: every train metric, every eval metric, `train/steps_per_second`).
         boundary_scalars: more train scalars at each boundary, e.g. a schedule's value.
         on_eval: `on_eval(step, eval_results, writers)` after each eval: the app's own eval
-            summaries (images, latent histograms), or what it keeps of the results.
+            summaries (images, curves, embeddings), or what it keeps of the results. It runs on
+            the summaries' thread (common/background.py), in order, while training goes on,
+            inside `weights_as_of`: calling the models eagerly there reads their weights as
+            they were at `step` (a `tf.function` would read the live ones). What it writes
+            names its writer and step (`writers.eval.as_default(step=step)`).
         on_boundary: `on_boundary(step)` at each boundary, after eval: e.g. a switch that must
             flip at an exact step (add that step to `boundary_steps`).
         boundary_steps: steps at which a loop must end, besides multiples of `steps_per_loop`.
@@ -467,7 +491,8 @@ def run(
             once at step 0 of a new run.
         batch_loss: `batch_loss(state, *batch) -> loss`, the train step's loss without its
             update: at every eval, the gradients of one fixed train batch are written to `train/`
-            as histograms `gradients/<variable>` and the scalar `gradients/global_norm`.
+            as histograms `gradients/<variable>` and the scalar `gradients/global_norm`, taken
+            on the summaries' thread from the eval's weights (see `probe_gradients`).
 
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
@@ -518,11 +543,36 @@ def run(
         train_loop = make_train_loop(train_function)
         read_train_metrics = metrics.MetricReader(state.train_metrics)
         writers = run.open_writers()
-        if batch_loss:
-            # The same train examples at every eval, so evals differ by the weights alone.
-            probe_batches = datasets.train.take(config.batch_size).repeat().batch(config.batch_size)
-            probe_iterator = iter(strategy.experimental_distribute_dataset(probe_batches))
-            probe_gradients = make_gradient_probe(state, batch_loss)
+        # Waits for the eval summaries' thread are theirs, not the save's or the close's.
+        writers.background.wait_phase = lambda: times.phase("eval summaries", count=False)
+        # The same train examples at every eval, so evals differ by the weights alone: one
+        # global batch, taken on the summaries' thread at the first eval.
+        probe_batch = functools.cache(
+            lambda: as_tuple(
+                next(iter(datasets.train.take(config.batch_size).repeat().batch(config.batch_size)))
+            )
+        )
+
+        def write_eval_summaries(step: int, results: dict[str, float], snapshot: list) -> None:
+            """On the summaries' thread: the histograms, the gradients, the app's on_eval, all
+            from the weights as they were at `step` while the next loop trains."""
+            variables = state.trainable_variables
+            trainable = {id(variable) for variable in variables}
+            values = [
+                value
+                for variable, value in zip(model_variables(state), snapshot, strict=True)
+                if id(variable) in trainable
+            ]
+            summaries.write_weight_histograms(writers.train, variables, step, values)
+            with weights_as_of(state, snapshot) as trainable_values:
+                if batch_loss:
+                    gradients = probe_gradients(
+                        state, batch_loss, probe_batch(), trainable_values, step
+                    )
+                    summaries.write_gradient_summaries(writers.train, variables, gradients, step)
+                if on_eval:
+                    on_eval(step, results, writers)
+
         write_train_scalars = summaries.ScalarWriter(writers.train)
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
         if start_step == 0:
@@ -583,18 +633,9 @@ def run(
                     results = evaluate()
                     write_eval_scalars(results, loop.step)
                 with times.phase("eval summaries"):
-                    summaries.write_weight_histograms(
-                        writers.train, state.trainable_variables, loop.step
+                    writers.background.submit(
+                        write_eval_summaries, loop.step, results, snapshot_weights(state)
                     )
-                    if batch_loss:
-                        summaries.write_gradient_summaries(
-                            writers.train,
-                            state.trainable_variables,
-                            probe_gradients(probe_iterator),
-                            loop.step,
-                        )
-                    if on_eval:
-                        on_eval(loop.step, results, writers)
                 loop.last_eval_step = loop.step
                 values.update({f"eval/{name}": value for name, value in results.items()})
             with times.phase("boundaries"):
@@ -611,8 +652,10 @@ def run(
         with times.phase("checkpoints"):
             if run.last_saved_step != loop.step:
                 run.save(loop.step)
+        writers.background.wait()  # The last eval's summaries: on disk before the run ends.
         close_start = time.perf_counter()
     times.add("close", time.perf_counter() - close_start)  # The writers, the record, the lock.
+    times.background_seconds = writers.background.busy_seconds
 
     extra = final_metrics() if final_metrics else {}
     extra["eval_step_traces"] = evaluate.tracing_count()

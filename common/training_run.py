@@ -657,6 +657,11 @@ class TrainingRun:
     def save(self, step: int) -> str:
         """Flushes the writers, then saves a checkpoint numbered `step`; returns its path.
 
+        Every scalar up to `step` is on disk before the checkpoint. The eval summaries of `step`
+        (histograms, pictures, curves) may still be on their own thread (common/background.py):
+        the save does not wait for them, so training goes on; a crash before they are written
+        costs that one eval's pictures, never a scalar. The run waits for them before it ends.
+
         Raises:
             NonFiniteWeightsError: if a variable holds NaN or Inf; nothing is saved.
             common.errors.DiskFullError, ...: if the save fails; the last good checkpoint is
@@ -665,7 +670,7 @@ class TrainingRun:
         self._check_weights_are_finite(step)
         if self.writers is not None:
             try:
-                self.writers.flush()  # Every point up to `step` is on disk before the checkpoint.
+                self.writers.flush()  # The loop's own points up to `step`: on disk first.
             except Exception as error:
                 self._raise_as_user_error(error, f"while writing the summaries of step {step}")
         if self.is_chief:

@@ -1,6 +1,8 @@
 """common.training_loop's pieces: where loops end, when eval runs, the state the steps use."""
 
 import dataclasses
+import threading
+import time
 
 import keras
 import numpy as np
@@ -87,3 +89,75 @@ def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
     assert np.isnan(float(loop(iterator, tf.constant(100))))
     assert int(state.global_step.numpy()) == 4  # Broke out at the NaN, not after 100 steps.
     assert step.experimental_get_tracing_count() == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyDatasets:
+    train: tf.data.Dataset
+    eval: tf.data.Dataset
+    description: str = "ones"
+
+
+TINY_RUN = TinyConfig(checkpoint_every_steps=100)  # Loops end at 3, 6, 9, 10; evals at 6, 9, 10.
+
+
+def tiny_state() -> training_loop.TrainState:
+    metrics = [{"loss": keras.metrics.Mean()} for _ in ("train", "eval")]
+    return training_loop.TrainState.create(TINY_RUN, [tiny_model()], *metrics)
+
+
+def run_tiny(tmp_path, state, **hooks) -> dict[str, float]:
+    """A tiny run of `TINY_RUN`, every step of which moves the weights, with the loop's `hooks`."""
+
+    def train_step(state, features):
+        with tf.GradientTape() as tape:
+            loss = state.average_loss(tf.squeeze(state.model(features, training=True), -1))
+        gradients = tape.gradient(loss, state.trainable_variables)
+        state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        state.train_metrics["loss"].update_state(loss)
+        return training_loop.loss_or_nan(loss, gradients)
+
+    def eval_step(state, features):
+        state.eval_metrics["loss"].update_state(state.model(features, training=False))
+
+    examples = tf.data.Dataset.from_tensors(tf.ones([2])).repeat(8)
+    return training_loop.run(
+        TINY_RUN,
+        str(tmp_path),
+        state,
+        train_step,
+        eval_step,
+        lambda: TinyDatasets(examples, examples),
+        **hooks,
+    )
+
+
+def test_on_eval_runs_late_on_its_own_thread_but_sees_the_weights_of_its_step(tmp_path):
+    """The eval summaries run while the next loops train: a model call in on_eval must still
+    read the weights the eval read, not the ones training has moved on to."""
+    state = tiny_state()
+    ones = tf.ones([1, 2])
+    in_on_eval, at_boundary, threads = {}, {}, set()
+
+    def on_eval(step, results, writers):
+        time.sleep(0.3)  # Meanwhile the loop trains on: every step moves the weights.
+        threads.add(threading.get_ident())
+        in_on_eval[step] = state.model(ones).numpy()
+
+    def on_boundary(step):  # On the loop's thread, before the next loop: the eval's weights.
+        at_boundary[step] = state.model(ones).numpy()
+
+    results = run_tiny(tmp_path, state, on_eval=on_eval, on_boundary=on_boundary)
+    assert results["steps"] == 10 and sorted(in_on_eval) == [6, 9, 10]
+    assert threading.get_ident() not in threads
+    for step in (6, 9):  # The weights moved after these: a live read would see step 10's.
+        assert not np.array_equal(at_boundary[step], at_boundary[10])
+        np.testing.assert_array_equal(in_on_eval[step], at_boundary[step])
+
+
+def test_an_error_in_the_eval_summaries_fails_the_run_with_that_error(tmp_path):
+    def on_eval(step, results, writers):
+        raise ValueError(f"on_eval broke at step {step}")
+
+    with pytest.raises(ValueError, match="on_eval broke at step 6"):
+        run_tiny(tmp_path, tiny_state(), on_eval=on_eval)

@@ -168,9 +168,9 @@ def test_dropout_makes_the_overfitting_smaller(tmp_path):
 
 def test_the_gradient_summaries_do_not_change_the_training(tmp_path):
     """The eval-time gradient probe runs the model in training mode, drawing from the dropout
-    layers' random generators: it must put them back, or the summaries alone would change the
-    run. Evals at every loop or only at the end: the same training, to the last bit. 22 evals:
-    the probe runs eagerly at the first 20, traced after (tracing.EagerThenTraced), both checked."""
+    layers' random generators, on the summaries' own thread while training goes on: inside
+    `training_loop.weights_as_of` its draws go nowhere, or the summaries alone would change the
+    run. Evals at every loop or only at the end: the same training, to the last bit."""
     every_loop = dataclasses.replace(
         TINY, num_steps=44, eval_every_steps=2, checkpoint_every_steps=100, dropout_off_at_step=100
     )

@@ -150,8 +150,10 @@ def train_and_evaluate(
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
         eval_losses.append(results["loss"])
         # Computed here, not in the eval step: the curve needs every example's probability (one
-        # call on the whole eval set, held in memory).
-        probabilities = tf.sigmoid(inference_step(eval_features))
+        # call on the whole eval set, held in memory). On the summaries' thread, while training
+        # goes on: an eager call, which reads the weights as they were at `step` (the traced
+        # inference_step would read the live ones; see training_loop.run's on_eval).
+        probabilities = tf.sigmoid(model(eval_features, training=False))
         summaries.write_pr_curve(writers.eval, "pr_curve", eval_labels, probabilities, step)
 
     return training_loop.run(

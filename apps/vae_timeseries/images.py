@@ -1,8 +1,6 @@
 """What the VAE writes at each eval: the eval windows' latent code as histograms, and a few windows
-over their reconstructions as heatmap images, for TensorBoard's Histograms and Images tabs; at the
-last eval, the windows' latent means for the Projector."""
-
-from collections.abc import Callable
+over their reconstructions as heatmap images, for TensorBoard's Histograms and Images tabs; and the
+windows' latent means for the Projector."""
 
 import keras
 import numpy as np
@@ -37,39 +35,33 @@ def reconstruction_images(windows: np.ndarray, reconstructions: np.ndarray) -> n
 
 
 def write_latent_summaries(
-    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+    means: tf.Tensor,
+    log_variances: tf.Tensor,
     decoder: keras.Model,
     eval_windows: tf.Tensor,
     writers: summaries.SummaryWriters,
     step: int,
 ) -> None:
-    """Histograms of the eval windows' latent code, and a few windows over reconstructions.
-
-    `encode(windows) -> (mean, log_variance)` is the encoder's deterministic part; `eval_windows`
-    the whole eval set, in memory: one call encodes it all.
-    """
-    means, log_variances = encode(eval_windows)
+    """Histograms of the eval windows' latent code (`means`, `log_variances`: the encoder's
+    deterministic part, one row per window of `eval_windows`), and a few windows over their
+    reconstructions."""
     with writers.train.as_default(step=step):
         summaries.write_histogram("latent/mean", means)
         summaries.write_histogram("latent/log_variance", log_variances)
     # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
     windows = eval_windows[:NUM_IMAGES]
-    pictures = reconstruction_images(windows.numpy(), decoder(means[:NUM_IMAGES]).numpy())
+    reconstructions = decoder(means[:NUM_IMAGES], training=False)
+    pictures = reconstruction_images(np.asarray(windows), np.asarray(reconstructions))
     with writers.eval.as_default(step=step):
         summaries.write_image("reconstructions", pictures)
 
 
-def write_latent_embeddings(
-    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-    eval_windows: tf.Tensor,
-    run_directory: str,
-) -> None:
-    """The eval windows' latent means for the Projector, each with its index in the eval series
+def write_latent_embeddings(means: tf.Tensor, eval_windows: tf.Tensor, run_directory: str) -> None:
+    """The eval windows' latent `means` for the Projector, each with its index in the eval series
     (neighbours in time overlap, so a smooth code draws them as a path) and its RMS."""
-    windows = eval_windows.numpy()
-    means = encode(eval_windows)[0].numpy()
+    windows = np.asarray(eval_windows)
     metadata = {
         "window": range(len(windows)),
         "rms": np.sqrt(np.mean(np.square(windows), axis=(1, 2))).round(3),
     }
-    projector.write_embeddings(run_directory, means, metadata)
+    projector.write_embeddings(run_directory, np.asarray(means), metadata)

@@ -16,7 +16,7 @@ What lands in `<logdir>`:
           `gradients/global_norm`; the Custom Scalars layout at step 0.
   eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
           `reconstructions`: a few eval windows (top, channels by time) over their
-          reconstructions (bottom), as heatmaps; at the end, latent means for the Projector.
+          reconstructions (bottom), as heatmaps; the latent means for the Projector (`eval/projector/`).
   checkpoints/  encoder, decoder, optimizer and global step.
 """
 
@@ -25,7 +25,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, summaries, tracing, training_loop
+from common import input_pipeline, summaries, training_loop
 
 from . import data, images
 from . import model as model_lib
@@ -141,19 +141,15 @@ def train_and_evaluate(
         state = create_state(config, datasets.num_channels)
     encoder, decoder = state.models
 
-    # Its own function per run, traced once: the batch dimension is None, so the smaller last
-    # batch runs through the same graph.
-    encode = tracing.per_run_function(
-        lambda windows: encoder(windows, training=False)[:2],
-        input_signature=[tf.TensorSpec([None, config.window_length, datasets.num_channels])],
-    )
     eval_windows = input_pipeline.materialize(datasets.eval, "the eval set")  # In memory, once.
     first_elbo: list[float] = []
 
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        images.write_latent_summaries(encode, decoder, eval_windows, writers, step)
-        if step == config.num_steps:  # The Projector's points once, from the trained encoder.
-            images.write_latent_embeddings(encode, eval_windows, f"{writers.logdir}/eval")
+        # On the summaries' thread, while training goes on: the models' calls here are eager and
+        # read their weights as they were at `step` (see training_loop.run's on_eval).
+        means, log_variances = encoder(eval_windows, training=False)[:2]
+        images.write_latent_summaries(means, log_variances, decoder, eval_windows, writers, step)
+        images.write_latent_embeddings(means, eval_windows, f"{writers.logdir}/eval")
         first_elbo[:] = first_elbo or [results["elbo"]]
 
     return training_loop.run(
