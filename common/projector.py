@@ -12,6 +12,7 @@ plugin reads a tensor file by itself, and lists the run without any checkpoint w
 names one.
 """
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -27,15 +28,39 @@ BINARY_TENSOR_PATH = f"{SUBDIRECTORY}/embedding.bytes"
 TEXT_TENSOR_PATH = f"{SUBDIRECTORY}/embedding.tsv"
 # Enough significant digits for any float32 to read back as the same float32.
 TEXT_FORMAT = "%.9g"
-# What an older version of this module wrote instead of a tensor file: a tf.train.Checkpoint.
-_OLD_CHECKPOINT_FILES = ("embedding.index", "embedding.data-*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sprite:
+    """A sprite already written (`write_sprite`): what a config needs to name it."""
+
+    image_path: str  # Relative to the run directory.
+    thumbnail_width: int
+    thumbnail_height: int
+
+
+def write_sprite(run_directory: str, thumbnails: np.ndarray) -> Sprite:
+    """Writes the thumbnails' grid as `<run_directory>/projector/sprite.png`, for
+    `write_embeddings` to name: once per run, when the points stay the same at every eval.
+
+    Args:
+        run_directory: a directory of the run's event files.
+        thumbnails: [points, height, width] or [points, height, width, 3] uint8, in the
+            embedding's order.
+    """
+    tf.io.gfile.makedirs(f"{run_directory}/{SUBDIRECTORY}")
+    image_path = f"{SUBDIRECTORY}/sprite.png"
+    with tf.io.gfile.GFile(f"{run_directory}/{image_path}", "wb") as sprite_file:
+        sprite_file.write(summaries.encode_png(sprite_grid(thumbnails)))
+    height, width = thumbnails.shape[1:3]
+    return Sprite(image_path, width, height)
 
 
 def write_embeddings(
     run_directory: str,
     embeddings: np.ndarray,
     metadata: Mapping[str, Sequence[object]],
-    sprite: np.ndarray | None = None,
+    sprite: np.ndarray | Sprite | None = None,
 ) -> None:
     """Writes `embeddings` with their metadata (and sprite) for the Projector, replacing any
     earlier ones of the run.
@@ -48,7 +73,8 @@ def write_embeddings(
         run_directory: a directory of the run's event files.
         embeddings: [points, dimensions] floats, stored as float32.
         metadata: `{column: one value per point}`, e.g. `{"label": labels}`.
-        sprite: [points, height, width] or [points, height, width, 3] uint8 thumbnails.
+        sprite: [points, height, width] or [points, height, width, 3] uint8 thumbnails, written
+            here (see `write_sprite`); or a `Sprite` written before, named again.
     """
     directory = f"{run_directory}/{SUBDIRECTORY}"
     tf.io.gfile.makedirs(directory)
@@ -73,11 +99,10 @@ def write_embeddings(
         metadata_path=f"{SUBDIRECTORY}/metadata.tsv",
     )
     if sprite is not None:
-        height, width = sprite.shape[1:3]
-        with tf.io.gfile.GFile(f"{directory}/sprite.png", "wb") as sprite_file:
-            sprite_file.write(summaries.encode_png(sprite_grid(sprite)))
-        embedding.sprite.image_path = f"{SUBDIRECTORY}/sprite.png"
-        embedding.sprite.single_image_dim.extend([width, height])
+        if not isinstance(sprite, Sprite):
+            sprite = write_sprite(run_directory, sprite)
+        embedding.sprite.image_path = sprite.image_path
+        embedding.sprite.single_image_dim.extend([sprite.thumbnail_width, sprite.thumbnail_height])
     projector.visualize_embeddings(run_directory, config)
 
 
@@ -88,32 +113,23 @@ def _write_tensor(run_directory: str, tensor: np.ndarray) -> str:
     The plugin reads a tensor file as TSV text first and as float32 bytes (of the config's
     tensor_shape) only when that text fails to decode as UTF-8. Raw bytes are the fast write, but
     some embeddings' bytes decode (all zeros, or small positive values), and the plugin would then
-    parse them as TSV and fail: those are written as a TSV.
+    parse them as TSV and fail: those are written as a TSV. (A file of the other format from an
+    earlier write stays, named by nothing: a run removes no file it cannot prove it wrote.)
     """
     data = tensor.tobytes()
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        path, stale = BINARY_TENSOR_PATH, TEXT_TENSOR_PATH
+        path = BINARY_TENSOR_PATH
         with tf.io.gfile.GFile(f"{run_directory}/{path}", "wb") as tensor_file:
             tensor_file.write(data)
     else:
-        path, stale = TEXT_TENSOR_PATH, BINARY_TENSOR_PATH
+        path = TEXT_TENSOR_PATH
         text = "".join(
             "\t".join(TEXT_FORMAT % value for value in row) + "\n" for row in tensor.tolist()
         )
         with tf.io.gfile.GFile(f"{run_directory}/{path}", "w") as tensor_file:
             tensor_file.write(text)
-    # The other format's file, or an older version's checkpoint, of an earlier call: nothing names
-    # them any more, and a reader of the folder should not take them for this embedding.
-    leftovers = [f"{run_directory}/{stale}"] + [
-        found
-        for pattern in _OLD_CHECKPOINT_FILES
-        for found in tf.io.gfile.glob(f"{run_directory}/{SUBDIRECTORY}/{pattern}")
-    ]
-    for leftover in leftovers:
-        if tf.io.gfile.exists(leftover):
-            tf.io.gfile.remove(leftover)
     return path
 
 

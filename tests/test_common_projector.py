@@ -111,16 +111,28 @@ def test_a_copied_run_keeps_its_projector(tmp_path):
     assert served_tensor(tmp_path / "new").tobytes() == BINARY.tobytes()
 
 
-def test_writing_again_replaces_the_other_format(tmp_path):
-    # A resumed run's last eval may write zeros after a first write of floats, or the reverse:
-    # only the file the config names is left.
+def test_writing_again_names_the_new_format_and_removes_nothing(tmp_path):
+    # A later eval may write zeros after a first write of floats, or the reverse: the config
+    # names the file just written; the other stays (a run removes no file it cannot prove it
+    # wrote), named by nothing.
     write_run(tmp_path, BINARY)
     write_run(tmp_path, ZEROS)
-    assert not (tmp_path / "projector" / "embedding.bytes").exists()
+    assert (tmp_path / "projector" / "embedding.bytes").exists()
     np.testing.assert_array_equal(events.projector_embedding(tmp_path)[1], ZEROS)
     write_run(tmp_path, BINARY)
-    assert not (tmp_path / "projector" / "embedding.tsv").exists()
     np.testing.assert_array_equal(events.projector_embedding(tmp_path)[1], BINARY)
+    assert served_tensor(tmp_path).tobytes() == BINARY.tobytes()
+
+
+def test_a_sprite_written_once_is_named_by_every_later_write(tmp_path):
+    thumbnails = np.full((len(BINARY), 4, 6), 200, np.uint8)
+    sprite = projector.write_sprite(str(tmp_path), thumbnails)
+    written = (tmp_path / "projector" / "sprite.png").read_bytes()
+    projector.write_embeddings(str(tmp_path), BINARY, {"label": range(len(BINARY))}, sprite)
+    embedding, _, _ = events.projector_embedding(tmp_path)
+    assert embedding.sprite.image_path == "projector/sprite.png"
+    assert list(embedding.sprite.single_image_dim) == [6, 4]  # Width, then height.
+    assert (tmp_path / "projector" / "sprite.png").read_bytes() == written  # Not rewritten.
 
 
 def test_embeddings_that_are_not_points_by_dimensions_are_refused(tmp_path):

@@ -11,15 +11,15 @@ What lands in `<logdir>`:
           `steps_per_second`, `examples_per_second` every loop; weight and gradient histograms
           and `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
-          a PR curve per digit, misclassified digits and the confusion matrix (see visuals.py);
-          at the end, the Projector's hidden-layer embeddings of eval digits (`eval/projector/`).
+          a PR curve per digit, misclassified digits and the confusion matrix, and the Projector's
+          hidden-layer embeddings of eval digits (`eval/projector/`; see visuals.py).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, summaries, tracing, training_loop
+from common import input_pipeline, projector, summaries, training_loop
 
 from . import data, visuals
 from . import model as model_lib
@@ -94,11 +94,6 @@ def train_and_evaluate(
         state = create_state(config)
 
     model = state.model
-    # Its own function per run, traced once: a batch of None, so the last batch reuses it.
-    classify = tracing.per_run_function(
-        lambda images: tf.nn.softmax(model(images, training=False)),
-        input_signature=[tf.TensorSpec([None, 28 * 28], tf.float32)],
-    )
     eval_set: list[tuple[tf.Tensor, tf.Tensor]] = []  # (images, labels), once the data load.
 
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
@@ -106,10 +101,16 @@ def train_and_evaluate(
         eval_set.append(input_pipeline.materialize(loaded.eval, "the eval set"))
         return loaded
 
+    sprite: list[projector.Sprite] = []  # The Projector's digits, drawn at the first eval.
+
+    def classify(images: tf.Tensor) -> tf.Tensor:
+        return tf.nn.softmax(model(images, training=False))
+
     def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        # The Projector's embeddings once, at the run's last eval: the trained hidden layer's.
-        embed = model.get_layer("hidden") if step == config.num_steps else None
-        visuals.write_eval_summaries(classify, eval_set[0], writers, step, embed)
+        # On the summaries' thread, while training goes on: the model's calls here are eager and
+        # read its weights as they were at `step` (see training_loop.run's on_eval).
+        embed = model.get_layer("hidden")  # The Projector's points: the hidden layer's output.
+        visuals.write_eval_summaries(classify, embed, eval_set[0], writers, step, sprite)
 
     app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
     return training_loop.run(

@@ -2,7 +2,9 @@
 
 eval/  `pr_curve/<digit>`: one precision-recall curve per class (that digit against the rest);
        `misclassified`: a grid of eval digits the model gets wrong, each captioned `true>predicted`;
-       `confusion_matrix`: counts of true (rows) against predicted (columns) digits.
+       `confusion_matrix`: counts of true (rows) against predicted (columns) digits;
+       `projector/`: the hidden layer's embeddings of the first eval digits, with their labels and
+       a sprite, for the Projector (the latest eval's).
 """
 
 from collections.abc import Callable
@@ -26,22 +28,26 @@ NUM_EMBEDDED = 1000  # Clusters by class show at a few hundred points; the sprit
 
 def write_eval_summaries(
     classify: Callable[[tf.Tensor], tf.Tensor],
+    embed: Callable[[tf.Tensor], tf.Tensor],
     eval_set: tuple[tf.Tensor, tf.Tensor],
     writers: summaries.SummaryWriters,
     step: int,
-    embed: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    sprite: list[projector.Sprite],
 ) -> None:
     """`classify(images) -> probabilities` on the whole eval set, `(images, labels)` in memory, in
-    one call; then the PR curves and the two images at `step`; with `embed(images) -> hidden
-    activations` (the last eval), the Projector's embeddings in the eval run's directory too."""
+    one call; then the PR curves and the two images at `step`, and the Projector's embeddings
+    (`embed(images) -> hidden activations`) of the first `NUM_EMBEDDED` eval digits in the eval
+    run's directory. The digits' sprite is written at the first call and kept in `sprite` (the
+    same digits at every eval)."""
     probabilities = classify(eval_set[0]).numpy()
     images, labels = (tensor.numpy() for tensor in eval_set)
-    if embed:
-        digits = images[:NUM_EMBEDDED]
+    digits = images[:NUM_EMBEDDED]
+    if not sprite:
         pixels = (digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)
-        embeddings = embed(tf.constant(digits)).numpy()
-        metadata = {"label": labels[:NUM_EMBEDDED]}
-        projector.write_embeddings(f"{writers.logdir}/eval", embeddings, metadata, sprite=pixels)
+        sprite.append(projector.write_sprite(f"{writers.logdir}/eval", pixels))
+    embeddings = embed(tf.constant(digits)).numpy()
+    metadata = {"label": labels[:NUM_EMBEDDED]}
+    projector.write_embeddings(f"{writers.logdir}/eval", embeddings, metadata, sprite[0])
     writer = writers.eval
     for digit in range(NUM_CLASSES):
         summaries.write_pr_curve(
