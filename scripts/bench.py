@@ -1008,6 +1008,98 @@ def print_end_to_end(results: dict, pairs: int, num_steps: int | None = None) ->
         )
 
 
+# Every app's command at its defaults, for the eval summaries' cost (mnist_mlp on synthetic digits,
+# as in the end-to-end section: the same work whatever the network).
+SUMMARY_APPS = {
+    "mnist_mlp": ("--dataset=synthetic",),
+    "regression_tape": (),
+    "vae_timeseries": (),
+    "conditional_dropout": (),
+}
+
+
+def bench_eval_summaries(apps: list[str], pairs: int, num_steps: int | None = None) -> dict:
+    """Each app's command at its defaults with its eval summaries and without them (the same
+    command through `scripts/without_eval_summaries.py`, which drops the jobs the loop hands to
+    their thread), alternated, who goes first switching every pair.
+
+    Three measures, per app, medians over the pairs: the summaries' time on the loop's own thread
+    (the `eval summaries` phase: the weights snapshot, handing the jobs over, waiting for them),
+    their time on their own thread, and what they cost the run: its `time:` total (the run from
+    setup to close, TensorFlow's import left out) with them less without them, which also holds
+    whatever their thread took from the loops' cores. Each as a share of the loops' time without
+    them. The runs' spread says how far the last one can be trusted on a shared machine.
+    `num_steps` replaces the apps' default length (the tests' tiny runs).
+    """
+    steps_flag = [f"--num_steps={num_steps}"] if num_steps else []
+    results = {}
+    for app in apps:
+        with_them, without_them = [], []
+        for pair in range(pairs):
+            with tempfile.TemporaryDirectory() as temporary:
+                commands = {
+                    "with": [sys.executable, "-m", f"apps.{app}"],
+                    "without": [sys.executable, "scripts/without_eval_summaries.py", f"apps.{app}"],
+                }
+                for name in ("with", "without") if pair % 2 == 0 else ("without", "with"):
+                    logdir = f"--logdir={temporary}/{name}"
+                    flags = [*SUMMARY_APPS[app], *steps_flag, logdir]
+                    _, stdout = run_process([*commands[name], *flags])
+                    total, phases, repeats = phase_times.parse_line(stdout)
+                    runs = with_them if name == "with" else without_them
+                    runs.append({"total": total, "phases": phases, "repeats": repeats})
+            print(
+                f"  pair {pair + 1}/{pairs} {app}: with {with_them[-1]['total']:.2f} s, without "
+                f"{without_them[-1]['total']:.2f} s",
+                flush=True,
+            )
+        loops = statistics.median(run["phases"]["loops"] for run in without_them)
+        totals_without = [run["total"] for run in without_them]
+        results[app] = {
+            "evals": with_them[0]["repeats"].get("evals", (1, 0.0))[0],
+            "loops_seconds": loops,
+            "loops_seconds_with": statistics.median(run["phases"]["loops"] for run in with_them),
+            "loop_thread_seconds": statistics.median(
+                run["phases"].get("eval summaries", 0.0) for run in with_them
+            ),
+            "background_seconds": statistics.median(
+                run["phases"].get("background", 0.0) for run in with_them
+            ),
+            "cost_seconds": statistics.median(
+                with_run["total"] - without_run["total"]
+                for with_run, without_run in zip(with_them, without_them, strict=True)
+            ),
+            "spread_seconds": max(totals_without) - min(totals_without),
+            "all_pairs": {"with": with_them, "without": without_them},
+        }
+    return results
+
+
+def print_eval_summaries(results: dict, pairs: int) -> None:
+    """The eval summaries' cost per app, against the issue's 2% of the loops' time."""
+    print(
+        f"\n### Eval summaries at each app's defaults: their cost against the loops' time (median "
+        f"of {pairs} pair(s) of runs with and without them; target: under "
+        f"{EVAL_SUMMARIES_TARGET:.0%})\n"
+    )
+    print(
+        "| app | evals | loops (s) | on the loop's thread | on their own thread | run with them "
+        "less without | runs' spread without them |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for app, row in results.items():
+        loops = row["loops_seconds"]
+
+        def share(seconds: float, loops: float = loops) -> str:
+            return f"{seconds:.2f} s ({seconds / loops:.1%})"
+
+        print(
+            f"| {app} | {row['evals']} | {loops:.2f} | {share(row['loop_thread_seconds'])} | "
+            f"{share(row['background_seconds'])} | {share(row['cost_seconds'])} | "
+            f"{share(row['spread_seconds'])} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
@@ -1023,6 +1115,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--end_to_end_apps", default=None, help="apps for the end-to-end section (default: all)"
+    )
+    parser.add_argument(
+        "--eval_summaries_pairs",
+        type=int,
+        default=3,
+        help="pairs of runs with and without the eval summaries, per app (0: skip)",
+    )
+    parser.add_argument("--eval_summaries_apps", default=",".join(SUMMARY_APPS))
+    parser.add_argument(
+        "--eval_summaries_steps", type=int, default=None, help="steps per run (default: app's)"
     )
     args = parser.parse_args()
     logging.set_verbosity(logging.ERROR)  # Keras/TF retracing and deprecation chatter.
@@ -1048,11 +1150,19 @@ def main() -> None:
         results["end_to_end"] = bench_end_to_end(
             end_to_end_apps, args.end_to_end_pairs, args.end_to_end_steps
         )
+    summary_apps = list(filter(None, args.eval_summaries_apps.split(",")))
+    if args.eval_summaries_pairs and summary_apps:
+        print("eval summaries:", flush=True)
+        results["eval_summaries"] = bench_eval_summaries(
+            summary_apps, args.eval_summaries_pairs, args.eval_summaries_steps
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print_table(results)
     if "end_to_end" in results:
         print_end_to_end(results["end_to_end"], args.end_to_end_pairs, args.end_to_end_steps)
+    if "eval_summaries" in results:
+        print_eval_summaries(results["eval_summaries"], args.eval_summaries_pairs)
     print(f"\nwrote {args.output}")
 
 

@@ -43,6 +43,9 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
             "--end_to_end_pairs=1",
             "--end_to_end_steps=20",
             "--end_to_end_apps=regression_tape",
+            "--eval_summaries_pairs=1",
+            "--eval_summaries_apps=regression_tape",
+            "--eval_summaries_steps=40",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -97,6 +100,15 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     assert "boundary work (evals + eval summaries + boundaries + checkpoints + close)" in (
         result.stdout
     )
+
+    # The eval summaries' cost: the app with them against the same command without them.
+    assert "### Eval summaries at each app's defaults" in result.stdout
+    costs = report["eval_summaries"]["regression_tape"]
+    with_them, without_them = costs["all_pairs"]["with"], costs["all_pairs"]["without"]
+    assert with_them[0]["phases"]["background"] > 0  # Their thread worked...
+    assert without_them[0]["phases"]["background"] == 0  # ...and, dropped, did nothing.
+    assert costs["loops_seconds"] > 0 and costs["evals"] == 1  # 40 steps: one eval, at the end.
+    assert costs["loop_thread_seconds"] >= 0 and math.isfinite(costs["cost_seconds"])
 
 
 def test_the_time_line_parses_into_its_total_and_phases():
