@@ -23,6 +23,7 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 from common import errors, run_record, tracing
 from common.background import BackgroundWork
@@ -389,6 +390,7 @@ def markdown_table(rows: dict[str, object]) -> str:
 
 HISTOGRAM_BUCKETS = 30  # TensorBoard's default.
 _IMAGE_METADATA = image_metadata.create_summary_metadata(display_name=None, description=None)
+_SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
     display_name=None, description=None
 )
@@ -430,7 +432,7 @@ def write_weight_histograms(
     writer: tf.summary.SummaryWriter,
     variables: Sequence[tf.Variable],
     step: int,
-    values: Sequence[np.ndarray] | None = None,
+    values: Sequence[np.ndarray | tf.Tensor] | None = None,
 ) -> None:
     """Writes one histogram per variable, tagged by its Keras path (`weights/hidden/kernel`), of
     its `values` (default: its value now)."""
@@ -453,8 +455,11 @@ def write_gradient_summaries(
     with writer.as_default(step=step):
         for variable, gradient in zip(variables, arrays, strict=True):
             write_histogram(f"gradients/{variable.path}", gradient)
-        global_norm = float(np.sqrt(sum(np.sum(np.square(gradient)) for gradient in arrays)))
-        tf.summary.scalar("gradients/global_norm", global_norm)
+        global_norm = np.sqrt(sum(np.sum(np.square(gradient)) for gradient in arrays))
+        # tf.summary.scalar's own write, without its checks and conversions (1.3 ms eagerly).
+        tf.summary.write(
+            "gradients/global_norm", np.float32(global_norm), metadata=_SCALAR_METADATA
+        )
 
 
 def scalars_layout(charts: Mapping[str, Mapping[str, Sequence[str]]]) -> layout_pb2.Layout:

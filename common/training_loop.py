@@ -557,14 +557,8 @@ def run(
             """On the summaries' thread: the histograms, the gradients, the app's on_eval, all
             from the weights as they were at `step` while the next loop trains."""
             variables = state.trainable_variables
-            trainable = {id(variable) for variable in variables}
-            values = [
-                value
-                for variable, value in zip(model_variables(state), snapshot, strict=True)
-                if id(variable) in trainable
-            ]
-            summaries.write_weight_histograms(writers.train, variables, step, values)
             with weights_as_of(state, snapshot) as trainable_values:
+                summaries.write_weight_histograms(writers.train, variables, step, trainable_values)
                 if batch_loss:
                     gradients = probe_gradients(
                         state, batch_loss, probe_batch(), trainable_values, step
