@@ -16,7 +16,8 @@ What lands in `<logdir>`:
           `gradients/global_norm`; the Custom Scalars layout at step 0.
   eval/   `reconstruction_loss`, `kl`, `elbo` every `eval_every_steps`, and an image summary
           `reconstructions`: a few eval windows (top, channels by time) over their
-          reconstructions (bottom), as heatmaps; the latent means for the Projector (`eval/projector/`).
+          reconstructions (bottom), as heatmaps; the latent means for the Projector
+          (`eval/projector/`).
   checkpoints/  encoder, decoder, optimizer and global step.
 """
 
