@@ -30,6 +30,7 @@ Python runs once per loop, not once per step; a boundary costs a few `tf.functio
 0.2 ms each on 2 CPU cores), so a loop should last well over 10 ms.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -553,9 +554,12 @@ def run(
             )
         )
 
-        def write_eval_summaries(step: int, results: dict[str, float], snapshot: list) -> None:
+        def write_eval_summaries(
+            step: int, eval_results: concurrent.futures.Future, snapshot: list
+        ) -> None:
             """On the summaries' thread: the histograms, the gradients, the app's on_eval, all
-            from the weights as they were at `step` while the next loop trains."""
+            from the weights as they were at `step`, while the eval and the next loop run; the
+            eval's results only once on_eval needs them."""
             variables = state.trainable_variables
             with weights_as_of(state, snapshot) as trainable_values:
                 summaries.write_weight_histograms(writers.train, variables, step, trainable_values)
@@ -565,7 +569,7 @@ def run(
                     )
                     summaries.write_gradient_summaries(writers.train, variables, gradients, step)
                 if on_eval:
-                    on_eval(step, results, writers)
+                    on_eval(step, eval_results.result(), writers)
 
         write_train_scalars = summaries.ScalarWriter(writers.train)
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
@@ -623,13 +627,17 @@ def run(
                 write_train_scalars(scalars, loop.step)
                 values = {f"train/{name}": value for name, value in scalars.items()}
             if eval_is_due(loop.step, loop.last_eval_step, config):
-                with times.phase("evals"):
-                    results = evaluate()
-                    write_eval_scalars(results, loop.step)
+                # The summaries first: their thread starts on the histograms and the gradients
+                # while this one evaluates (the same weights), and takes the results after.
+                eval_results = concurrent.futures.Future()
                 with times.phase("eval summaries"):
                     writers.background.submit(
-                        write_eval_summaries, loop.step, results, snapshot_weights(state)
+                        write_eval_summaries, loop.step, eval_results, snapshot_weights(state)
                     )
+                with times.phase("evals"), _resolving(eval_results):
+                    results = evaluate()
+                    write_eval_scalars(results, loop.step)
+                    eval_results.set_result(results)
                 loop.last_eval_step = loop.step
                 values.update({f"eval/{name}": value for name, value in results.items()})
             with times.phase("boundaries"):
@@ -654,6 +662,18 @@ def run(
     extra = final_metrics() if final_metrics else {}
     extra["eval_step_traces"] = evaluate.tracing_count()
     return _finish(loop, start_step, times, state, train_function, console_names, extra)
+
+
+@contextlib.contextmanager
+def _resolving(future: concurrent.futures.Future) -> Iterator[None]:
+    """Sets the block's error on `future` if the block leaves it unset: a job waiting on it then
+    raises instead of waiting for ever (and the block's own error is the one reported)."""
+    try:
+        yield
+    except BaseException as error:
+        if not future.done():
+            future.set_exception(error)
+        raise
 
 
 def _default_progress(state: TrainState) -> list[str]:

@@ -106,7 +106,7 @@ def tiny_state() -> training_loop.TrainState:
     return training_loop.TrainState.create(TINY_RUN, [tiny_model()], *metrics)
 
 
-def run_tiny(tmp_path, state, **hooks) -> dict[str, float]:
+def run_tiny(tmp_path, state, eval_step=None, **hooks) -> dict[str, float]:
     """A tiny run of `TINY_RUN`, every step of which moves the weights, with the loop's `hooks`."""
 
     def train_step(state, features):
@@ -117,7 +117,7 @@ def run_tiny(tmp_path, state, **hooks) -> dict[str, float]:
         state.train_metrics["loss"].update_state(loss)
         return training_loop.loss_or_nan(loss, gradients)
 
-    def eval_step(state, features):
+    def mean_output(state, features):
         state.eval_metrics["loss"].update_state(state.model(features, training=False))
 
     examples = tf.data.Dataset.from_tensors(tf.ones([2])).repeat(8)
@@ -126,7 +126,7 @@ def run_tiny(tmp_path, state, **hooks) -> dict[str, float]:
         str(tmp_path),
         state,
         train_step,
-        eval_step,
+        eval_step or mean_output,
         lambda: TinyDatasets(examples, examples),
         **hooks,
     )
@@ -161,3 +161,17 @@ def test_an_error_in_the_eval_summaries_fails_the_run_with_that_error(tmp_path):
 
     with pytest.raises(ValueError, match="on_eval broke at step 6"):
         run_tiny(tmp_path, tiny_state(), on_eval=on_eval)
+
+
+def test_a_failed_eval_fails_the_run_with_its_error_and_the_summaries_do_not_wait_for_it(tmp_path):
+    """The eval summaries start before the eval and wait for its results: an eval that fails
+    must end that wait with its error, or the run would hang at its end."""
+
+    def on_eval(step, results, writers):
+        raise AssertionError("on_eval must not run without results")
+
+    def failing_eval_step(state, features):
+        raise ValueError("the eval step broke")
+
+    with pytest.raises(ValueError, match="the eval step broke"):
+        run_tiny(tmp_path, tiny_state(), on_eval=on_eval, eval_step=failing_eval_step)
