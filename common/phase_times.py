@@ -8,8 +8,8 @@
 What a user reads to see whether the loops or the work around them (evals, summaries,
 checkpoints) dominate a run, and what `make bench` prints for each app. The loop's phases wait for
 their work (a loop ends reading the step; an eval reads its metrics), so each phase's time is its
-own work, not work it queued for the next one. A phase inside another (the wait for the
-summaries' thread inside a checkpoint save) counts to the inner one alone.
+own work, not work it queued for the next one. A phase inside another (a wait for the
+summaries' thread inside another phase) counts to the inner one alone.
 """
 
 import contextlib
@@ -26,7 +26,7 @@ PHASES = (
     "evals",  # The eval passes (the first one includes the eval loop's tracing).
     # The loop's share of the eval's summaries: its weights snapshot, handing the histograms,
     # gradients and the app's on_eval to their thread (common/background.py), and any wait for
-    # that thread (before a checkpoint counts as saved, at the end).
+    # that thread (with two evals' work pending, and for the last eval's at the run's end).
     "eval summaries",
     "checkpoints",  # Checkpoint saves, each with its writer flush.
     "close",  # Closing the writers, the run record, the lock.

@@ -544,7 +544,8 @@ def run(
         train_loop = make_train_loop(train_function)
         read_train_metrics = metrics.MetricReader(state.train_metrics)
         writers = run.open_writers()
-        # Waits for the eval summaries' thread are theirs, not the save's or the close's.
+        # Waits for the eval summaries' thread (two evals' work pending, the run's end) are
+        # theirs, whichever phase they happen in.
         writers.background.wait_phase = lambda: times.phase("eval summaries", count=False)
         # The same train examples at every eval, so evals differ by the weights alone: one
         # global batch, taken on the summaries' thread at the first eval.

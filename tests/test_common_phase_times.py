@@ -63,7 +63,7 @@ def test_a_missing_time_line_is_an_error_not_a_silent_zero():
 
 
 def test_a_phase_inside_another_counts_to_the_inner_one_alone():
-    """The wait for the summaries' thread inside a checkpoint save is the summaries' time."""
+    """A wait for the summaries' thread inside another phase is the summaries' time."""
     times = phase_times.PhaseTimes()
     times.add("eval summaries", 0.01)
     with times.phase("checkpoints"):
