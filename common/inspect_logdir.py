@@ -632,14 +632,15 @@ def _asset_path(directory: str, path: str) -> str | None:
 
 
 def _existing_asset(
-    report: RunReport, kind: str, directory: str, relative: str, name: str
+    report: RunReport, kind: str, directory: str, relative: str, name: str, code: str = ""
 ) -> str | None:
-    """The path of a Projector asset (`kind`: metadata or sprite) named in the config, or None
-    after flagging `projector-missing-<kind>` when it is not there or resolves outside."""
+    """The path of a Projector asset (`kind`: metadata, sprite, tensor file) named in the config,
+    or None after flagging `code` (default `projector-missing-<kind>`) when it is not there or
+    resolves outside the config's folder."""
     path = _asset_path(directory, relative)
     if path is None or not os.path.isfile(path):
         report.flag(
-            f"projector-missing-{kind}",
+            code or f"projector-missing-{kind}",
             f"{kind} {relative} of {name} "
             + ("not found" if path else "resolves outside the run's folder"),
         )
@@ -655,12 +656,15 @@ def _tensor_file_shape(
     (flagged) when the file is not there or does not read as that."""
     name = embedding.tensor_name or os.path.basename(embedding.tensor_path)
     where = f"tensor file {embedding.tensor_path} of {name}"
-    path = _asset_path(directory, embedding.tensor_path)
-    if path is None or not os.path.isfile(path):
-        report.flag(
-            "projector-missing-checkpoint",
-            f"{where} " + ("not found" if path else "resolves outside the run's folder"),
-        )
+    path = _existing_asset(
+        report,
+        "tensor file",
+        directory,
+        embedding.tensor_path,
+        name,
+        "projector-missing-checkpoint",
+    )
+    if path is None:
         return None
     declared = list(embedding.tensor_shape)
     try:

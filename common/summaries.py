@@ -49,18 +49,9 @@ class SummaryWriters:
 
     def flush(self) -> None:
         """Flushes both writers, so TensorBoard sees everything written so far (on the background
-        thread too: not what it has yet to write; see `wait`)."""
+        thread too: not what it has yet to write; `background.wait()` waits for that)."""
         self.train.flush()
         self.eval.flush()
-
-    def wait(self) -> None:
-        """Waits for the background thread's work so far, then flushes both writers.
-
-        Raises:
-            Whatever a background job raised.
-        """
-        self.background.wait()
-        self.flush()
 
     def close(self) -> None:
         """Waits for the background thread, then flushes and closes both writers (also when a

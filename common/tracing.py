@@ -49,18 +49,15 @@ class EagerThenTraced:
     time eagerly. So: eager while it is cheaper, traced (once) after.
     """
 
-    def __init__(
-        self, python_function: Callable, eager_calls: int = 20, autograph: bool = False
-    ) -> None:
+    def __init__(self, python_function: Callable, eager_calls: int = 20) -> None:
         """Args:
-        python_function: what to call.
+        python_function: what to call; no Python control flow on tensors, as it is traced
+            without AutoGraph, whose conversion is most of such a function's trace (60-70 ms with
+            it, 15-35 without).
         eager_calls: how many first calls run eagerly.
-        autograph: convert Python control flow on tensors when tracing. Off by default: the
-            boundary's functions have none, and AutoGraph's conversion is most of their trace
-            (60-70 ms with it, 15-35 without).
         """
         self._python_function = python_function
-        self._traced = per_run_function(python_function, autograph=autograph)
+        self._traced = per_run_function(python_function, autograph=False)
         self._eager_calls_left = eager_calls
 
     def __call__(self, *args: object) -> object:

@@ -334,7 +334,7 @@ def model_variables(state: TrainState) -> list[keras.Variable]:
 def snapshot_weights(state: TrainState) -> list[np.ndarray]:
     """Every model variable's value now, copied to the host (`model_variables`' order): what the
     eval's summaries read on their own thread while the next loop changes the weights."""
-    return [np.asarray(variable.numpy()) for variable in model_variables(state)]
+    return [variable.numpy() for variable in model_variables(state)]
 
 
 @contextlib.contextmanager

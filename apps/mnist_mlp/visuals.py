@@ -45,7 +45,7 @@ def write_eval_summaries(
     if not sprite:
         pixels = (digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)
         sprite.append(projector.write_sprite(f"{writers.logdir}/eval", pixels))
-    embeddings = embed(tf.constant(digits)).numpy()
+    embeddings = embed(eval_set[0][:NUM_EMBEDDED]).numpy()
     metadata = {"label": labels[:NUM_EMBEDDED]}
     projector.write_embeddings(f"{writers.logdir}/eval", embeddings, metadata, sprite[0])
     writer = writers.eval
