@@ -92,11 +92,13 @@ class PhaseTimes:
     def line(self) -> str:
         """`time: 4.14 s = setup 0.31 + first step 0.62 + loops 1.60 (8x, first 0.25) + ... +
         other 0.01; in the background: eval summaries 0.25`, phases not met left out; `other`
-        is what no phase covered (between phases, Python's own bookkeeping); the background's
-        seconds ran on their own thread, beside the phases, and are not in the total."""
+        is what no phase covered (between phases, Python's own bookkeeping), and takes up the
+        rounding of the others, so the printed figures add up to the printed total; the
+        background's seconds ran on their own thread, beside the phases, and are not in the
+        total."""
         total = self.total()
         parts = [self._part(name) for name in PHASES if name in self.seconds]
-        other = total - sum(self.seconds.values())
+        other = round(total, 2) - sum(round(seconds, 2) for seconds in self.seconds.values())
         line = f"time: {total:.2f} s = " + " + ".join([*parts, f"other {other:.2f}"])
         if self.background_seconds is not None:
             line += f"{BACKGROUND_SEPARATOR}eval summaries {self.background_seconds:.2f}"

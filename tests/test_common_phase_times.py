@@ -86,3 +86,13 @@ def test_the_background_seconds_are_printed_apart_and_read_back():
     total, phases, _ = phase_times.parse_line(line)
     assert phases["background"] == 0.25 and phases["loops"] == 1.0
     assert total == pytest.approx(phases["loops"] + phases["other"], abs=0.01)  # Not in the total.
+
+
+def test_the_printed_figures_add_up_to_the_printed_total():
+    """Each phase is printed to 0.01 s: `other` takes up their rounding, or eight phases of
+    0.004 s would print as 0.00 each and leave 0.03 s nowhere."""
+    times = phase_times.PhaseTimes()
+    for name in phase_times.PHASES:
+        times.add(name, 0.004)
+    total, seconds, _ = phase_times.parse_line(times.line())
+    assert sum(seconds.values()) == pytest.approx(total, abs=1e-9)
