@@ -128,6 +128,32 @@ def test_weight_histograms_are_tagged_by_variable_path(tmp_path):
     assert buckets[:, 2].sum() == 2 * 3  # Every weight of the 2x3 kernel is counted once.
 
 
+def test_histograms_written_together_read_back_as_one_tag_each(tmp_path):
+    """write_histograms puts every histogram and scalar in one event; TensorBoard's loader still
+    sees each as its own tag, on its own dashboard, with the values tf.summary would write."""
+    rng = np.random.default_rng(2)
+    kernel, bias = rng.normal(size=(4, 5)).astype(np.float32), np.linspace(-1, 1, 5)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    summaries.write_histograms(
+        writer, {"weights/kernel": kernel, "weights/bias": bias}, 9, scalars={"norm": 2.5}
+    )
+    writer.close()
+    run = events.load_run(tmp_path)
+    by_plugin = events.tags_by_plugin(run)
+    assert sorted(by_plugin["histograms"]) == ["weights/bias", "weights/kernel"]
+    assert events.scalars(run, "norm") == [(9, 2.5)]
+    for tag, values in (("weights/kernel", kernel), ("weights/bias", bias)):
+        (event,) = run.Tensors(tag)
+        assert event.step == 9
+        np.testing.assert_array_equal(
+            tensor_util.make_ndarray(event.tensor_proto), summaries.histogram_buckets(values)
+        )
+    # One event holds them all: the write was one op.
+    (path,) = summaries.event_files(str(tmp_path))
+    records = [event for event in tf.compat.v1.train.summary_iterator(path) if event.summary.value]
+    assert len(records) == 1 and len(records[0].summary.value) == 3
+
+
 def test_nested_logdir_is_created(tmp_path):
     writers = summaries.create_writers(str(tmp_path / "nested" / "run"))
     writers.close()
@@ -140,7 +166,9 @@ def test_histogram_buckets_match_tensorboards_own():
     from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 
     rng = np.random.default_rng(0)
-    for values in (rng.normal(size=(64, 10)), np.full(7, 2.5), np.array([1.0, 1.0, 4.0])):
+    samples = (rng.normal(size=(64, 10)), np.full(7, 2.5), np.array([1.0, 1.0, 4.0]))
+    # Values on bucket edges, where rounding decides the bucket: TensorBoard's rule, not NumPy's.
+    for values in (*samples, np.arange(91) / 90 * 3 - 1.1, np.arange(121) / 120 * 3 - 1.1):
         ours = summaries.histogram_buckets(values)
         theirs = histogram_summary._buckets(tf.constant(values), bucket_count=30).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)

@@ -45,9 +45,8 @@ def write_latent_summaries(
     """Histograms of the eval windows' latent code (`means`, `log_variances`: the encoder's
     deterministic part, one row per window of `eval_windows`), and a few windows over their
     reconstructions."""
-    with writers.train.as_default(step=step):
-        summaries.write_histogram("latent/mean", means)
-        summaries.write_histogram("latent/log_variance", log_variances)
+    latent = {"latent/mean": means, "latent/log_variance": log_variances}
+    summaries.write_histograms(writers.train, latent, step)
     # Reconstruct from the latent mean: the decoder's best guess, without sampling noise.
     windows = eval_windows[:NUM_IMAGES]
     reconstructions = decoder(means[:NUM_IMAGES], training=False)
