@@ -824,16 +824,6 @@ def final_values(stdout: str, prefix: str) -> dict[str, float]:
     return {name: float(value) for name, value in re.findall(r"(\S+)=(\S+)", line)}
 
 
-def steady_seconds(run: dict, phase: str) -> float:
-    """A repeated phase's seconds over the run as if every entry cost what the later ones did
-    (their mean), leaving out the first entry's one-time tracing; its seconds if entered once."""
-    seconds = run["phase_seconds"].get(phase, 0.0)
-    if phase not in run["phase_repeats"]:
-        return seconds
-    count, first = run["phase_repeats"][phase]
-    return (seconds - first) / (count - 1) * count
-
-
 def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) -> dict:
     """Each app's own command, as a user runs it, against `scripts/fit_baseline.py` doing the
     same work with `model.fit`: whole processes (TensorFlow's import included), alternated, who
@@ -931,11 +921,6 @@ def bench_end_to_end(apps: list[str], pairs: int, num_steps: int | None = None) 
                 run["phase_seconds"].get("eval summaries", 0.0) / run["phase_seconds"]["loops"]
                 for run in app_runs
             ),
-            # The same, once traced: every eval's summaries at the cost of the later ones.
-            "eval_summaries_steady_share_of_loops": statistics.median(
-                steady_seconds(run, "eval summaries") / run["phase_seconds"]["loops"]
-                for run in app_runs
-            ),
             # fit's process outside model.fit: the same imports, its model and data.
             "fit_start_up_seconds": statistics.median(
                 run["seconds"] - run["wall_time_seconds"] for run in fit_runs
@@ -1001,10 +986,9 @@ def print_end_to_end(results: dict, pairs: int, num_steps: int | None = None) ->
         print(
             f"boundary work ({' + '.join(BOUNDARY_WORK)}): {row['boundary_work_share']:.1%} of "
             f"the process (the issue's target: under {BOUNDARY_WORK_TARGET:.0%} of a default "
-            f"run); eval summaries: {row['eval_summaries_share_of_loops']:.1%} of the loops' time "
-            f"(target: under {EVAL_SUMMARIES_TARGET:.0%}), "
-            f"{row['eval_summaries_steady_share_of_loops']:.1%} once their functions are traced "
-            "(every eval at the cost of the later ones)."
+            f"run); eval summaries on the loop's thread: "
+            f"{row['eval_summaries_share_of_loops']:.1%} of the loops' time (their whole cost, "
+            "their thread's included: the eval summaries section)."
         )
 
 
