@@ -620,18 +620,6 @@ def write_pr_curves(
         tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
 
-def write_pr_curve(
-    writer: tf.summary.SummaryWriter,
-    tag: str,
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    step: int,
-) -> None:
-    """Writes the precision-recall curve of `probabilities` (of true, in [0, 1]) against 0/1
-    `labels`, held in memory whole: see `write_pr_curves` for counts taken in an eval step."""
-    write_pr_curves(writer, {tag: pr_curve_counts(labels, probabilities)}, step)
-
-
 def write_image(tag: str, images: np.ndarray, step: int | None = None) -> None:
     """`tf.summary.image(tag, images, step, max_outputs=len(images))` for one [height, width,
     channels] uint8 image or several [k, height, width, channels] (1 channel: grey, 3: RGB), to
