@@ -85,7 +85,9 @@ class TrainState:
     models: tuple[keras.Model, ...]
     optimizer: keras.optimizers.Optimizer
     train_metrics: Metrics  # Updated by the train step; logged and reset at every boundary.
-    eval_metrics: Metrics  # Updated by the eval step; logged to eval/ at every eval.
+    # Updated by the eval step; read at every eval: scalar results logged to eval/, every result
+    # (arrays too, e.g. a PRCurveCounts') handed to the app's on_eval.
+    eval_metrics: Metrics
     global_step: tf.Variable  # Optimizer steps so far; stamps every summary.
     global_batch_size: int  # Examples per step over all replicas.
     strategy: tf.distribute.Strategy
@@ -105,6 +107,10 @@ class TrainState:
             config: for the learning rate and the global batch size.
             models: the Keras models the steps use (checkpointed, graphed, histogrammed).
             train_metrics, eval_metrics: `{tag: metric}`; the tags are what TensorBoard shows.
+                An eval metric may have an array result (`metrics.PRCurveCounts`,
+                `metrics.ConfusionMatrix`): counted in the eval step, it reaches `run`'s
+                `on_eval` as a NumPy array, for the app to draw; only scalar results are
+                logged as scalars, shown and returned.
             optimizer: default `keras.optimizers.Adam(config.learning_rate)`.
         """
         state = cls(
@@ -250,9 +256,10 @@ def slice_examples(tensors: Any, start: tf.Tensor, size: int) -> Any:
 
 def make_evaluate(
     state: TrainState, eval_step: EvalStep, examples: tf.data.Dataset, batch_size: int
-) -> Callable[[], dict[str, float]]:
+) -> Callable[[], metrics.Results]:
     """`evaluate() -> {tag: value}`: one pass over `examples` in batches, in one `tf.function`
-    call, the eval metrics read and reset in another.
+    call, the eval metrics read and reset in another (a scalar result as a float, any other as
+    a NumPy array: see `metrics.MetricReader`).
 
     On one replica the examples are held in memory and each batch is a slice inside the graph:
     iterating a tf.data dataset inside a `tf.function` builds an iterator and its threads at
@@ -292,7 +299,7 @@ def make_evaluate(
 
     read_eval_metrics = metrics.MetricReader(state.eval_metrics)
 
-    def evaluate() -> dict[str, float]:
+    def evaluate() -> metrics.Results:
         run_eval_loop()
         return read_eval_metrics()
 
@@ -449,7 +456,7 @@ def run(
     eval_batch_size: int | None = None,
     progress_metrics: Sequence[str] | None = None,
     boundary_scalars: Callable[[], dict[str, float]] | None = None,
-    on_eval: Callable[[int, dict[str, float], summaries.SummaryWriters], None] | None = None,
+    on_eval: Callable[[int, metrics.Results, summaries.SummaryWriters], None] | None = None,
     on_boundary: Callable[[int], None] | None = None,
     boundary_steps: Sequence[int] = (),
     extra_graphs: Sequence[tuple[str, Callable[..., Any], tuple]] = (),
@@ -474,10 +481,14 @@ def run(
             restored, so a finished run loads nothing.
         eval_batch_size: the eval batch, if not `config.batch_size`.
         progress_metrics: the console's `train/<tag>` and `eval/<tag>` values, in order
-            (default: every train metric, every eval metric, `train/steps_per_second`).
+            (default: every train metric, every eval metric with a scalar result,
+            `train/steps_per_second`).
         boundary_scalars: more train scalars at each boundary, e.g. a schedule's value.
         on_eval: `on_eval(step, eval_results, writers)` after each eval: the app's own eval
-            summaries (images, curves, embeddings), or what it keeps of the results. It runs on
+            summaries (images, curves, embeddings), or what it keeps of the results.
+            `eval_results` holds every eval metric's result: a float for a scalar, a NumPy
+            array otherwise (counts a PR curve or a confusion matrix is drawn from, taken in
+            the eval's own pass: see common/metrics.py), which only on_eval sees. It runs on
             the summaries' thread (common/background.py), in order, while training goes on,
             inside `weights_as_of`: calling the models eagerly there reads their weights as
             they were at `step` (a `tf.function` would read the live ones). What it writes
@@ -496,7 +507,8 @@ def run(
             on the summaries' thread from the eval's weights (see `probe_gradients`).
 
     Returns:
-        `train/<tag>` and `eval/<tag>` at the last step, whatever `final_metrics` adds, and
+        `train/<tag>` and `eval/<tag>` at the last step (scalars only: an eval metric's array
+        result is on_eval's alone), whatever `final_metrics` adds, and
         `steps`, `resumed_from_step`, `examples_per_second` (inside the loops only),
         `wall_time_seconds` (all of this call), `train_step_traces` and `eval_step_traces` (1:
         never retraced), and `time/<phase>` (see common.phase_times).
@@ -637,10 +649,13 @@ def run(
                     )
                 with times.phase("evals"), _resolving(eval_results):
                     results = evaluate()
-                    write_eval_scalars(results, loop.step)
+                    # Arrays (PR-curve counts, ...) are on_eval's: the scalar summaries, the
+                    # console and the returned metrics take floats.
+                    scalar_results = metrics.scalar_results(results)
+                    write_eval_scalars(scalar_results, loop.step)
                     eval_results.set_result(results)
                 loop.last_eval_step = loop.step
-                values.update({f"eval/{name}": value for name, value in results.items()})
+                values.update({f"eval/{name}": value for name, value in scalar_results.items()})
             with times.phase("boundaries"):
                 # The returned metrics keep what was measured; the run's speed is reported whole.
                 loop.metrics.update({name: values[name] for name in values if name not in _RATES})
@@ -678,6 +693,9 @@ def _resolving(future: concurrent.futures.Future) -> Iterator[None]:
 
 
 def _default_progress(state: TrainState) -> list[str]:
+    # An eval metric with an array result is named here too, but never shown: the console shows
+    # a boundary's `values`, which hold scalar results only (what an array metric is, the reader
+    # tells only once it has read it).
     return [
         *(f"train/{name}" for name in state.train_metrics),
         *(f"eval/{name}" for name in state.eval_metrics),

@@ -6,7 +6,9 @@ The same process as `python -m apps.mnist_mlp ...` in every other way: the same 
 data, loops, evals, scalars and checkpoints. Only the jobs the loop hands to the eval summaries'
 thread (weight and gradient histograms, the app's on_eval: curves, pictures, embeddings) are
 dropped, so the difference between the two runs is what the summaries cost the run. An app's final
-metrics drawn from its on_eval (conditional_dropout's `eval/min_loss`) are left out.
+metrics drawn from its on_eval (conditional_dropout's `eval/min_loss`) are left out. Counts the
+eval step takes for its summaries (PR curves', a confusion matrix's: `common.metrics`) are still
+taken: they are part of the eval, measured with it, and only their drawing is dropped.
 """
 
 import functools

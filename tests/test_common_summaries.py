@@ -190,6 +190,34 @@ def test_pr_curve_data_is_what_the_plugins_own_pb_computes():
     )
 
 
+def test_pr_curves_from_counts_read_back_as_the_plugins_own_pb_in_one_event(tmp_path):
+    """write_pr_curves draws each curve from bucket counts (a PRCurveCounts result) and writes
+    them all in one event; TensorBoard reads each as a curve of its own, the plugin's pb values."""
+    from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
+    from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+
+    rng = np.random.default_rng(6)
+    curves = {}
+    for tag in ("pr_curve/0", "pr_curve/1"):
+        labels, probabilities = rng.random(200) > 0.5, rng.random(200).astype(np.float32)
+        theirs = pr_curve_summary.pb(tag, labels, probabilities).value[0].tensor
+        curves[tag] = (summaries.pr_curve_counts(labels, probabilities), tf.make_ndarray(theirs))
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    summaries.write_pr_curves(writer, {tag: counts for tag, (counts, _) in curves.items()}, 5)
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert events.tags_by_plugin(run)["pr_curves"] == list(curves)
+    for tag, (_, expected) in curves.items():
+        (event,) = run.Tensors(tag)
+        assert event.step == 5
+        np.testing.assert_array_equal(tensor_util.make_ndarray(event.tensor_proto), expected)
+        content = run.SummaryMetadata(tag).plugin_data.content
+        assert pr_curve_metadata.parse_plugin_metadata(content).num_thresholds == 201
+    (path,) = summaries.event_files(str(tmp_path))
+    records = [event for event in tf.compat.v1.train.summary_iterator(path) if event.summary.value]
+    assert len(records) == 1 and len(records[0].summary.value) == 2
+
+
 def test_images_read_back_as_the_images_plugin_expects(tmp_path):
     grey = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4, 1)
     colour = np.stack([grey[..., 0], grey[..., 0] // 2, grey[..., 0] // 3], axis=-1)

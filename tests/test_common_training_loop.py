@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import settings, training_loop
+from common import metrics, settings, training_loop
+from tests import tensorboard_events as events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,3 +176,36 @@ def test_a_failed_eval_fails_the_run_with_its_error_and_the_summaries_do_not_wai
 
     with pytest.raises(ValueError, match="the eval step broke"):
         run_tiny(tmp_path, tiny_state(), on_eval=on_eval, eval_step=failing_eval_step)
+
+
+def test_an_eval_metric_with_an_array_result_reaches_on_eval_alone(tmp_path, capsys):
+    """Counts taken in the eval's own pass (a PR curve's) go to on_eval as an array; the eval
+    scalars, the console and the returned metrics keep the scalars."""
+    state = training_loop.TrainState.create(
+        TINY_RUN,
+        [tiny_model()],
+        {"loss": keras.metrics.Mean()},
+        {"loss": keras.metrics.Mean(), "pr_curve": metrics.PRCurveCounts(num_thresholds=3)},
+    )
+    seen = {}
+
+    def eval_step(state, features):
+        outputs = tf.squeeze(state.model(features, training=False), -1)
+        state.eval_metrics["loss"].update_state(outputs)
+        state.eval_metrics["pr_curve"].update_state(tf.ones_like(outputs), tf.sigmoid(outputs))
+
+    def on_eval(step, results, writers):
+        seen[step] = results
+
+    results = run_tiny(tmp_path, state, eval_step=eval_step, on_eval=on_eval)
+    assert sorted(seen) == [6, 9, 10]
+    for step_results in seen.values():
+        assert isinstance(step_results["loss"], float)
+        counts = step_results["pr_curve"]
+        assert isinstance(counts, np.ndarray) and counts.shape == (2, 3)
+        assert counts[0].sum() == 8 and counts[1].sum() == 0  # The 8 eval examples, all true.
+    assert results["eval/loss"] == seen[10]["loss"] and "eval/pr_curve" not in results
+    eval_run = events.load_run(tmp_path / "eval")
+    assert events.tags_by_plugin(eval_run)["scalars"] == ["loss"]
+    output = capsys.readouterr().out
+    assert "eval/loss=" in output and "pr_curve" not in output

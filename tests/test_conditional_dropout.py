@@ -1,6 +1,7 @@
 """apps.conditional_dropout: two graphs, a real conditional op, and a switch that never retraces."""
 
 import dataclasses
+import pathlib
 
 import keras
 import numpy as np
@@ -8,8 +9,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.util import tensor_util
 
+from apps.conditional_dropout import data, train
 from apps.conditional_dropout import model as model_lib
-from apps.conditional_dropout import train
+from common import summaries
 from tests import tensorboard_events as events
 
 RANDOM_OPS = {"StatelessRandomUniformV2", "RandomUniform", "StatelessRandomGetKeyCounter"}
@@ -43,6 +45,26 @@ def test_pr_curve_of_the_eval_set_at_every_eval(tiny_run):
     assert counts.shape == (6, 201)
     assert len(set(counts[:4].sum(axis=0))) == 1  # Every threshold counts every example.
     assert counts[5, 0] == 1.0  # At threshold 0 everything is positive: recall 1.
+    # The curve counted in the eval step is the plugin's curve of the model's probabilities on
+    # the whole eval set, taken here from the last checkpoint (step 8, the last eval's weights),
+    # in the eval's batches.
+    model = model_lib.create_model(data.NUM_FEATURES, TINY.dropout_rate, TINY.hidden_units)
+    logdir = pathlib.Path(eval_run.path).parent
+    tf.train.Checkpoint(model=model).restore(
+        tf.train.latest_checkpoint(str(logdir / "checkpoints"))
+    ).expect_partial()
+    eval_set = data.make_datasets(TINY.seed).eval
+    features, labels = eval_set.batch(data.NUM_TEST_EXAMPLES).get_single_element()
+    logits = tf.concat(
+        [
+            model(features[start : start + data.EVAL_BATCH_SIZE], training=False)
+            for start in range(0, data.NUM_TEST_EXAMPLES, data.EVAL_BATCH_SIZE)
+        ],
+        axis=0,
+    )
+    np.testing.assert_array_equal(
+        counts, summaries.pr_curve_data(labels.numpy(), tf.sigmoid(logits).numpy())
+    )
 
 
 def test_train_and_inference_graphs_are_two_tags(tiny_run):

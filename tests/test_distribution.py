@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.util import tensor_util
 
 from apps.conditional_dropout import data as dropout_data
 from apps.conditional_dropout import train as dropout_train
@@ -104,6 +106,22 @@ def test_two_mirrored_replicas_match_one_device(app, tmp_path):
         mirrored_run = events.load_run(tmp_path / "mirrored" / run)
         assert events.tags_by_plugin(mirrored_run) == events.tags_by_plugin(single_run)
         assert events.scalars(mirrored_run, "loss")[-1][0] == config.num_steps
+    # The PR curves' counts, taken in the eval step on each replica and summed when read (Keras
+    # makes metric variables ON_READ, SUM): each eval example counted once, as on one device.
+    single_eval = events.load_run(tmp_path / "single" / "eval")
+    mirrored_eval = events.load_run(tmp_path / "mirrored" / "eval")
+    for tag in events.tags_by_plugin(single_eval).get("pr_curves", []):
+        (*_, single_curve), (*_, mirrored_curve) = (
+            [tensor_util.make_ndarray(event.tensor_proto) for event in run.Tensors(tag)]
+            for run in (single_eval, mirrored_eval)
+        )
+        replicas, one_device = mirrored_curve[:4], single_curve[:4]  # TP, FP, TN, FN.
+        np.testing.assert_array_equal(replicas.sum(axis=0), one_device.sum(axis=0), err_msg=tag)
+        positives = [curve[0, 0] + curve[3, 0] for curve in (replicas, one_device)]  # TP + FN.
+        assert positives[0] == positives[1], tag
+        # The same counts, but for an example whose probability, a float32 rounding away (the
+        # runs' weights agree to about 1e-6), falls in the next bucket: none did here.
+        assert np.abs(replicas - one_device).max() <= 1, tag
     graph = events.op_graph(events.load_run(tmp_path / "mirrored" / "train"), "graph/train_step")
     replica_nodes = [node.name for node in graph.node if "replica_1" in node.name]
     assert replica_nodes, "the second replica's ops are missing from the step graph"

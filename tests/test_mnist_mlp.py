@@ -222,6 +222,14 @@ def test_pr_curve_per_digit_misclassified_digits_and_confusion_matrix_at_every_e
     plugins = events.tags_by_plugin(eval_run)
     assert plugins["pr_curves"] == [f"pr_curve/{digit}" for digit in range(10)]
     assert [event.step for event in eval_run.Tensors("pr_curve/9")] == [4, 6]
+    # Counted in the eval step over the whole eval set: at every threshold each digit's curve
+    # counts every eval digit once, and that digit's own as its positives.
+    _, labels = data.make_synthetic(TINY.seed).eval.batch(10_000).get_single_element()
+    for digit in range(10):
+        (*_, last) = eval_run.Tensors(f"pr_curve/{digit}")
+        curve = tensor_util.make_ndarray(last.tensor_proto)
+        np.testing.assert_array_equal(curve[:4].sum(axis=0), len(labels))
+        assert curve[0, 0] + curve[3, 0] == np.sum(labels.numpy() == digit)  # TP + FN.
     assert plugins["images"] == ["misclassified", "confusion_matrix"]
     for tag in plugins["images"]:
         (*_, last) = eval_run.Tensors(tag)
@@ -240,8 +248,9 @@ def test_misclassified_grid_captions_only_the_wrong_digits():
 
 
 def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
-    labels = np.array([0, 0, 0, 0, 1, 1])
-    image = visuals.confusion_matrix_image(labels, np.array([0, 0, 0, 1, 1, 1]))
+    counts = np.zeros((10, 10))  # Four 0s, one taken for a 1; two 1s, both right.
+    counts[0, 0], counts[0, 1], counts[1, 1] = 3, 1, 2
+    image = visuals.confusion_matrix_image(counts)
 
     def corner(true: int, guess: int) -> int:  # A cell's bottom-right pixel: no text there.
         edge = visuals.MARGIN + visuals.CELL - 2

@@ -14,7 +14,8 @@ What lands in `<logdir>`:
           `examples_per_second` every loop; weight and gradient histograms and
           `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   `loss` and `accuracy` through the inference graph, and the PR curve `pr_curve`, every
-          `eval_every_steps`.
+          `eval_every_steps`: the curve's counts are taken in the eval step, by a
+          `common.metrics.PRCurveCounts` beside the loss, so drawing it runs no model.
 """
 
 import functools
@@ -23,7 +24,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, input_pipeline, summaries, tracing, training_loop
+from common import distribution, metrics, summaries, tracing, training_loop
 
 from . import data
 from . import model as model_lib
@@ -95,11 +96,14 @@ def eval_step(
     logits = inference_step(features)
     state.eval_metrics["loss"].update_state(per_example_loss(labels, logits))  # Per example.
     state.eval_metrics["accuracy"].update_state(labels, logits)
+    # The PR curve's counts, from this same pass: on_eval draws the curve from them.
+    state.eval_metrics["pr_curve"].update_state(labels, tf.sigmoid(logits))
 
 
 def create_state(config: Config) -> training_loop.TrainState:
-    """The model with its dropout switches, Adam, and metrics (dropout_enabled for train too).
-    Call it in the strategy's scope, so every variable is mirrored on every replica."""
+    """The model with its dropout switches, Adam, and metrics (dropout_enabled for train too;
+    the PR curve's counts for eval). Call it in the strategy's scope, so every variable is
+    mirrored on every replica."""
     model = model_lib.create_model(
         data.NUM_FEATURES, config.dropout_rate, config.hidden_units, config.seed
     )
@@ -108,6 +112,7 @@ def create_state(config: Config) -> training_loop.TrainState:
     train_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
     eval_metrics = {"loss": keras.metrics.Mean()}
     eval_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
+    eval_metrics["pr_curve"] = metrics.PRCurveCounts()  # An array result: on_eval's alone.
     return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
 
 
@@ -145,16 +150,12 @@ def train_and_evaluate(
                 print(f"step {step}: dropout turned off", flush=True)
 
     eval_losses: list[float] = []
-    eval_features, eval_labels = input_pipeline.materialize(datasets.eval, "the eval set")
 
-    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
+    def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         eval_losses.append(results["loss"])
-        # Computed here, not in the eval step: the curve needs every example's probability (one
-        # call on the whole eval set, held in memory). On the summaries' thread, while training
-        # goes on: an eager call, which reads the weights as they were at `step` (the traced
-        # inference_step would read the live ones; see training_loop.run's on_eval).
-        probabilities = tf.sigmoid(model(eval_features, training=False))
-        summaries.write_pr_curve(writers.eval, "pr_curve", eval_labels, probabilities, step)
+        # The eval step counted every example into its probability bucket: the curve is drawn
+        # from those counts, with no second pass of the model over the eval set.
+        summaries.write_pr_curves(writers.eval, {"pr_curve": results["pr_curve"]}, step)
 
     return training_loop.run(
         config,

@@ -11,15 +11,17 @@ What lands in `<logdir>`:
           `steps_per_second`, `examples_per_second` every loop; weight and gradient histograms
           and `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
-          a PR curve per digit, misclassified digits and the confusion matrix, and the Projector's
-          hidden-layer embeddings of eval digits (`eval/projector/`; see visuals.py).
+          a PR curve per digit and the confusion matrix, from counts the eval step takes beside
+          the loss (`common.metrics.PRCurveCounts` and `ConfusionMatrix`), and, from one model
+          call on the first `visuals.NUM_EMBEDDED` eval digits, the misclassified ones among them
+          and the Projector's hidden-layer embeddings (`eval/projector/`; see visuals.py).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, projector, summaries, training_loop
+from common import input_pipeline, metrics, projector, summaries, training_loop
 
 from . import data, visuals
 from . import model as model_lib
@@ -64,21 +66,27 @@ def batch_loss(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Te
 
 
 def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> None:
-    """One replica's share of an eval batch, per example: the last batch is smaller."""
+    """One replica's share of an eval batch, per example: the last batch is smaller. Besides the
+    scalars, the counts on_eval draws the PR curves and the confusion matrix from."""
     logits = state.model(images, training=False)
     state.eval_metrics["loss"].update_state(per_example_loss(labels, logits))
     state.eval_metrics["accuracy"].update_state(labels, logits)
+    state.eval_metrics["pr_curve"].update_state(labels, tf.nn.softmax(logits))
+    state.eval_metrics["confusion_matrix"].update_state(labels, logits)
 
 
 def create_state(config: Config) -> training_loop.TrainState:
-    """The model, Adam, and a loss and an accuracy metric for each of train and eval. Call it in
-    the strategy's scope, so every variable is mirrored on every replica."""
+    """The model, Adam, a loss and an accuracy metric for each of train and eval, and for eval
+    the counts of a PR curve per digit and of the confusion matrix (array results: on_eval's).
+    Call it in the strategy's scope, so every variable is mirrored on every replica."""
     model = model_lib.create_model(config.hidden_units)
-    metrics = [
+    train_metrics, eval_metrics = (
         {"loss": keras.metrics.Mean(), "accuracy": keras.metrics.SparseCategoricalAccuracy()}
         for _ in ("train", "eval")
-    ]
-    return training_loop.TrainState.create(config, [model], *metrics)
+    )
+    eval_metrics["pr_curve"] = metrics.PRCurveCounts(num_classes=model_lib.NUM_CLASSES)
+    eval_metrics["confusion_matrix"] = metrics.ConfusionMatrix(model_lib.NUM_CLASSES)
+    return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
 
 
 def train_and_evaluate(
@@ -94,23 +102,31 @@ def train_and_evaluate(
         state = create_state(config)
 
     model = state.model
-    eval_set: list[tuple[tf.Tensor, tf.Tensor]] = []  # (images, labels), once the data load.
+    # The model's own layers, with two outputs: the hidden layer's (the Projector's points) and
+    # the logits, from one call. It shares the model's variables, so an eager call in on_eval
+    # reads them as they were at the eval's step.
+    embed_and_classify = keras.Model(
+        model.inputs, [model.get_layer("hidden").output, model.output], name="embed_and_classify"
+    )
+    # The first NUM_EMBEDDED eval digits, (images, labels), once the data load: the pictures'
+    # and the Projector's. Only these are held a second time; the PR curves and the confusion
+    # matrix count all of the eval set in the eval step.
+    first_digits: list[tuple[tf.Tensor, tf.Tensor]] = []
 
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
         loaded = datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
-        eval_set.append(input_pipeline.materialize(loaded.eval, "the eval set"))
+        eval_digits = loaded.eval.take(visuals.NUM_EMBEDDED)
+        first_digits.append(input_pipeline.materialize(eval_digits, "the eval set"))
         return loaded
 
     sprite: list[projector.Sprite] = []  # The Projector's digits, drawn at the first eval.
 
-    def classify(images: tf.Tensor) -> tf.Tensor:
-        return tf.nn.softmax(model(images, training=False))
-
-    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
-        # On the summaries' thread, while training goes on: the model's calls here are eager and
-        # read its weights as they were at `step` (see training_loop.run's on_eval).
-        embed = model.get_layer("hidden")  # The Projector's points: the hidden layer's output.
-        visuals.write_eval_summaries(classify, embed, eval_set[0], writers, step, sprite)
+    def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
+        # On the summaries' thread, while training goes on: the model call here is eager and
+        # reads its weights as they were at `step` (see training_loop.run's on_eval).
+        visuals.write_eval_summaries(
+            results, embed_and_classify, first_digits[0], writers, step, sprite
+        )
 
     app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
     return training_loop.run(

@@ -1,10 +1,15 @@
-"""What mnist_mlp writes at each eval besides its scalars, drawn from the eval set's predictions.
+"""What mnist_mlp writes at each eval besides its scalars.
 
+From the counts the eval step takes over the whole eval set (its `pr_curve` and
+`confusion_matrix` metrics), with no model call:
 eval/  `pr_curve/<digit>`: one precision-recall curve per class (that digit against the rest);
-       `misclassified`: a grid of eval digits the model gets wrong, each captioned `true>predicted`;
-       `confusion_matrix`: counts of true (rows) against predicted (columns) digits;
-       `projector/`: the hidden layer's embeddings of the first eval digits, with their labels and
-       a sprite, for the Projector (the latest eval's).
+       `confusion_matrix`: counts of true (rows) against predicted (columns) digits.
+From one eager model call on the first `NUM_EMBEDDED` eval digits (the hidden layer and the
+logits together), the only eval digits held in memory besides the eval's own:
+eval/  `misclassified`: a grid of those digits the model gets wrong (among the first
+       `NUM_EMBEDDED`, not the whole eval set), each captioned `true>predicted`;
+       `projector/`: the hidden layer's embeddings of those digits, with their labels and a
+       sprite, for the Projector (the latest eval's).
 """
 
 from collections.abc import Callable
@@ -13,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from common import projector, summaries
+from common import metrics, projector, summaries
 
 NUM_CLASSES = 10
 DIGIT_SIDE = 28
@@ -27,36 +32,35 @@ NUM_EMBEDDED = 1000  # Clusters by class show at a few hundred points; the sprit
 
 
 def write_eval_summaries(
-    classify: Callable[[tf.Tensor], tf.Tensor],
-    embed: Callable[[tf.Tensor], tf.Tensor],
-    eval_set: tuple[tf.Tensor, tf.Tensor],
+    results: metrics.Results,
+    embed_and_classify: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+    digits: tuple[tf.Tensor, tf.Tensor],
     writers: summaries.SummaryWriters,
     step: int,
     sprite: list[projector.Sprite],
 ) -> None:
-    """`classify(images) -> probabilities` on the whole eval set, `(images, labels)` in memory, in
-    one call; then the PR curves and the two images at `step`, and the Projector's embeddings
-    (`embed(images) -> hidden activations`) of the first `NUM_EMBEDDED` eval digits in the eval
-    run's directory. The digits' sprite is written at the first call and kept in `sprite` (the
-    same digits at every eval)."""
-    probabilities = classify(eval_set[0]).numpy()
-    images, labels = (tensor.numpy() for tensor in eval_set)
-    digits = images[:NUM_EMBEDDED]
-    if not sprite:
-        pixels = (digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)
-        sprite.append(projector.write_sprite(f"{writers.logdir}/eval", pixels))
-    embeddings = embed(eval_set[0][:NUM_EMBEDDED]).numpy()
-    metadata = {"label": labels[:NUM_EMBEDDED]}
-    projector.write_embeddings(f"{writers.logdir}/eval", embeddings, metadata, sprite[0])
+    """Writes an eval's PR curves and confusion matrix at `step` from its `results` (the eval
+    step's counts: `pr_curve` [NUM_CLASSES, 2, thresholds], `confusion_matrix` [NUM_CLASSES,
+    NUM_CLASSES]); then `embed_and_classify(images) -> (hidden activations, logits)`, one call
+    on `digits` (the first `NUM_EMBEDDED` eval digits, `(images, labels)`), for the misclassified
+    grid and the Projector's embeddings in the eval run's directory. The digits' sprite is
+    written at the first call and kept in `sprite` (the same digits at every eval)."""
     writer = writers.eval
-    for digit in range(NUM_CLASSES):
-        summaries.write_pr_curve(
-            writer, f"pr_curve/{digit}", labels == digit, probabilities[:, digit], step
-        )
-    predicted = probabilities.argmax(axis=1)
+    curves = results["pr_curve"]
+    summaries.write_pr_curves(
+        writer, {f"pr_curve/{digit}": curves[digit] for digit in range(NUM_CLASSES)}, step
+    )
+    embeddings, logits = (tensor.numpy() for tensor in embed_and_classify(digits[0]))
+    images, labels = (tensor.numpy() for tensor in digits)
+    if not sprite:
+        pixels = (images.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round().astype(np.uint8)
+        sprite.append(projector.write_sprite(f"{writers.logdir}/eval", pixels))
+    projector.write_embeddings(f"{writers.logdir}/eval", embeddings, {"label": labels}, sprite[0])
+    predicted = logits.argmax(axis=1)
     with writer.as_default(step=step):
         summaries.write_image("misclassified", misclassified_grid(images, labels, predicted))
-        summaries.write_image("confusion_matrix", confusion_matrix_image(labels, predicted))
+        image = confusion_matrix_image(results["confusion_matrix"])
+        summaries.write_image("confusion_matrix", image)
 
 
 def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -80,12 +84,12 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     return np.asarray(grid)[..., None]  # White on black: one grey channel.
 
 
-def confusion_matrix_image(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """The confusion matrix as a [height, width, 3] uint8 image: true digits down the left,
-    predicted across the top, each cell's count written in it and shaded by its share of its row
-    (the diagonal dark when the model is right)."""
-    counts = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    np.add.at(counts, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+def confusion_matrix_image(counts: np.ndarray) -> np.ndarray:
+    """The confusion matrix, `counts` [true digit, predicted digit] (a `ConfusionMatrix`
+    metric's result), as a [height, width, 3] uint8 image: true digits down the left, predicted
+    across the top, each cell's count written in it and shaded by its share of its row (the
+    diagonal dark when the model is right)."""
+    counts = np.asarray(counts).round().astype(np.int64)  # Whole counts, held as float64.
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     side = MARGIN + NUM_CLASSES * CELL
     image = Image.new("RGB", (side, side), "white")
