@@ -209,3 +209,111 @@ def test_an_eval_metric_with_an_array_result_reaches_on_eval_alone(tmp_path, cap
     assert events.tags_by_plugin(eval_run)["scalars"] == ["loss"]
     output = capsys.readouterr().out
     assert "eval/loss=" in output and "pr_curve" not in output
+
+
+def probe_state(dropout_rate: float = 0.0) -> training_loop.TrainState:
+    """A small model whose gradients depend on its weights, with a dropout layer (and its random
+    generator's state among the model's variables)."""
+    inputs = keras.Input(shape=(2,))
+    hidden = keras.layers.Dense(3, activation="tanh", name="hidden")(inputs)
+    hidden = keras.layers.Dropout(dropout_rate, seed=1, name="dropout")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="output")(hidden))
+    return training_loop.TrainState.create(TINY_RUN, [model], {}, {})
+
+
+def step_scaled_loss(state, features):
+    """The squared outputs' mean times the global step: a probe that read the live step (0 in
+    these tests) or the live weights would get other gradients."""
+    outputs = tf.squeeze(state.model(features, training=True), -1)
+    return tf.cast(state.global_step, tf.float32) * state.average_loss(tf.square(outputs))
+
+
+FEATURES = tf.constant(np.random.default_rng(0).normal(size=(4, 2)), tf.float32)
+
+
+def assert_all_close(actual, expected):
+    assert len(actual) == len(expected)
+    for actual_array, expected_array in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(actual_array, expected_array, rtol=1e-5, atol=1e-7)
+
+
+def test_the_gradient_probe_reads_the_snapshot_it_is_given_not_the_live_weights():
+    """Training moves the live weights while the probe runs on the summaries' thread: eagerly
+    or traced, it must take the gradients at the snapshot's weights and step."""
+    state = probe_state()
+    step = tf.constant(2, state.global_step.dtype)
+    with tf.GradientTape() as tape:  # The snapshot's gradients, on the live variables, at step 2.
+        loss = step_scaled_loss(dataclasses.replace(state, global_step=step), FEATURES)
+    expected = tape.gradient(loss, state.trainable_variables)
+    values = training_loop.snapshot_tensors(state, training_loop.snapshot_weights(state))
+    probe = training_loop.make_gradient_probe(state, step_scaled_loss, eager_calls=1)
+    for _ in range(3):  # Eager, then traced (the trace), then the traced graph again.
+        for variable in state.trainable_variables:  # Training moves on: a live read sees it.
+            variable.assign(variable * 3.0 + 1.0)
+        assert_all_close(probe(values, step, (FEATURES,)), expected)
+    assert probe.tracing_count == 1
+    assert int(state.global_step.numpy()) == 0
+
+
+def test_the_gradient_probe_draws_dropout_from_the_snapshot_and_assigns_nothing():
+    """Dropout's masks come from its generator's state in the snapshot (stateless random ops),
+    so the eager and the traced probe draw the same ones; and the draws' state updates go
+    nowhere: the live variables, the generator's state included, stay as they were."""
+    state = probe_state(dropout_rate=0.5)
+    snapshot = training_loop.snapshot_weights(state)
+    values = training_loop.snapshot_tensors(state, snapshot)
+    step = tf.constant(1, state.global_step.dtype)
+    probe = training_loop.make_gradient_probe(state, step_scaled_loss, eager_calls=1)
+    eager = probe(values, step, (FEATURES,))
+    assert_all_close(probe(values, step, (FEATURES,)), eager)  # Traced: the same masks.
+    assert probe.tracing_count == 1
+    for before, after in zip(snapshot, training_loop.snapshot_weights(state), strict=True):
+        np.testing.assert_array_equal(before, after)
+    # Another generator state in the snapshot: other masks, other gradients, no retrace.
+    position = [variable.path for variable in training_loop.model_variables(state)].index(
+        "seed_generator/seed_generator_state"
+    )
+    other_values = [*values]
+    other_values[position] = values[position] + tf.constant([0, 1], values[position].dtype)
+    other = probe(other_values, step, (FEATURES,))
+    assert not all(np.allclose(a, b) for a, b in zip(other, eager, strict=True))
+    assert probe.tracing_count == 1
+
+
+def test_a_run_probes_eagerly_then_traced_once_and_the_traced_gradients_are_the_eager_ones(
+    tmp_path, monkeypatch
+):
+    """Evals at 6, 9 and 10, eager for the first: the next two are traced, once; each eval's
+    gradients are the eager probe's at that eval's weights and step."""
+    monkeypatch.setattr(training_loop, "GRADIENT_PROBE_EAGER_CALLS", 1)
+    probes, written, weights = [], {}, {}
+    make_gradient_probe = training_loop.make_gradient_probe
+    write_gradient_summaries = training_loop.summaries.write_gradient_summaries
+
+    def recording_probe(*args, **kwargs):
+        probes.append(make_gradient_probe(*args, **kwargs))
+        return probes[-1]
+
+    def recording_write(writer, variables, gradients, step):
+        written[step] = [np.asarray(gradient) for gradient in gradients]
+        write_gradient_summaries(writer, variables, gradients, step)
+
+    monkeypatch.setattr(training_loop, "make_gradient_probe", recording_probe)
+    monkeypatch.setattr(training_loop.summaries, "write_gradient_summaries", recording_write)
+    state = tiny_state()
+
+    def on_boundary(step):  # The eval's weights: the loop trains on only after this.
+        weights[step] = training_loop.snapshot_weights(state)
+
+    run_tiny(tmp_path, state, on_boundary=on_boundary, batch_loss=step_scaled_loss)
+    assert sorted(written) == [6, 9, 10]
+    (probe,) = probes
+    assert probe.tracing_count == 1
+    eager = make_gradient_probe(state, step_scaled_loss, eager_calls=3)
+    batch = (tf.ones([TINY_RUN.batch_size, 2]),)  # run_tiny's examples are all ones.
+    for step in (6, 9, 10):
+        values = training_loop.snapshot_tensors(state, weights[step])
+        expected = eager(values, tf.constant(step, state.global_step.dtype), batch)
+        assert_all_close(written[step], expected)
+    assert eager.tracing_count == 0
+    assert not np.allclose(written[9][0], written[10][0])  # The weights and steps differ.

@@ -25,7 +25,7 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
-from common import distribution
+from common import distribution, training_loop
 from common.errors import UserError
 from tests import multi_worker
 from tests import tensorboard_events as events
@@ -35,6 +35,7 @@ from tests.conftest import NUM_TEST_CPU_DEVICES
 # Results of 2 replicas against 1: the same arithmetic summed in another order (float32), so they
 # agree to about 1e-6; 1e-4 leaves room for a few steps of Adam amplifying the difference.
 RELATIVE_TOLERANCE = 1e-4
+NORM = "gradients/global_norm"  # The gradient probe's scalar, at every eval.
 
 
 def mnist_datasets():
@@ -81,7 +82,10 @@ def compared_metrics(metrics: dict[str, float]) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("app", sorted(EXACT_APPS))
-def test_two_mirrored_replicas_match_one_device(app, tmp_path):
+def test_two_mirrored_replicas_match_one_device(app, tmp_path, monkeypatch):
+    # Evals at 4 and 6: the gradient probe's first eager, its second traced, on the host beside
+    # the replicas (the probe takes one global batch, no strategy.run).
+    monkeypatch.setattr(training_loop, "GRADIENT_PROBE_EAGER_CALLS", 1)
     train, config, make_datasets = EXACT_APPS[app]
     single = train.train_and_evaluate(config, str(tmp_path / "single"), datasets=make_datasets())
     mirrored_config = dataclasses.replace(
@@ -122,6 +126,11 @@ def test_two_mirrored_replicas_match_one_device(app, tmp_path):
         # The same counts, but for an example whose probability, a float32 rounding away (the
         # runs' weights agree to about 1e-6), falls in the next bucket: none did here.
         assert np.abs(replicas - one_device).max() <= 1, tag
+    single_norms = events.scalars(events.load_run(tmp_path / "single" / "train"), NORM)
+    mirrored_norms = events.scalars(events.load_run(tmp_path / "mirrored" / "train"), NORM)
+    assert [step for step, _ in mirrored_norms] == [step for step, _ in single_norms] == [4, 6]
+    for (_, mirrored_norm), (_, single_norm) in zip(mirrored_norms, single_norms, strict=True):
+        assert mirrored_norm == pytest.approx(single_norm, rel=RELATIVE_TOLERANCE)
     graph = events.op_graph(events.load_run(tmp_path / "mirrored" / "train"), "graph/train_step")
     replica_nodes = [node.name for node in graph.node if "replica_1" in node.name]
     assert replica_nodes, "the second replica's ops are missing from the step graph"
@@ -132,7 +141,8 @@ def test_two_mirrored_replicas_match_one_device(app, tmp_path):
     assert not [node.name for node in single_graph.node if "replica_1" in node.name]
 
 
-def test_vae_on_two_mirrored_replicas_learns_as_on_one(tmp_path):
+def test_vae_on_two_mirrored_replicas_learns_as_on_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_loop, "GRADIENT_PROBE_EAGER_CALLS", 1)  # Traced from eval 2.
     # The sampling noise is drawn per replica, so the runs differ step by step; after 300 steps
     # both must have learned as much (observed: eval ELBOs within 1%; the bound allows 10%).
     config = vae_train.Config(
@@ -157,6 +167,7 @@ def test_vae_on_two_mirrored_replicas_learns_as_on_one(tmp_path):
     assert {"latent/mean", "latent/log_variance"} <= set(
         events.tags_by_plugin(train_run)["histograms"]
     )
+    assert [step for step, _ in events.scalars(train_run, NORM)] == [100, 200, 300]
 
 
 def test_strategies_by_name():
