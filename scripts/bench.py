@@ -60,6 +60,7 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import importlib
 import json
 import os
 import pathlib
@@ -1002,7 +1003,9 @@ SUMMARY_APPS = {
 }
 
 
-def bench_eval_summaries(apps: list[str], pairs: int, num_steps: int | None = None) -> dict:
+def bench_eval_summaries(
+    apps: list[str], pairs: int, num_steps: int | None = None, length: int = 1
+) -> dict:
     """Each app's command at its defaults with its eval summaries and without them (the same
     command through `scripts/without_eval_summaries.py`, which drops the jobs the loop hands to
     their thread), alternated, who goes first switching every pair.
@@ -1013,11 +1016,20 @@ def bench_eval_summaries(apps: list[str], pairs: int, num_steps: int | None = No
     setup to close, TensorFlow's import left out) with them less without them, which also holds
     whatever their thread took from the loops' cores. Each as a share of the loops' time without
     them. The runs' spread says how far the last one can be trusted on a shared machine.
-    `num_steps` replaces the apps' default length (the tests' tiny runs).
+    `num_steps` replaces the apps' default length (the tests' tiny runs); `length` multiplies it
+    instead, every cadence left at its default: a run `length` times as long makes `length` times
+    the evals, so their one-time costs (the first eager calls, the gradient probe's trace after
+    its eager evals) weigh less, as in a user's long run.
     """
-    steps_flag = [f"--num_steps={num_steps}"] if num_steps else []
     results = {}
     for app in apps:
+        if num_steps:
+            steps_flag = [f"--num_steps={num_steps}"]
+        elif length != 1:
+            default_steps = importlib.import_module(f"apps.{app}.config").Config().num_steps
+            steps_flag = [f"--num_steps={default_steps * length}"]
+        else:
+            steps_flag = []
         with_them, without_them = [], []
         for pair in range(pairs):
             with tempfile.TemporaryDirectory() as temporary:
@@ -1059,10 +1071,11 @@ def bench_eval_summaries(apps: list[str], pairs: int, num_steps: int | None = No
     return results
 
 
-def print_eval_summaries(results: dict, pairs: int) -> None:
+def print_eval_summaries(results: dict, pairs: int, length: int = 1) -> None:
     """The eval summaries' cost per app, against the issue's 2% of the loops' time."""
+    runs = "at each app's defaults" if length == 1 else f"{length}x each app's default length"
     print(
-        f"\n### Eval summaries at each app's defaults: their cost against the loops' time (median "
+        f"\n### Eval summaries, {runs}: their cost against the loops' time (median "
         f"of {pairs} pair(s) of runs with and without them; target: under "
         f"{EVAL_SUMMARIES_TARGET:.0%})\n"
     )
@@ -1110,6 +1123,12 @@ def main() -> None:
     parser.add_argument(
         "--eval_summaries_steps", type=int, default=None, help="steps per run (default: app's)"
     )
+    parser.add_argument(
+        "--eval_summaries_length",
+        type=int,
+        default=1,
+        help="runs this many times each app's default length, cadences unchanged",
+    )
     args = parser.parse_args()
     logging.set_verbosity(logging.ERROR)  # Keras/TF retracing and deprecation chatter.
     # Every method below runs on the threads the apps run on (fit's rows too): the table compares
@@ -1138,7 +1157,10 @@ def main() -> None:
     if args.eval_summaries_pairs and summary_apps:
         print("eval summaries:", flush=True)
         results["eval_summaries"] = bench_eval_summaries(
-            summary_apps, args.eval_summaries_pairs, args.eval_summaries_steps
+            summary_apps,
+            args.eval_summaries_pairs,
+            args.eval_summaries_steps,
+            args.eval_summaries_length,
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
@@ -1146,7 +1168,9 @@ def main() -> None:
     if "end_to_end" in results:
         print_end_to_end(results["end_to_end"], args.end_to_end_pairs, args.end_to_end_steps)
     if "eval_summaries" in results:
-        print_eval_summaries(results["eval_summaries"], args.eval_summaries_pairs)
+        print_eval_summaries(
+            results["eval_summaries"], args.eval_summaries_pairs, args.eval_summaries_length
+        )
     print(f"\nwrote {args.output}")
 
 

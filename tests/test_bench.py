@@ -100,7 +100,7 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     )
 
     # The eval summaries' cost: the app with them against the same command without them.
-    assert "### Eval summaries at each app's defaults" in result.stdout
+    assert "### Eval summaries, at each app's defaults" in result.stdout
     costs = report["eval_summaries"]["regression_tape"]
     with_them, without_them = costs["all_pairs"]["with"], costs["all_pairs"]["without"]
     assert with_them[0]["phases"]["background"] > 0  # Their thread worked...

@@ -190,9 +190,10 @@ def test_dropout_makes_the_overfitting_smaller(tmp_path):
 
 def test_the_gradient_summaries_do_not_change_the_training(tmp_path):
     """The eval-time gradient probe runs the model in training mode, drawing from the dropout
-    layers' random generators, on the summaries' own thread while training goes on: inside
-    `training_loop.weights_as_of` its draws go nowhere, or the summaries alone would change the
-    run. Evals at every loop or only at the end: the same training, to the last bit."""
+    layers' random generators, on the summaries' own thread while training goes on: inside its
+    own `StatelessScope` (`training_loop.make_gradient_probe`; 22 evals, so eager then traced)
+    its draws go nowhere, or the summaries alone would change the run. Evals at every loop or
+    only at the end: the same training, to the last bit."""
     every_loop = dataclasses.replace(
         TINY, num_steps=44, eval_every_steps=2, checkpoint_every_steps=100, dropout_off_at_step=100
     )
