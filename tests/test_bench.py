@@ -145,3 +145,29 @@ def test_the_vaes_fit_baseline_learns_with_its_kl_term_as_an_added_loss():
     assert math.isfinite(history.history["loss"][-1])
     model(windows)  # A forward pass collects the added losses: the KL term is among them.
     assert len(model.losses) == 1 and math.isfinite(float(model.losses[0]))
+
+
+def test_eval_summaries_at_a_multiple_of_each_apps_default_length(monkeypatch):
+    """--eval_summaries_length=10 runs each app ten times its own default steps, both halves of
+    each pair alike; --eval_summaries_steps, when given, wins."""
+    from apps.conditional_dropout.config import Config as DropoutConfig
+    from apps.regression_tape.config import Config as RegressionConfig
+    from scripts import bench
+
+    commands = []
+
+    def fake_process(command):
+        commands.append(command)
+        return 1.0, "time: 1.00 s = setup 0.10 + loops 0.80 + other 0.10\n"
+
+    monkeypatch.setattr(bench, "run_process", fake_process)
+    bench.bench_eval_summaries(["conditional_dropout", "regression_tape"], pairs=1, length=10)
+    steps = [flag for command in commands for flag in command if flag.startswith("--num_steps")]
+    dropout_steps, regression_steps = (
+        10 * DropoutConfig().num_steps,
+        10 * RegressionConfig().num_steps,
+    )
+    assert steps == 2 * [f"--num_steps={dropout_steps}"] + 2 * [f"--num_steps={regression_steps}"]
+    commands.clear()
+    bench.bench_eval_summaries(["conditional_dropout"], pairs=1, num_steps=40, length=10)
+    assert all("--num_steps=40" in command for command in commands) and len(commands) == 2
