@@ -26,7 +26,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, summaries, training_loop
+from common import input_pipeline, metrics, summaries, training_loop
 
 from . import data, images
 from . import model as model_lib
@@ -145,7 +145,7 @@ def train_and_evaluate(
     eval_windows = input_pipeline.materialize(datasets.eval, "the eval set")  # In memory, once.
     first_elbo: list[float] = []
 
-    def on_eval(step: int, results: dict[str, float], writers: summaries.SummaryWriters) -> None:
+    def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         # On the summaries' thread, while training goes on: the models' calls here are eager and
         # read their weights as they were at `step` (see training_loop.run's on_eval).
         means, log_variances = encoder(eval_windows, training=False)[:2]
