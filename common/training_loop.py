@@ -368,8 +368,9 @@ def weights_as_of(state: TrainState, values: Sequence[tf.Tensor]) -> Iterator[No
     training leaves them.
 
     Keras 3's `StatelessScope`, which `Layer.stateless_call` uses. Eager calls only: a
-    `tf.function` traced before reads the live variables, whatever the scope says (the gradient
-    probe enters a scope of its own inside its function: see `make_gradient_probe`).
+    `tf.function` traced before reads the live variables, whatever the scope says; one that
+    enters the block inside its own body reads the values it is given (see
+    `make_gradient_probe`).
     """
     with keras.StatelessScope(state_mapping=list(zip(model_variables(state), values, strict=True))):
         yield
@@ -397,15 +398,14 @@ def make_gradient_probe(
     weight) is the one of the snapshot's step. The whole batch's gradient, nothing applied.
 
     For the eval summaries' thread, while training goes on: the train step stays as it is (its
-    gradients never leave the graph). The function enters its own `StatelessScope` mapping every
-    model variable to its value in `values`, so the models read the snapshot, eagerly or traced
+    gradients never leave the graph). The function enters `weights_as_of(state, values)` itself,
+    inside its own body, so the models read the snapshot, eagerly or traced
     (a trace then holds no read of a live variable: every read is of an argument), and what
     they assign (dropout's and sampling's random generator states) goes nowhere.
 
     Eager for the first `eager_calls` calls, then traced once, without AutoGraph (see
     `tracing.EagerThenTraced`).
     """
-    variables = model_variables(state)
 
     def probe_gradients(
         values: Sequence[tf.Tensor], step: tf.Tensor, batch: tuple[tf.Tensor, ...]
@@ -415,7 +415,7 @@ def make_gradient_probe(
         with tf.GradientTape() as tape:
             # Watched before the scope takes the values: its reads are then of watched tensors.
             tape.watch(watched)
-            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            with weights_as_of(state, values):  # Entered inside the trace: reads the arguments.
                 loss = batch_loss(at_step, *batch)
         return tape.gradient(loss, watched)
 
@@ -603,7 +603,11 @@ def run(
         )
         # Made here, used on the summaries' thread only: eager for a run's first evals, then
         # traced once (see GRADIENT_PROBE_EAGER_CALLS).
-        probe = batch_loss and make_gradient_probe(state, batch_loss, GRADIENT_PROBE_EAGER_CALLS)
+        probe = (
+            make_gradient_probe(state, batch_loss, GRADIENT_PROBE_EAGER_CALLS)
+            if batch_loss
+            else None
+        )
 
         def write_eval_summaries(
             step: int, eval_results: concurrent.futures.Future, snapshot: list
