@@ -448,6 +448,11 @@ def write_histograms(
         summary.value.add(
             tag=tag, metadata=_SCALAR_METADATA, tensor=_tensor_proto(np.float32(value))
         )
+    _write_event(writer, summary, step)
+
+
+def _write_event(writer: tf.summary.SummaryWriter, summary: summary_pb2.Summary, step: int) -> None:
+    """Writes every value of `summary` at `step` as one event, in one op (`write_raw_pb`)."""
     with writer.as_default():
         tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
@@ -616,8 +621,7 @@ def write_pr_curves(
             display_name=tag, description="", num_thresholds=data.shape[1]
         )
         summary.value.add(tag=tag, metadata=metadata, tensor=_tensor_proto(data))
-    with writer.as_default():
-        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+    _write_event(writer, summary, step)
 
 
 def write_image(tag: str, images: np.ndarray, step: int | None = None) -> None:
