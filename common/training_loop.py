@@ -16,10 +16,11 @@ which does everything else, the same way for every app and every `tf.distribute`
                 hparams, config and dataset text at step 0
                 step one, inside the graph trace       # The one moment trace_on sees the step.
             while step < num_steps:
-                loss = train_loop(iterator, n)         # n = steps_per_loop steps, ONE call.
+                loss, gradients = train_loop(iterator, n)  # n = steps_per_loop steps, ONE call.
                 stop if the loss (or a gradient) is not finite
-                boundary: train scalars; eval when due, its summaries (histograms, gradients,
-                          on_eval) handed to their own thread with a weights snapshot;
+                boundary: train scalars; eval when due, its summaries (histograms of the weights
+                          and of the loop's last gradients, on_eval) handed to their own thread
+                          with a weights snapshot;
                           on_boundary; one progress line; a checkpoint when due (and on
                           SIGINT/SIGTERM)
             final checkpoint
@@ -57,7 +58,8 @@ from common import (
     training_run,
 )
 
-# What a train step returns for the loop's non-finite check: see training_run.loss_or_nan.
+# What a train step returns for the loop's non-finite check, beside its gradients: see
+# training_run.loss_or_nan.
 loss_or_nan = training_run.loss_or_nan
 
 Metrics = dict[str, keras.metrics.Metric]
@@ -149,7 +151,9 @@ class TrainState:
         )
 
 
-TrainStep = Callable[..., tf.Tensor]  # train_step(state, *batch) -> loss_or_nan(loss, gradients)
+# train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)
+TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor]]]
+StepOutputs = tuple[tf.Tensor, list[tf.Tensor]]  # The loss, the gradients: see make_train_step.
 EvalStep = Callable[..., None]  # eval_step(state, *batch): updates state.eval_metrics
 
 
@@ -170,53 +174,90 @@ def as_tuple(batch: Any) -> tuple:
 
 def make_train_step(
     state: TrainState, train_step: TrainStep, jit_compile: bool = False
-) -> Callable[..., tf.Tensor]:
+) -> Callable[..., tuple[tf.Tensor, Any]]:
     """The `tf.function` that runs one train step on every replica: what the Graphs tab shows.
 
     Args:
         state: the run's state, passed to `train_step` first.
-        train_step: one replica's share of a step, `train_step(state, *batch) -> loss`: the loss
-            averaged with `state.average_loss`, the gradients applied, the train metrics
-            updated, and `loss_or_nan(loss, gradients)` returned.
+        train_step: one replica's share of a step, `train_step(state, *batch) -> (loss,
+            gradients)`: the loss averaged with `state.average_loss`, the gradients of it taken
+            with respect to `state.trainable_variables` and applied, the train metrics updated,
+            and `loss_or_nan(loss, gradients), gradients` returned (this replica's gradients, of
+            its share of the batch, in `state.trainable_variables`' order).
         jit_compile: XLA-compile the step (its graph is then written from the concrete function,
             see common.graphs, as a traced export of an XLA step is empty).
 
     Returns:
-        `step(*batch) -> loss`, the replicas' losses summed: the whole batch's mean loss, the same
-        on every worker, so all of them break out of a loop on a NaN together.
+        `step(*batch) -> (loss, gradients)`: the replicas' losses summed, the whole batch's mean
+        loss, the same on every worker, so all of them break out of a loop on a NaN together; and
+        each replica's gradients as they are (one replica's: tensors; more: per-replica values,
+        for `reduce_gradients`). Summing them across replicas at every step would cost the step a
+        second all-reduce beside the optimizer's; the loop sums its last step's only.
     """
     replica_step = functools.partial(train_step, state)
 
-    def train_step_on_every_replica(*batch: tf.Tensor) -> tf.Tensor:
-        per_replica_loss = state.strategy.run(replica_step, args=batch)
+    def train_step_on_every_replica(*batch: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        per_replica_loss, per_replica_gradients = state.strategy.run(replica_step, args=batch)
         state.global_step.assign_add(1)  # ONLY_FIRST_REPLICA aggregation: once per step.
-        return state.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+        loss = state.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+        return loss, list(per_replica_gradients)
 
     return tracing.per_run_function(train_step_on_every_replica, jit_compile=jit_compile)
 
 
-def make_train_loop(train_step: Callable[..., tf.Tensor]) -> Callable[..., tf.Tensor]:
-    """`train_loop(iterator, num_steps) -> last loss`: many steps in one `tf.function` call.
+def reduce_gradients(state: TrainState, per_replica_gradients: Sequence[Any]) -> list[tf.Tensor]:
+    """A train step's gradients (`make_train_step`) summed across replicas and workers: the whole
+    batch's gradients, as on one device (each replica's loss is divided by the global batch, see
+    `TrainState.average_loss`); one replica's pass through. A variable the loss does not reach
+    (its gradient `None`) gets zeros."""
+    return [
+        tf.zeros_like(variable)
+        if gradient is None
+        else state.strategy.reduce(tf.distribute.ReduceOp.SUM, gradient, axis=None)
+        for variable, gradient in zip(state.trainable_variables, per_replica_gradients, strict=True)
+    ]
+
+
+def make_train_loop(
+    state: TrainState, train_step: Callable[..., tuple[tf.Tensor, Any]]
+) -> Callable[..., StepOutputs]:
+    """`train_loop(iterator, num_steps) -> (last loss, last gradients)`: many steps in one
+    `tf.function` call.
 
     `num_steps` is a tensor, so a shorter loop reuses the graph instead of retracing, and calling
     the `train_step` tf.function reuses its one traced graph. The loop breaks at the first step
     whose loss (or gradient) is not finite, and returns that NaN for the caller to report.
+
+    The last step runs after the others, in a loop of its own, and its gradients, summed across
+    replicas (`reduce_gradients`), are returned: the gradients the optimizer applied last, which
+    the eval summaries histogram. Carried out of the main loop as its loop variables instead,
+    they cost every step (10% of conditional_dropout's model's steps on 2 CPU cores); this way,
+    nothing measurable (a 100-step loop timed the same as one returning the loss alone). A loop
+    that ran no step (`num_steps` 0) or stopped on a NaN returns zeros for them.
     """
 
-    def train_loop(iterator: Any, num_steps: tf.Tensor) -> tf.Tensor:
+    def train_loop(iterator: Any, num_steps: tf.Tensor) -> StepOutputs:
         loss = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            loss = train_step(*as_tuple(next(iterator)))
+        for _ in tf.range(num_steps - 1):
+            loss, _ = train_step(*as_tuple(next(iterator)))
             if not tf.math.is_finite(loss):
                 break
-        return loss
+        # The last step, if any and if no NaN came before: a loop of 0 or 1 steps, not a
+        # tf.cond, whose branch cannot call a step that spans several devices (MirroredStrategy:
+        # "You must feed a value for placeholder tensor" on the dropout layers' own conds).
+        gradients = [tf.zeros_like(variable) for variable in state.trainable_variables]
+        last_steps = tf.cast(tf.logical_and(num_steps > 0, tf.math.is_finite(loss)), tf.int32)
+        for _ in tf.range(last_steps):
+            loss, step_gradients = train_step(*as_tuple(next(iterator)))
+            gradients = reduce_gradients(state, step_gradients)
+        return loss, gradients
 
     return tracing.per_run_function(train_loop)
 
 
 def run_with_step_markers(
-    train_loop: Callable[..., tf.Tensor], iterator: Any, step: int, num_steps: int
-) -> tf.Tensor:
+    train_loop: Callable[..., StepOutputs], iterator: Any, step: int, num_steps: int
+) -> StepOutputs:
     """`num_steps` steps as `num_steps` one-step `train_loop` calls, each inside a profiler step
     marker numbered by the step it runs: the Profile tab's overview page then has one row per
     step in its step-time graph, and averages over them.
@@ -234,19 +275,20 @@ def run_with_step_markers(
         num_steps: how many steps to run.
 
     Returns:
-        The last step's loss (a NaN or Inf one if the loop stopped there).
+        As `train_loop`: the last step's loss (a NaN or Inf one if the loop stopped there) and
+        gradients.
     """
-    loss = tf.constant(0.0)
+    outputs: StepOutputs = (tf.constant(0.0), [])  # Replaced by the first step's.
     one_step = tf.constant(1)
     for index in range(num_steps):
         # `_r=1` makes the profiler treat this trace as a step marker (TensorFlow's documented
         # way for custom loops); `float(loss)` waits inside it, so the marker spans the step.
         with tf.profiler.experimental.Trace("train", step_num=step + index + 1, _r=1):
-            loss = train_loop(iterator, one_step)
-            finite = math.isfinite(float(loss))
+            outputs = train_loop(iterator, one_step)
+            finite = math.isfinite(float(outputs[0]))
         if not finite:
             break
-    return loss
+    return outputs
 
 
 def slice_examples(tensors: Any, start: tf.Tensor, size: int) -> Any:
@@ -346,7 +388,7 @@ def snapshot_weights(state: TrainState) -> list[np.ndarray]:
 
 def snapshot_tensors(state: TrainState, snapshot: Sequence[np.ndarray]) -> list[tf.Tensor]:
     """A `snapshot_weights` snapshot as tensors, each of its variable's dtype: what `weights_as_of`
-    and a `make_gradient_probe` probe take. Made on the thread that reads them, not the loop's."""
+    takes. Made on the thread that reads them, not the loop's."""
     return [
         tf.constant(value, dtype=variable.dtype)
         for variable, value in zip(model_variables(state), snapshot, strict=True)
@@ -369,57 +411,10 @@ def weights_as_of(state: TrainState, values: Sequence[tf.Tensor]) -> Iterator[No
 
     Keras 3's `StatelessScope`, which `Layer.stateless_call` uses. Eager calls only: a
     `tf.function` traced before reads the live variables, whatever the scope says; one that
-    enters the block inside its own body reads the values it is given (see
-    `make_gradient_probe`).
+    enters the block inside its own body reads the values it is given.
     """
     with keras.StatelessScope(state_mapping=list(zip(model_variables(state), values, strict=True))):
         yield
-
-
-# How many of a run's evals probe the gradients eagerly before the probe is traced, once, for
-# the rest. Measured on 2 CPU cores at a load average below 1 (a call after the first, median of
-# 30), for conditional_dropout, vae_timeseries, mnist_mlp and regression_tape: eagerly 8.8, 24,
-# 3.4 and 3.9 ms a call; traced 1.0, 5.0, 0.7 and 0.5 ms; the trace 145, 173, 36 and 49 ms. The
-# trace pays for itself after its cost over the saving a call: 19, 10, 13 and 14 calls. So 20,
-# at or past every app's break-even: a default run's 4 to 15 evals never trace, and a long run's
-# hundreds trace once and save 3 to 19 ms an eval after.
-GRADIENT_PROBE_EAGER_CALLS = 20
-
-
-def make_gradient_probe(
-    state: TrainState,
-    batch_loss: Callable[..., tf.Tensor],
-    eager_calls: int = GRADIENT_PROBE_EAGER_CALLS,
-) -> tracing.EagerThenTraced:
-    """`probe(values, step, batch) -> gradients`: the gradients of `batch_loss(state, *batch)`
-    with respect to the trainable variables (`state.trainable_variables`' order), at the weights
-    `values` (every model variable's, see `snapshot_tensors`), with `state.global_step` reading
-    `step` (a scalar tensor of its dtype), so a loss that depends on the step (the VAE's KL
-    weight) is the one of the snapshot's step. The whole batch's gradient, nothing applied.
-
-    For the eval summaries' thread, while training goes on: the train step stays as it is (its
-    gradients never leave the graph). The function enters `weights_as_of(state, values)` itself,
-    inside its own body, so the models read the snapshot, eagerly or traced
-    (a trace then holds no read of a live variable: every read is of an argument), and what
-    they assign (dropout's and sampling's random generator states) goes nowhere.
-
-    Eager for the first `eager_calls` calls, then traced once, without AutoGraph (see
-    `tracing.EagerThenTraced`).
-    """
-
-    def probe_gradients(
-        values: Sequence[tf.Tensor], step: tf.Tensor, batch: tuple[tf.Tensor, ...]
-    ) -> list[tf.Tensor]:
-        at_step = dataclasses.replace(state, global_step=step)
-        watched = trainable_values(state, values)
-        with tf.GradientTape() as tape:
-            # Watched before the scope takes the values: its reads are then of watched tensors.
-            tape.watch(watched)
-            with weights_as_of(state, values):  # Entered inside the trace: reads the arguments.
-                loss = batch_loss(at_step, *batch)
-        return tape.gradient(loss, watched)
-
-    return tracing.EagerThenTraced(probe_gradients, eager_calls)
 
 
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:
@@ -495,7 +490,6 @@ def run(
     extra_graphs: Sequence[tuple[str, Callable[..., Any], tuple]] = (),
     final_metrics: Callable[[], dict[str, float]] | None = None,
     scalars_layout: summaries.layout_pb2.Layout | None = None,
-    batch_loss: Callable[..., tf.Tensor] | None = None,
 ) -> dict[str, float]:
     """Trains up to `config.num_steps` steps in `logdir`, resuming from its latest checkpoint.
 
@@ -507,8 +501,10 @@ def run(
             cadence, profile, XLA.
         logdir: the run's directory: `train/` and `eval/` summaries, `checkpoints/`.
         state: from `TrainState.create`, in the strategy's scope.
-        train_step: `train_step(state, *batch) -> loss_or_nan(loss, gradients)`, one replica's
-            share of a step (see `make_train_step`).
+        train_step: `train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)`,
+            one replica's share of a step (see `make_train_step`). At every eval, the gradients
+            of the step before it (summed over the replicas) are written to `train/` as
+            histograms `gradients/<variable>` and the scalar `gradients/global_norm`.
         eval_step: `eval_step(state, *batch)`, one replica's share of an eval batch.
         load_datasets: returns the app's datasets, unbatched; called once the checkpoint is
             restored, so a finished run loads nothing.
@@ -534,13 +530,6 @@ def run(
         final_metrics: more values for the returned metrics, called once training is done.
         scalars_layout: the app's Custom Scalars charts (see `summaries.scalars_layout`), written
             once at step 0 of a new run.
-        batch_loss: `batch_loss(state, *batch) -> loss`, the train step's loss without its
-            update: at every eval, the gradients of one fixed train batch are written to `train/`
-            as histograms `gradients/<variable>` and the scalar `gradients/global_norm`, taken
-            on the summaries' thread from the eval's weights (see `make_gradient_probe`). It may
-            read the models' variables and `state.global_step` only, and holds no Python control
-            flow on tensors: after a run's first evals it is traced, without AutoGraph.
-
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step (scalars only: an eval metric's array
         result is on_eval's alone), whatever `final_metrics` adds, and
@@ -588,42 +577,28 @@ def run(
             state, eval_step, datasets.eval, eval_batch_size or config.batch_size
         )
         train_function = make_train_step(state, train_step, config.jit_compile)
-        train_loop = make_train_loop(train_function)
+        train_loop = make_train_loop(state, train_function)
         read_train_metrics = metrics.MetricReader(state.train_metrics)
         writers = run.open_writers()
         # Waits for the eval summaries' thread (two evals' work pending, the run's end) are
         # theirs, whichever phase they happen in.
         writers.background.wait_phase = lambda: times.phase("eval summaries", count=False)
-        # The same train examples at every eval, so evals differ by the weights alone: one
-        # global batch, taken on the summaries' thread at the first eval.
-        probe_batch = functools.cache(
-            lambda: as_tuple(
-                next(iter(datasets.train.take(config.batch_size).repeat().batch(config.batch_size)))
-            )
-        )
-        # Made here, used on the summaries' thread only: eager for a run's first evals, then
-        # traced once (see GRADIENT_PROBE_EAGER_CALLS).
-        probe = (
-            make_gradient_probe(state, batch_loss, GRADIENT_PROBE_EAGER_CALLS)
-            if batch_loss
-            else None
-        )
 
         def write_eval_summaries(
-            step: int, eval_results: concurrent.futures.Future, snapshot: list
+            step: int,
+            eval_results: concurrent.futures.Future,
+            snapshot: list,
+            gradients: Sequence[tf.Tensor],
         ) -> None:
-            """On the summaries' thread: the histograms, the gradients, the app's on_eval, all
-            from the weights as they were at `step`, while the eval and the next loop run; the
-            eval's results only once on_eval needs them."""
+            """On the summaries' thread, while the eval and the next loop run: the histograms of
+            the weights as they were at `step` and of the gradients that made them (the last
+            step's), then the app's on_eval at those weights, once the eval's results are in."""
             variables = state.trainable_variables
             values = snapshot_tensors(state, snapshot)
             summaries.write_weight_histograms(
                 writers.train, variables, step, trainable_values(state, values)
             )
-            if probe:  # Reads `values` alone, eagerly or traced: no need of weights_as_of.
-                at_step = tf.constant(step, state.global_step.dtype)
-                gradients = probe(values, at_step, probe_batch())
-                summaries.write_gradient_summaries(writers.train, variables, gradients, step)
+            summaries.write_gradient_summaries(writers.train, variables, gradients, step)
             if on_eval:
                 with weights_as_of(state, values):
                     on_eval(step, eval_results.result(), writers)
@@ -639,10 +614,11 @@ def run(
             with times.phase("first step"):
                 # Step one runs inside the graph trace: trace_on records a tf.function's graph
                 # only while it is first traced, so this is the one moment to capture the step.
-                loss = graphs.trace_and_write_graphs(
+                loss, gradients = graphs.trace_and_write_graphs(
                     train_function, as_tuple(next(train_iterator)), state.models, writers.train
                 )
                 run.check_loss(float(loss), step=1)
+                gradients = reduce_gradients(state, gradients)
                 for name, function, args in extra_graphs:
                     graphs.trace_step_graph(function, args, writers.train, name=name)
 
@@ -663,9 +639,11 @@ def run(
             loop_start = time.perf_counter()
             with times.phase("loops"):
                 if profiling:
-                    loss = run_with_step_markers(train_loop, train_iterator, loop.step, loop_steps)
+                    outputs = run_with_step_markers(
+                        train_loop, train_iterator, loop.step, loop_steps
+                    )
                 else:
-                    loss = train_loop(train_iterator, tf.constant(loop_steps))
+                    outputs = train_loop(train_iterator, tf.constant(loop_steps))
                 loop.step = int(state.global_step.numpy())  # Reading the step waits for it.
             loop_seconds = time.perf_counter() - loop_start
             loop.train_seconds += loop_seconds
@@ -675,6 +653,7 @@ def run(
                 if run.is_chief:
                     _print_profile_location(run.output_dir, loop_steps)
             if loop_steps:
+                loss, gradients = outputs  # The last step's: what the eval summaries show.
                 run.check_loss(float(loss), loop.step)
 
             # Loop boundary: everything below runs once per loop.
@@ -684,12 +663,17 @@ def run(
                 write_train_scalars(scalars, loop.step)
                 values = {f"train/{name}": value for name, value in scalars.items()}
             if eval_is_due(loop.step, loop.last_eval_step, config):
-                # The summaries first: their thread starts on the histograms and the gradients
-                # while this one evaluates (the same weights), and takes the results after.
+                # The summaries first: their thread starts on the histograms while this one
+                # evaluates (the same weights), and takes the results after. The gradients are
+                # tensors the loop made and never changes: handed over as they are.
                 eval_results = concurrent.futures.Future()
                 with times.phase("eval summaries"):
                     writers.background.submit(
-                        write_eval_summaries, loop.step, eval_results, snapshot_weights(state)
+                        write_eval_summaries,
+                        loop.step,
+                        eval_results,
+                        snapshot_weights(state),
+                        gradients,
                     )
                 with times.phase("evals"), _resolving(eval_results):
                     results = evaluate()

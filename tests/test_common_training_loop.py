@@ -80,16 +80,31 @@ def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
     def train_step(state, features):
         del features
         # Finite for global steps 0 to 2, then NaN: the loop must stop right after step 4.
-        return tf.where(state.global_step < 3, 1.0, np.nan)
+        gradients = [
+            tf.cast(state.global_step, tf.float32) + tf.ones_like(variable)
+            for variable in state.trainable_variables
+        ]
+        return tf.where(state.global_step < 3, 1.0, np.nan), gradients
 
     step = training_loop.make_train_step(state, train_step)
-    loop = training_loop.make_train_loop(step)
+    loop = training_loop.make_train_loop(state, step)
     iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([4, 2])).repeat())
-    assert float(loop(iterator, tf.constant(2))) == 1.0
+    loss, gradients = loop(iterator, tf.constant(2))
+    assert float(loss) == 1.0
     assert int(state.global_step.numpy()) == 2
-    assert np.isnan(float(loop(iterator, tf.constant(100))))
+    # The last step's gradients (at global step 1), each its variable's shape.
+    assert [gradient.shape for gradient in gradients] == [(2, 1), (1,)]
+    assert all(np.all(gradient.numpy() == 2.0) for gradient in gradients)
+    loss, gradients = loop(iterator, tf.constant(1))  # One step: the peeled last step alone.
+    assert float(loss) == 1.0 and np.all(gradients[0].numpy() == 3.0)
+    assert int(state.global_step.numpy()) == 3
+    loss, _ = loop(iterator, tf.constant(100))
+    assert np.isnan(float(loss))
     assert int(state.global_step.numpy()) == 4  # Broke out at the NaN, not after 100 steps.
+    loss, gradients = loop(iterator, tf.constant(0))  # No step: none taken, zero gradients.
+    assert int(state.global_step.numpy()) == 4 and not np.any(gradients[0].numpy())
     assert step.experimental_get_tracing_count() == 1
+    assert loop.experimental_get_tracing_count() == 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,26 +122,28 @@ def tiny_state() -> training_loop.TrainState:
     return training_loop.TrainState.create(TINY_RUN, [tiny_model()], *metrics)
 
 
-def run_tiny(tmp_path, state, eval_step=None, **hooks) -> dict[str, float]:
-    """A tiny run of `TINY_RUN`, every step of which moves the weights, with the loop's `hooks`."""
+def run_tiny(
+    tmp_path, state, eval_step=None, train_step=None, config=TINY_RUN, **hooks
+) -> dict[str, float]:
+    """A tiny run of `config`, every step of which moves the weights, with the loop's `hooks`."""
 
-    def train_step(state, features):
+    def mean_output_step(state, features):
         with tf.GradientTape() as tape:
             loss = state.average_loss(tf.squeeze(state.model(features, training=True), -1))
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return training_loop.loss_or_nan(loss, gradients)
+        return training_loop.loss_or_nan(loss, gradients), gradients
 
     def mean_output(state, features):
         state.eval_metrics["loss"].update_state(state.model(features, training=False))
 
     examples = tf.data.Dataset.from_tensors(tf.ones([2])).repeat(8)
     return training_loop.run(
-        TINY_RUN,
+        config,
         str(tmp_path),
         state,
-        train_step,
+        train_step or mean_output_step,
         eval_step or mean_output,
         lambda: TinyDatasets(examples, examples),
         **hooks,
@@ -211,112 +228,43 @@ def test_an_eval_metric_with_an_array_result_reaches_on_eval_alone(tmp_path, cap
     assert "eval/loss=" in output and "pr_curve" not in output
 
 
-def probe_state(dropout_rate: float = 0.0) -> training_loop.TrainState:
-    """A small model whose gradients depend on its weights, with a dropout layer (and its random
-    generator's state among the model's variables)."""
-    inputs = keras.Input(shape=(2,))
-    hidden = keras.layers.Dense(3, activation="tanh", name="hidden")(inputs)
-    hidden = keras.layers.Dropout(dropout_rate, seed=1, name="dropout")(hidden)
-    model = keras.Model(inputs, keras.layers.Dense(1, name="output")(hidden))
-    return training_loop.TrainState.create(TINY_RUN, [model], {}, {})
-
-
-def step_scaled_loss(state, features):
-    """The squared outputs' mean times the global step: a probe that read the live step (0 in
-    these tests) or the live weights would get other gradients."""
-    outputs = tf.squeeze(state.model(features, training=True), -1)
-    return tf.cast(state.global_step, tf.float32) * state.average_loss(tf.square(outputs))
-
-
-FEATURES = tf.constant(np.random.default_rng(0).normal(size=(4, 2)), tf.float32)
-
-
-def assert_all_close(actual, expected):
-    assert len(actual) == len(expected)
-    for actual_array, expected_array in zip(actual, expected, strict=True):
-        np.testing.assert_allclose(actual_array, expected_array, rtol=1e-5, atol=1e-7)
-
-
-def test_the_gradient_probe_reads_the_snapshot_it_is_given_not_the_live_weights():
-    """Training moves the live weights while the probe runs on the summaries' thread: eagerly
-    or traced, it must take the gradients at the snapshot's weights and step."""
-    state = probe_state()
-    step = tf.constant(2, state.global_step.dtype)
-    with tf.GradientTape() as tape:  # The snapshot's gradients, on the live variables, at step 2.
-        loss = step_scaled_loss(dataclasses.replace(state, global_step=step), FEATURES)
-    expected = tape.gradient(loss, state.trainable_variables)
-    values = training_loop.snapshot_tensors(state, training_loop.snapshot_weights(state))
-    probe = training_loop.make_gradient_probe(state, step_scaled_loss, eager_calls=1)
-    for _ in range(3):  # Eager, then traced (the trace), then the traced graph again.
-        for variable in state.trainable_variables:  # Training moves on: a live read sees it.
-            variable.assign(variable * 3.0 + 1.0)
-        assert_all_close(probe(values, step, (FEATURES,)), expected)
-    assert probe.tracing_count == 1
-    assert int(state.global_step.numpy()) == 0
-
-
-def test_the_gradient_probe_draws_dropout_from_the_snapshot_and_assigns_nothing():
-    """Dropout's masks come from its generator's state in the snapshot (stateless random ops),
-    so the eager and the traced probe draw the same ones; and the draws' state updates go
-    nowhere: the live variables, the generator's state included, stay as they were."""
-    state = probe_state(dropout_rate=0.5)
-    snapshot = training_loop.snapshot_weights(state)
-    values = training_loop.snapshot_tensors(state, snapshot)
-    step = tf.constant(1, state.global_step.dtype)
-    probe = training_loop.make_gradient_probe(state, step_scaled_loss, eager_calls=1)
-    eager = probe(values, step, (FEATURES,))
-    assert_all_close(probe(values, step, (FEATURES,)), eager)  # Traced: the same masks.
-    assert probe.tracing_count == 1
-    for before, after in zip(snapshot, training_loop.snapshot_weights(state), strict=True):
-        np.testing.assert_array_equal(before, after)
-    # Another generator state in the snapshot: other masks, other gradients, no retrace.
-    # Found by identity: its path's name (`seed_generator_<n>`) depends on the generators made
-    # before it in the process.
-    generator_state = state.model.get_layer("dropout").seed_generator.state
-    position = [id(variable) for variable in training_loop.model_variables(state)].index(
-        id(generator_state)
-    )
-    other_values = [*values]
-    other_values[position] = values[position] + tf.constant([0, 1], values[position].dtype)
-    other = probe(other_values, step, (FEATURES,))
-    assert not all(np.allclose(a, b) for a, b in zip(other, eager, strict=True))
-    assert probe.tracing_count == 1
-
-
-def test_a_run_probes_eagerly_then_traced_once_and_the_traced_gradients_are_the_eager_ones(
-    tmp_path, monkeypatch
-):
-    """Evals at 6, 9 and 10, eager for the first: the next two are traced, once; each eval's
-    gradients are the eager probe's at that eval's weights and step."""
-    monkeypatch.setattr(training_loop, "GRADIENT_PROBE_EAGER_CALLS", 1)
-    probes, written, weights = [], {}, {}
-    make_gradient_probe = training_loop.make_gradient_probe
+def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_last(tmp_path):
+    """The gradients written at an eval must be those of the step that made the eval's weights:
+    the last of its loop's 3 steps (not the first, nor a later one: the summaries are written
+    while training goes on). The step keeps a copy of what it applies, for the test to read."""
+    state = tiny_state()
+    applied = [tf.Variable(tf.zeros_like(variable)) for variable in state.trainable_variables]
+    written, expected = {}, {}
     write_gradient_summaries = training_loop.summaries.write_gradient_summaries
-
-    def recording_probe(*args, **kwargs):
-        probes.append(make_gradient_probe(*args, **kwargs))
-        return probes[-1]
 
     def recording_write(writer, variables, gradients, step):
         written[step] = [np.asarray(gradient) for gradient in gradients]
         write_gradient_summaries(writer, variables, gradients, step)
 
-    monkeypatch.setattr(training_loop, "make_gradient_probe", recording_probe)
-    monkeypatch.setattr(training_loop.summaries, "write_gradient_summaries", recording_write)
-    state = tiny_state()
+    def squared_output_step(state, features):  # Gradients that change as the weights do.
+        with tf.GradientTape() as tape:
+            outputs = tf.squeeze(state.model(features, training=True), -1)
+            loss = state.average_loss(tf.square(outputs))
+        gradients = tape.gradient(loss, state.trainable_variables)
+        state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        for copy, gradient in zip(applied, gradients, strict=True):
+            copy.assign(gradient)
+        state.train_metrics["loss"].update_state(loss)
+        return training_loop.loss_or_nan(loss, gradients), gradients
 
-    def on_boundary(step):  # The eval's weights: the loop trains on only after this.
-        weights[step] = training_loop.snapshot_weights(state)
+    def on_boundary(step):  # On the loop's thread, before the next loop: the last step's.
+        expected[step] = [copy.numpy() for copy in applied]
 
-    run_tiny(tmp_path, state, on_boundary=on_boundary, batch_loss=step_scaled_loss)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(training_loop.summaries, "write_gradient_summaries", recording_write)
+        run_tiny(tmp_path, state, train_step=squared_output_step, on_boundary=on_boundary)
     assert sorted(written) == [6, 9, 10]
-    (probe,) = probes
-    assert probe.tracing_count == 1
-    eager = make_gradient_probe(state, step_scaled_loss, eager_calls=3)
-    batch = (tf.ones([TINY_RUN.batch_size, 2]),)  # run_tiny's examples are all ones.
-    for step in (6, 9, 10):
-        values = training_loop.snapshot_tensors(state, weights[step])
-        expected = eager(values, tf.constant(step, state.global_step.dtype), batch)
-        assert_all_close(written[step], expected)
-    assert eager.tracing_count == 0
-    assert not np.allclose(written[9][0], written[10][0])  # The weights and steps differ.
+    for step, gradients in written.items():
+        for gradient, applied_gradient in zip(gradients, expected[step], strict=True):
+            np.testing.assert_array_equal(gradient, applied_gradient)
+    assert not np.allclose(written[9][0], written[10][0])  # Steps differ: so do the gradients.
+    norms = events.scalars(events.load_run(tmp_path / "train"), "gradients/global_norm")
+    assert [step for step, _ in norms] == [6, 9, 10]
+    for step, norm in norms:
+        global_norm = np.sqrt(sum(np.sum(np.square(gradient)) for gradient in written[step]))
+        assert norm == pytest.approx(global_norm, rel=1e-6)

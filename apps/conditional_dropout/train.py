@@ -56,7 +56,7 @@ def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 def train_step(
     state: training_loop.TrainState, features: tf.Tensor, labels: tf.Tensor
-) -> tf.Tensor:
+) -> training_loop.StepOutputs:
     """One replica's share of a train step, with dropout where the layers' switches say."""
     with tf.GradientTape() as tape:
         logits = state.model(features, training=True)  # Dropout in an If on each `enabled`.
@@ -68,16 +68,9 @@ def train_step(
     state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
     state.train_metrics["loss"].update_state(losses)
     state.train_metrics["accuracy"].update_state(labels, logits)
-    # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
-    return training_loop.loss_or_nan(loss, gradients)
-
-
-def batch_loss(
-    state: training_loop.TrainState, features: tf.Tensor, labels: tf.Tensor
-) -> tf.Tensor:
-    """The train step's loss without its update: the gradients the loop writes at each eval."""
-    logits = state.model(features, training=True)  # Dropout as the train step runs it.
-    return state.average_loss(per_example_loss(labels, logits))
+    # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
+    # loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
+    return training_loop.loss_or_nan(loss, gradients), gradients
 
 
 def dropout_is_on(model: keras.Model) -> tf.Tensor:
@@ -176,7 +169,6 @@ def train_and_evaluate(
         # Traced on its first call, made here on zeros: its signature fixes the graph.
         extra_graphs=[("inference_step", inference_step, (tf.zeros([1, data.NUM_FEATURES]),))],
         scalars_layout=SCALARS_LAYOUT,
-        batch_loss=batch_loss,
         final_metrics=lambda: {
             "eval/min_loss": min(eval_losses),
             "inference_step_traces": inference_step.experimental_get_tracing_count(),

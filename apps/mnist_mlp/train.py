@@ -46,7 +46,9 @@ def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
-def train_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+def train_step(
+    state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor
+) -> training_loop.StepOutputs:
     """One replica's share of a train step; the optimizer sums the replicas' gradients."""
     with tf.GradientTape() as tape:
         logits = state.model(images, training=True)
@@ -56,13 +58,9 @@ def train_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Te
     state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
     state.train_metrics["loss"].update_state(losses)
     state.train_metrics["accuracy"].update_state(labels, logits)
-    # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
-    return training_loop.loss_or_nan(loss, gradients)
-
-
-def batch_loss(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """The train step's loss without its update: the gradients the loop writes at each eval."""
-    return state.average_loss(per_example_loss(labels, state.model(images, training=True)))
+    # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
+    # loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
+    return training_loop.loss_or_nan(loss, gradients), gradients
 
 
 def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> None:
@@ -128,7 +126,7 @@ def train_and_evaluate(
             results, embed_and_classify, first_digits[0], writers, step, sprite
         )
 
-    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "batch_loss": batch_loss, "on_eval": on_eval}
+    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "on_eval": on_eval}
     return training_loop.run(
         config, logdir, state, train_step, eval_step, load_datasets, **app_summaries
     )

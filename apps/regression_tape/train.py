@@ -32,7 +32,7 @@ def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
 
 def train_step(
     state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor
-) -> tf.Tensor:
+) -> training_loop.StepOutputs:
     """One replica's share of a train step, and the gradient norms of the whole batch."""
     with tf.GradientTape() as tape:
         losses = per_example_loss(targets, state.model(features, training=True))
@@ -43,21 +43,16 @@ def train_step(
     metrics["loss"].update_state(losses)
     # The norms of the whole batch's gradient, not of this replica's share: sum the shares first
     # (the identity with one replica).
-    gradients = tf.distribute.get_replica_context().all_reduce(
+    batch_gradients = tf.distribute.get_replica_context().all_reduce(
         tf.distribute.ReduceOp.SUM, gradients
     )
-    metrics["gradient_norm/global"].update_state(tf.linalg.global_norm(gradients))
-    for variable, gradient in zip(state.trainable_variables, gradients, strict=True):
+    metrics["gradient_norm/global"].update_state(tf.linalg.global_norm(batch_gradients))
+    for variable, gradient in zip(state.trainable_variables, batch_gradients, strict=True):
         metrics[f"gradient_norm/{variable.path}"].update_state(tf.norm(gradient))
-    # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
-    return training_loop.loss_or_nan(loss, gradients)
-
-
-def batch_loss(
-    state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor
-) -> tf.Tensor:
-    """The train step's loss without its update: the gradients the loop writes at each eval."""
-    return state.average_loss(per_example_loss(targets, state.model(features, training=True)))
+    # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
+    # loss_or_nan); and this replica's gradients, which the loop sums over the replicas (once a
+    # loop, not at every step) and writes as histograms at each eval.
+    return training_loop.loss_or_nan(loss, batch_gradients), gradients
 
 
 def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor) -> None:
@@ -123,7 +118,6 @@ def train_and_evaluate(
             "train/steps_per_second",
         ],
         scalars_layout=SCALARS_LAYOUT,
-        batch_loss=batch_loss,
         final_metrics=lambda: {
             "noise_std": datasets.noise_std,
             "trivial_rmse": datasets.trivial_rmse,

@@ -66,7 +66,7 @@ def kl_weight(step: tf.Tensor, warmup_steps: int) -> tf.Tensor:
 
 def train_step(
     state: training_loop.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
-) -> tf.Tensor:
+) -> training_loop.StepOutputs:
     """One replica's share of a train step on a batch of windows."""
     encoder, decoder = state.models
     beta = kl_weight(state.global_step, kl_warmup_steps)  # In the graph: never retraces.
@@ -79,19 +79,9 @@ def train_step(
     state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
     update_metrics(state.train_metrics, reconstruction, kl)
     state.train_metrics["loss"].update_state(reconstruction + beta * kl)
-    # NaN if a gradient is, even where the loss looks finite: see loss_or_nan.
-    return training_loop.loss_or_nan(loss, gradients)
-
-
-def batch_loss(
-    state: training_loop.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
-) -> tf.Tensor:
-    """The train step's loss without its update: the gradients the loop writes at each eval."""
-    encoder, decoder = state.models
-    mean, log_variance, z = encoder(windows, training=True)
-    reconstruction = reconstruction_loss(windows, decoder(z, training=True))
-    beta = kl_weight(state.global_step, kl_warmup_steps)
-    return state.average_loss(reconstruction + beta * kl_divergence(mean, log_variance))
+    # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
+    # loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
+    return training_loop.loss_or_nan(loss, gradients), gradients
 
 
 def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
@@ -173,5 +163,4 @@ def train_and_evaluate(
         on_eval=on_eval,
         final_metrics=lambda: {"eval/first_elbo": first_elbo[0]},
         scalars_layout=SCALARS_LAYOUT,
-        batch_loss=functools.partial(batch_loss, kl_warmup_steps=config.kl_warmup_steps),
     )
