@@ -46,8 +46,7 @@ class EagerThenTraced:
     scalars): in one `tf.function` call each costs 0.3 to 0.5 ms on 2 CPU cores against 0.6 to
     2.5 ms eagerly, but the function takes 15 to 35 ms to trace. A default run's 6 to 20
     boundaries never pay the trace back; a long run's hundreds would pay 5% of a tiny model's loop
-    time eagerly. So: eager while it is cheaper, traced (once) after. The eval summaries' gradient
-    probe is the same trade on a larger scale (`training_loop.make_gradient_probe`).
+    time eagerly. So: eager while it is cheaper, traced (once) after.
     """
 
     def __init__(self, python_function: Callable, eager_calls: int = 20) -> None:
