@@ -131,6 +131,9 @@ def train_and_evaluate(
     with strategy.scope():
         state = create_state(config, datasets.num_channels)
     encoder, decoder = state.models
+    # The encoder's deterministic part, its own layers: on_eval's latent code without a sample,
+    # so it draws no noise (the sampling layer's eager ops cost more than the code's own).
+    latent_code = keras.Model(encoder.inputs, encoder.outputs[:2], name="latent_code")
 
     eval_windows = input_pipeline.materialize(datasets.eval, "the eval set")  # In memory, once.
     first_elbo: list[float] = []
@@ -138,7 +141,7 @@ def train_and_evaluate(
     def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         # On the summaries' thread, while training goes on: the models' calls here are eager and
         # read their weights as they were at `step` (see training_loop.run's on_eval).
-        means, log_variances = encoder(eval_windows, training=False)[:2]
+        means, log_variances = latent_code(eval_windows, training=False)
         images.write_latent_summaries(means, log_variances, decoder, eval_windows, writers, step)
         images.write_latent_embeddings(means, eval_windows, f"{writers.logdir}/eval")
         first_elbo[:] = first_elbo or [results["elbo"]]
