@@ -43,7 +43,10 @@ class BackgroundWork:
         self._pending: list[concurrent.futures.Future] = []
         self._max_pending = max_pending
         self.wait_phase = wait_phase or contextlib.nullcontext
-        self.busy_seconds = 0.0  # Time the thread spent on the jobs, finished ones.
+        # The CPU time the thread spent on the finished jobs: what it takes from the cores the
+        # loop runs on. Its waits (for an eval's results) are not in it; nor is the work
+        # TensorFlow hands to its own thread pools (an eager op large enough to split).
+        self.cpu_seconds = 0.0
 
     def submit(self, function: Callable[..., object], *args: object) -> None:
         """Queues `function(*args)`; returns once fewer than `max_pending` jobs are pending.
@@ -76,11 +79,11 @@ class BackgroundWork:
             self._executor.shutdown(wait=True)
 
     def _timed(self, function: Callable[..., object], *args: object) -> None:
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             function(*args)
         finally:
-            self.busy_seconds += time.perf_counter() - start  # One thread: no race.
+            self.cpu_seconds += time.thread_time() - start  # One thread: no race.
 
     def _collect(self, block: bool, keep: int = 0) -> None:
         """Drops finished jobs from the front, re-raising the first one that failed; with `block`,

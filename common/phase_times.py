@@ -47,7 +47,7 @@ class PhaseTimes:
         self.counts: dict[str, int] = {}  # Entries per phase.
         self._start = time.perf_counter()
         self._inner_seconds: list[float] = []  # Per open phase: time in phases inside it.
-        # The eval summaries' own thread's time, beside the phases (common/background.py).
+        # The eval summaries' own thread's CPU time, beside the phases (common/background.py).
         self.background_seconds: float | None = None
 
     @contextlib.contextmanager
@@ -91,17 +91,18 @@ class PhaseTimes:
 
     def line(self) -> str:
         """`time: 4.14 s = setup 0.31 + first step 0.62 + loops 1.60 (8x, first 0.25) + ... +
-        other 0.01; in the background: eval summaries 0.25`, phases not met left out; `other`
+        other 0.01; in the background: eval summaries 0.250`, phases not met left out; `other`
         is what no phase covered (between phases, Python's own bookkeeping), and takes up the
         rounding of the others, so the printed figures add up to the printed total; the
-        background's seconds ran on their own thread, beside the phases, and are not in the
-        total."""
+        background's seconds are the CPU time of the eval summaries' own thread, beside the
+        phases, and are not in the total."""
         total = self.total()
         parts = [self._part(name) for name in PHASES if name in self.seconds]
         other = round(total, 2) - sum(round(seconds, 2) for seconds in self.seconds.values())
         line = f"time: {total:.2f} s = " + " + ".join([*parts, f"other {other:.2f}"])
         if self.background_seconds is not None:
-            line += f"{BACKGROUND_SEPARATOR}eval summaries {self.background_seconds:.2f}"
+            # To the millisecond: a short run's thread may use less CPU than 0.01 s.
+            line += f"{BACKGROUND_SEPARATOR}eval summaries {self.background_seconds:.3f}"
         return line
 
     def _part(self, name: str) -> str:

@@ -701,7 +701,7 @@ def run(
         writers.background.wait()  # The last eval's summaries: on disk before the run ends.
         close_start = time.perf_counter()
     times.add("close", time.perf_counter() - close_start)  # The writers, the record, the lock.
-    times.background_seconds = writers.background.busy_seconds
+    times.background_seconds = writers.background.cpu_seconds
 
     extra = final_metrics() if final_metrics else {}
     extra["eval_step_traces"] = evaluate.tracing_count()

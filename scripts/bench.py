@@ -1012,7 +1012,7 @@ def bench_eval_summaries(
 
     Three measures, per app, medians over the pairs: the summaries' time on the loop's own thread
     (the `eval summaries` phase: the weights snapshot, handing the jobs over, waiting for them),
-    their time on their own thread, and what they cost the run: its `time:` total (the run from
+    their CPU time on their own thread, and what they cost the run: its `time:` total (the run from
     setup to close, TensorFlow's import left out) with them less without them, which also holds
     whatever their thread took from the loops' cores. Each as a share of the loops' time without
     them. The runs' spread says how far the last one can be trusted on a shared machine.
@@ -1080,7 +1080,7 @@ def print_eval_summaries(results: dict, pairs: int, length: int = 1) -> None:
         f"{EVAL_SUMMARIES_TARGET:.0%})\n"
     )
     print(
-        "| app | evals | loops (s) | on the loop's thread | on their own thread | run with them "
+        "| app | evals | loops (s) | on the loop's thread | their own thread's CPU | run with them "
         "less without | runs' spread without them |"
     )
     print("|---|---|---|---|---|---|---|")

@@ -3,6 +3,7 @@ never loses an error or a job."""
 
 import contextlib
 import threading
+import time
 
 import pytest
 
@@ -26,8 +27,23 @@ def test_jobs_run_in_order_on_another_thread_and_wait_returns_when_all_are_done(
     work.wait()
     assert done == [0, 1, 2, 3, 4]
     assert threading.get_ident() not in threads and len(threads) == 1
-    assert work.busy_seconds > 0
     work.close()
+
+
+def test_the_threads_cpu_time_is_counted_and_its_waits_are_not():
+    work = BackgroundWork()
+    work.submit(threading.Event().wait, 0.3)  # Waits, as a job waiting for an eval's results.
+    work.wait()
+    assert work.cpu_seconds < 0.1
+
+    def spin(cpu_seconds):  # However busy the machine, until it has had that much CPU.
+        start = time.thread_time()
+        while time.thread_time() - start < cpu_seconds:
+            pass
+
+    work.submit(spin, 0.2)
+    work.close()
+    assert work.cpu_seconds >= 0.2
 
 
 def test_submit_waits_once_max_pending_jobs_are_pending_and_times_the_wait():
