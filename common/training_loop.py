@@ -16,7 +16,9 @@ which does everything else, the same way for every app and every `tf.distribute`
                 hparams, config and dataset text at step 0
                 step one, inside the graph trace       # The one moment trace_on sees the step.
             while step < num_steps:
-                loss, gradients = train_loop(iterator, n)  # n = steps_per_loop steps, ONE call.
+                loss = train_loop(iterator, n)         # n = steps_per_loop steps, ONE call
+                                                       # (before an eval: n - 1, then one step
+                                                       # whose gradients come out: run_steps).
                 stop if the loss (or a gradient) is not finite
                 boundary: train scalars; eval when due, its summaries (histograms of the weights
                           and of the loop's last gradients, on_eval) handed to their own thread
@@ -219,48 +221,81 @@ def reduce_gradients(state: TrainState, per_replica_gradients: Sequence[Any]) ->
 
 
 def make_train_loop(
-    state: TrainState, train_step: Callable[..., tuple[tf.Tensor, Any]]
-) -> Callable[..., StepOutputs]:
-    """`train_loop(iterator, num_steps) -> (last loss, last gradients)`: many steps in one
-    `tf.function` call.
+    train_step: Callable[..., tuple[tf.Tensor, Any]],
+) -> Callable[..., tf.Tensor]:
+    """`train_loop(iterator, num_steps) -> last loss`: many steps in one `tf.function` call.
 
     `num_steps` is a tensor, so a shorter loop reuses the graph instead of retracing, and calling
     the `train_step` tf.function reuses its one traced graph. The loop breaks at the first step
-    whose loss (or gradient) is not finite, and returns that NaN for the caller to report.
-
-    The last step runs after the others, in a loop of its own, and its gradients, summed across
-    replicas (`reduce_gradients`), are returned: the gradients the optimizer applied last, which
-    the eval summaries histogram. Carried out of the main loop as its loop variables instead,
-    they cost every step (10% of conditional_dropout's model's steps on 2 CPU cores); this way,
-    nothing measurable (a 100-step loop timed the same as one returning the loss alone). A loop
-    that ran no step (`num_steps` 0) or stopped on a NaN returns zeros for them.
+    whose loss (or gradient) is not finite, and returns that NaN for the caller to report. The
+    steps' gradients stay in the graph: `run_steps` takes a loop's last step's, when wanted.
     """
 
-    def train_loop(iterator: Any, num_steps: tf.Tensor) -> StepOutputs:
+    def train_loop(iterator: Any, num_steps: tf.Tensor) -> tf.Tensor:
         loss = tf.constant(0.0)
-        for _ in tf.range(num_steps - 1):
+        for _ in tf.range(num_steps):
             loss, _ = train_step(*as_tuple(next(iterator)))
             if not tf.math.is_finite(loss):
                 break
-        # The last step, if any and if no NaN came before: a loop of 0 or 1 steps, not a
-        # tf.cond, whose branch cannot call a step that spans several devices (MirroredStrategy:
-        # "You must feed a value for placeholder tensor" on the dropout layers' own conds).
-        gradients = [tf.zeros_like(variable) for variable in state.trainable_variables]
-        last_steps = tf.cast(tf.logical_and(num_steps > 0, tf.math.is_finite(loss)), tf.int32)
-        for _ in tf.range(last_steps):
-            loss, step_gradients = train_step(*as_tuple(next(iterator)))
-            gradients = reduce_gradients(state, step_gradients)
-        return loss, gradients
+        return loss
 
     return tracing.per_run_function(train_loop)
 
 
+def run_steps(
+    state: TrainState,
+    train_loop: Callable[..., tf.Tensor],
+    train_step: Callable[..., tuple[tf.Tensor, Any]],
+    iterator: Any,
+    num_steps: int,
+    with_gradients: bool,
+    profile_from_step: int | None = None,
+) -> tuple[tf.Tensor, list[tf.Tensor] | None]:
+    """Runs `num_steps` train steps; returns the last one's loss and, `with_gradients`, its
+    gradients summed over the replicas (`reduce_gradients`): the ones the optimizer applied last.
+
+    Without gradients, one `train_loop` call. With them, `train_loop` runs all steps but the
+    last, and the last is one call of `train_step` (from `make_train_step`) itself, whose outputs
+    hold its gradients: one more call from Python (about 0.2 ms), at eval boundaries only. Inside
+    `train_loop` they would cost every step (as its loop variables, 10% of
+    conditional_dropout's steps on 2 CPU cores) or its trace (a second call of the step in its
+    graph: 0.3 s more to build and optimize, once a run). Gradients are `None` when no step ran,
+    or a step before the last was not finite (the loss returned is then that one).
+
+    `profile_from_step`: run every step in a profiler step marker of its own, numbered from
+    that step + 1 (see `run_with_step_markers`).
+    """
+
+    def last_step() -> tuple[tf.Tensor, list[tf.Tensor]]:
+        loss, gradients = train_step(*as_tuple(next(iterator)))
+        return loss, reduce_gradients(state, gradients)
+
+    loop_steps = num_steps - 1 if with_gradients and num_steps else num_steps
+    if profile_from_step is not None:
+        return run_with_step_markers(
+            train_loop,
+            iterator,
+            profile_from_step,
+            loop_steps,
+            last_step if loop_steps < num_steps else None,
+        )
+    loss = train_loop(iterator, tf.constant(loop_steps)) if loop_steps else tf.constant(0.0)
+    if loop_steps == num_steps or not math.isfinite(float(loss)):
+        return loss, None
+    return last_step()
+
+
 def run_with_step_markers(
-    train_loop: Callable[..., StepOutputs], iterator: Any, step: int, num_steps: int
-) -> StepOutputs:
+    train_loop: Callable[..., tf.Tensor],
+    iterator: Any,
+    step: int,
+    num_steps: int,
+    last_step: Callable[[], tuple[tf.Tensor, list[tf.Tensor]]] | None = None,
+) -> tuple[tf.Tensor, list[tf.Tensor] | None]:
     """`num_steps` steps as `num_steps` one-step `train_loop` calls, each inside a profiler step
     marker numbered by the step it runs: the Profile tab's overview page then has one row per
-    step in its step-time graph, and averages over them.
+    step in its step-time graph, and averages over them. Then `last_step()`, if given, in a
+    marker of its own (`run_steps`' step with gradients).
 
     A marker is a Python-side `tf.profiler.experimental.Trace`: it cannot be placed inside the
     `tf.range` loop of a `tf.function`, so a many-step call would be a single "step". Only the
@@ -272,23 +307,26 @@ def run_with_step_markers(
         train_loop: from `make_train_loop`.
         iterator: the distributed train iterator.
         step: the global step before the loop; the first marker is `step + 1`.
-        num_steps: how many steps to run.
+        num_steps: how many steps to run in `train_loop`.
+        last_step: one more step, returning its loss and gradients.
 
     Returns:
-        As `train_loop`: the last step's loss (a NaN or Inf one if the loop stopped there) and
-        gradients.
+        The last step's loss (a NaN or Inf one if the loop stopped there) and, from
+        `last_step`, its gradients (else `None`).
     """
-    outputs: StepOutputs = (tf.constant(0.0), [])  # Replaced by the first step's.
+    loss, gradients = tf.constant(0.0), None
     one_step = tf.constant(1)
-    for index in range(num_steps):
+    steps = [lambda: (train_loop(iterator, one_step), None)] * num_steps
+    steps += [last_step] if last_step else []
+    for index, run_step in enumerate(steps):
         # `_r=1` makes the profiler treat this trace as a step marker (TensorFlow's documented
         # way for custom loops); `float(loss)` waits inside it, so the marker spans the step.
         with tf.profiler.experimental.Trace("train", step_num=step + index + 1, _r=1):
-            outputs = train_loop(iterator, one_step)
-            finite = math.isfinite(float(outputs[0]))
+            loss, gradients = run_step()
+            finite = math.isfinite(float(loss))
         if not finite:
             break
-    return outputs
+    return loss, gradients
 
 
 def slice_examples(tensors: Any, start: tf.Tensor, size: int) -> Any:
@@ -577,7 +615,7 @@ def run(
             state, eval_step, datasets.eval, eval_batch_size or config.batch_size
         )
         train_function = make_train_step(state, train_step, config.jit_compile)
-        train_loop = make_train_loop(state, train_function)
+        train_loop = make_train_loop(train_function)
         read_train_metrics = metrics.MetricReader(state.train_metrics)
         writers = run.open_writers()
         # Waits for the eval summaries' thread (two evals' work pending, the run's end) are
@@ -588,7 +626,7 @@ def run(
             step: int,
             eval_results: concurrent.futures.Future,
             snapshot: list,
-            gradients: Sequence[tf.Tensor],
+            gradients: Sequence[tf.Tensor] | None,
         ) -> None:
             """On the summaries' thread, while the eval and the next loop run: the histograms of
             the weights as they were at `step` and of the gradients that made them (the last
@@ -598,7 +636,8 @@ def run(
             summaries.write_weight_histograms(
                 writers.train, variables, step, trainable_values(state, values)
             )
-            summaries.write_gradient_summaries(writers.train, variables, gradients, step)
+            if gradients is not None:
+                summaries.write_gradient_summaries(writers.train, variables, gradients, step)
             if on_eval:
                 with weights_as_of(state, values):
                     on_eval(step, eval_results.result(), writers)
@@ -610,6 +649,7 @@ def run(
             if scalars_layout:
                 summaries.write_scalars_layout(writers.train, scalars_layout)
         times.add("setup", times.total())
+        gradients = None  # The last step's, summed over the replicas, when an eval follows it.
         if start_step == 0:
             with times.phase("first step"):
                 # Step one runs inside the graph trace: trace_on records a tf.function's graph
@@ -618,7 +658,7 @@ def run(
                     train_function, as_tuple(next(train_iterator)), state.models, writers.train
                 )
                 run.check_loss(float(loss), step=1)
-                gradients = reduce_gradients(state, gradients)
+                gradients = reduce_gradients(state, gradients)  # A one-step run's eval's.
                 for name, function, args in extra_graphs:
                     graphs.trace_step_graph(function, args, writers.train, name=name)
 
@@ -636,14 +676,19 @@ def run(
             profiling = config.profile and loop.loops_run == 1
             if profiling:
                 tf.profiler.experimental.start(f"{run.output_dir}/train")
+            # An eval after this loop histograms the gradients of its last step.
+            eval_next = eval_is_due(loop.step + loop_steps, loop.last_eval_step, config)
             loop_start = time.perf_counter()
             with times.phase("loops"):
-                if profiling:
-                    outputs = run_with_step_markers(
-                        train_loop, train_iterator, loop.step, loop_steps
-                    )
-                else:
-                    outputs = train_loop(train_iterator, tf.constant(loop_steps))
+                loss, last_gradients = run_steps(
+                    state,
+                    train_loop,
+                    train_function,
+                    train_iterator,
+                    loop_steps,
+                    with_gradients=eval_next,
+                    profile_from_step=loop.step if profiling else None,
+                )
                 loop.step = int(state.global_step.numpy())  # Reading the step waits for it.
             loop_seconds = time.perf_counter() - loop_start
             loop.train_seconds += loop_seconds
@@ -653,8 +698,8 @@ def run(
                 if run.is_chief:
                     _print_profile_location(run.output_dir, loop_steps)
             if loop_steps:
-                loss, gradients = outputs  # The last step's: what the eval summaries show.
                 run.check_loss(float(loss), loop.step)
+                gradients = last_gradients
 
             # Loop boundary: everything below runs once per loop.
             with times.phase("boundaries"):

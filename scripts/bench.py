@@ -425,7 +425,7 @@ def bench_repo_loop(
     steps_per_loop = steps_per_loop or workload.steps_per_loop
     state, train_step = workload.create_state()
     train_function = training_loop.make_train_step(state, train_step, jit_compile)
-    train_loop = training_loop.make_train_loop(state, train_function)
+    train_loop = training_loop.make_train_loop(train_function)
     read_train_metrics = metrics.MetricReader(state.train_metrics)
     writer = tf.summary.create_file_writer(tempfile.mkdtemp())
     write_train_scalars = summaries_lib.ScalarWriter(writer)
@@ -438,7 +438,7 @@ def bench_repo_loop(
         while done < count:
             loop_steps = min(steps_per_loop, count - done)
             loop_start = time.perf_counter()
-            loss, _ = train_loop(iterator, tf.constant(loop_steps))
+            loss = train_loop(iterator, tf.constant(loop_steps))
             step = int(state.global_step.numpy())  # As the loop does: waits for the steps.
             loop_seconds = time.perf_counter() - loop_start
             done += loop_steps

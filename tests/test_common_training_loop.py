@@ -80,29 +80,54 @@ def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
     def train_step(state, features):
         del features
         # Finite for global steps 0 to 2, then NaN: the loop must stop right after step 4.
-        gradients = [
-            tf.cast(state.global_step, tf.float32) + tf.ones_like(variable)
-            for variable in state.trainable_variables
-        ]
+        gradients = [tf.ones_like(variable) for variable in state.trainable_variables]
         return tf.where(state.global_step < 3, 1.0, np.nan), gradients
 
     step = training_loop.make_train_step(state, train_step)
-    loop = training_loop.make_train_loop(state, step)
+    loop = training_loop.make_train_loop(step)
     iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([4, 2])).repeat())
-    loss, gradients = loop(iterator, tf.constant(2))
-    assert float(loss) == 1.0
+    assert float(loop(iterator, tf.constant(2))) == 1.0
     assert int(state.global_step.numpy()) == 2
-    # The last step's gradients (at global step 1), each its variable's shape.
-    assert [gradient.shape for gradient in gradients] == [(2, 1), (1,)]
-    assert all(np.all(gradient.numpy() == 2.0) for gradient in gradients)
-    loss, gradients = loop(iterator, tf.constant(1))  # One step: the peeled last step alone.
-    assert float(loss) == 1.0 and np.all(gradients[0].numpy() == 3.0)
-    assert int(state.global_step.numpy()) == 3
-    loss, _ = loop(iterator, tf.constant(100))
-    assert np.isnan(float(loss))
+    assert np.isnan(float(loop(iterator, tf.constant(100))))
     assert int(state.global_step.numpy()) == 4  # Broke out at the NaN, not after 100 steps.
-    loss, gradients = loop(iterator, tf.constant(0))  # No step: none taken, zero gradients.
-    assert int(state.global_step.numpy()) == 4 and not np.any(gradients[0].numpy())
+    assert step.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("profiled", [False, True])
+def test_run_steps_returns_the_last_steps_gradients_only_when_asked(profiled):
+    """With gradients: all steps but the last in the loop, the last through the step itself,
+    whose gradients come out; none after a NaN, and none when not asked (the loop alone)."""
+    state = training_loop.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
+
+    def train_step(state, features):
+        del features
+        # The global step before the update, in every gradient; NaN from global step 5.
+        before = tf.cast(state.global_step, tf.float32)
+        gradients = [before + tf.zeros_like(variable) for variable in state.trainable_variables]
+        return tf.where(state.global_step < 5, 1.0, np.nan), gradients
+
+    step = training_loop.make_train_step(state, train_step)
+    loop = training_loop.make_train_loop(step)
+    iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([4, 2])).repeat())
+
+    def run_steps(num_steps, with_gradients):
+        profile_from = int(state.global_step.numpy()) if profiled else None
+        return training_loop.run_steps(
+            state, loop, step, iterator, num_steps, with_gradients, profile_from
+        )
+
+    loss, gradients = run_steps(3, with_gradients=True)
+    assert float(loss) == 1.0 and int(state.global_step.numpy()) == 3
+    assert [gradient.shape for gradient in gradients] == [(2, 1), (1,)]
+    assert all(np.all(gradient.numpy() == 2.0) for gradient in gradients)  # Step 3's, not 1's.
+    loss, gradients = run_steps(1, with_gradients=True)  # The last step alone.
+    assert int(state.global_step.numpy()) == 4 and np.all(gradients[1].numpy() == 3.0)
+    assert run_steps(1, with_gradients=False)[1] is None
+    loss, gradients = run_steps(0, with_gradients=True)  # No step: nothing to show.
+    assert float(loss) == 0.0 and gradients is None
+    loss, gradients = run_steps(3, with_gradients=True)  # NaN at the second: no third step.
+    assert np.isnan(float(loss)) and gradients is None
+    assert int(state.global_step.numpy()) == 6
     assert step.experimental_get_tracing_count() == 1
     assert loop.experimental_get_tracing_count() == 1
 
