@@ -475,38 +475,30 @@ def _tensor_proto(array: np.ndarray | np.floating) -> tensor_pb2.TensorProto:
     )
 
 
-def write_weight_histograms(
+def write_variable_histograms(
     writer: tf.summary.SummaryWriter,
     variables: Sequence[tf.Variable],
     step: int,
     values: Sequence[np.ndarray | tf.Tensor] | None = None,
+    gradients: Sequence[np.ndarray | tf.Tensor] | None = None,
 ) -> None:
-    """Writes one histogram per variable, tagged by its Keras path (`weights/hidden/kernel`), of
-    its `values` (default: its value now), in one event (see `write_histograms`)."""
+    """Writes one histogram per variable of its `values` (default: its value now), tagged by its
+    Keras path (`weights/hidden/kernel`); with `gradients` (one per variable), one of each
+    gradient (`gradients/hidden/kernel`) and their global norm as the scalar
+    `gradients/global_norm`, what Keras's `write_grads` once showed. All in one event (see
+    `write_histograms`)."""
     if values is None:
         values = [variable.numpy() for variable in variables]
     histograms = {
         f"weights/{variable.path}": value for variable, value in zip(variables, values, strict=True)
     }
-    write_histograms(writer, histograms, step)
-
-
-def write_gradient_summaries(
-    writer: tf.summary.SummaryWriter,
-    variables: Sequence[tf.Variable],
-    gradients: Sequence[tf.Tensor],
-    step: int,
-) -> None:
-    """Writes one histogram per variable's gradient (`gradients/hidden/kernel`), and their global
-    norm as the scalar `gradients/global_norm`, in one event: what Keras's `write_grads` once
-    showed."""
-    arrays = [np.asarray(gradient) for gradient in gradients]
-    global_norm = np.sqrt(sum(np.sum(np.square(gradient)) for gradient in arrays))
-    histograms = {
-        f"gradients/{variable.path}": gradient
-        for variable, gradient in zip(variables, arrays, strict=True)
-    }
-    write_histograms(writer, histograms, step, scalars={"gradients/global_norm": global_norm})
+    scalars = {}
+    if gradients is not None:
+        arrays = [np.asarray(gradient) for gradient in gradients]
+        for variable, gradient in zip(variables, arrays, strict=True):
+            histograms[f"gradients/{variable.path}"] = gradient
+        scalars["gradients/global_norm"] = np.sqrt(sum(np.sum(np.square(a)) for a in arrays))
+    write_histograms(writer, histograms, step, scalars=scalars)
 
 
 def scalars_layout(charts: Mapping[str, Mapping[str, Sequence[str]]]) -> layout_pb2.Layout:

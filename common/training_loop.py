@@ -633,11 +633,9 @@ def run(
             step's), then the app's on_eval at those weights, once the eval's results are in."""
             variables = state.trainable_variables
             values = snapshot_tensors(state, snapshot)
-            summaries.write_weight_histograms(
-                writers.train, variables, step, trainable_values(state, values)
+            summaries.write_variable_histograms(
+                writers.train, variables, step, trainable_values(state, values), gradients
             )
-            if gradients is not None:
-                summaries.write_gradient_summaries(writers.train, variables, gradients, step)
             if on_eval:
                 with weights_as_of(state, values):
                     on_eval(step, eval_results.result(), writers)

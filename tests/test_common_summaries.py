@@ -116,16 +116,39 @@ def test_weight_histograms_are_tagged_by_variable_path(tmp_path):
     layer = keras.layers.Dense(3, name="dense_layer")
     layer.build((None, 2))
     writer = tf.summary.create_file_writer(str(tmp_path))
-    summaries.write_weight_histograms(writer, layer.trainable_variables, step=7)
+    summaries.write_variable_histograms(writer, layer.trainable_variables, step=7)
     writer.close()
     run = events.load_run(tmp_path)
     tags = events.tags_by_plugin(run)["histograms"]
     assert sorted(tags) == ["weights/dense_layer/bias", "weights/dense_layer/kernel"]
+    assert "scalars" not in events.tags_by_plugin(run)  # No gradients given: no norm.
     (kernel_event,) = run.Tensors("weights/dense_layer/kernel")
     assert kernel_event.step == 7
     # A histogram tensor is [bucket_count, 3] rows of (left edge, right edge, count).
     buckets = tensor_util.make_ndarray(kernel_event.tensor_proto)
     assert buckets[:, 2].sum() == 2 * 3  # Every weight of the 2x3 kernel is counted once.
+
+
+def test_gradient_histograms_and_their_global_norm_share_the_weights_event(tmp_path):
+    import keras
+
+    layer = keras.layers.Dense(3, name="dense_layer")
+    layer.build((None, 2))
+    gradients = [np.full((2, 3), 2.0, np.float32), np.full(3, -1.0, np.float32)]
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    summaries.write_variable_histograms(writer, layer.trainable_variables, 4, gradients=gradients)
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert sorted(events.tags_by_plugin(run)["histograms"]) == [
+        "gradients/dense_layer/bias",
+        "gradients/dense_layer/kernel",
+        "weights/dense_layer/bias",
+        "weights/dense_layer/kernel",
+    ]
+    (bias_event,) = run.Tensors("gradients/dense_layer/bias")
+    buckets = tensor_util.make_ndarray(bias_event.tensor_proto)
+    assert buckets[:, 2].sum() == 3 and buckets[-1, 0] == buckets[-1, 1] == -1.0
+    assert events.scalars(run, "gradients/global_norm") == [(4, pytest.approx(np.sqrt(27.0)))]
 
 
 def test_histograms_written_together_read_back_as_one_tag_each(tmp_path):

@@ -260,11 +260,11 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
     state = tiny_state()
     applied = [tf.Variable(tf.zeros_like(variable)) for variable in state.trainable_variables]
     written, expected = {}, {}
-    write_gradient_summaries = training_loop.summaries.write_gradient_summaries
+    write_variable_histograms = training_loop.summaries.write_variable_histograms
 
-    def recording_write(writer, variables, gradients, step):
+    def recording_write(writer, variables, step, values, gradients):
         written[step] = [np.asarray(gradient) for gradient in gradients]
-        write_gradient_summaries(writer, variables, gradients, step)
+        write_variable_histograms(writer, variables, step, values, gradients)
 
     def squared_output_step(state, features):  # Gradients that change as the weights do.
         with tf.GradientTape() as tape:
@@ -281,7 +281,7 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
         expected[step] = [copy.numpy() for copy in applied]
 
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(training_loop.summaries, "write_gradient_summaries", recording_write)
+        monkeypatch.setattr(training_loop.summaries, "write_variable_histograms", recording_write)
         run_tiny(tmp_path, state, train_step=squared_output_step, on_boundary=on_boundary)
     assert sorted(written) == [6, 9, 10]
     for step, gradients in written.items():
