@@ -336,6 +336,8 @@ def test_texts_from_glyphs_are_pillows_texts():
         ImageDraw.Draw(canvas).text((0, 0), text, fill=255)
         np.testing.assert_array_equal(mask, np.asarray(canvas), err_msg=text)
     assert len({mask.tobytes() for mask in masks}) == len(texts)  # Each text its own pixels.
+    with pytest.raises(ValueError, match=r"not .a.: add them to visuals\.CHARACTERS"):
+        visuals.text_masks(["7>a"], length=3)
 
 
 def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(tiny_run):

@@ -189,7 +189,18 @@ def glyph_table() -> np.ndarray:
 def text_masks(texts: Sequence[str], length: int) -> np.ndarray:
     """Each text's alpha mask as ImageDraw.text draws it with PIL's default font, its first
     `length` characters (`CHARACTERS` only) padded with blanks: [len(texts), line height,
-    length * advance] uint8, from `glyph_table`."""
+    length * advance] uint8, from `glyph_table`.
+
+    Raises:
+        ValueError: if a text has a character not in `CHARACTERS`.
+    """
+    unknown = set().union(*texts) - set(CHARACTERS)
+    if unknown:
+        raise ValueError(
+            f"the pictures draw only {CHARACTERS!r}, not {''.join(sorted(unknown))!r}: add them "
+            "to visuals.CHARACTERS if each fits a digit's width in PIL's default font, or draw "
+            "that text with ImageDraw.text"
+        )
     table = glyph_table()
     blank = len(CHARACTERS)
     codes = [
