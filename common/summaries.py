@@ -680,9 +680,11 @@ def encode_png(image: np.ndarray) -> bytes:
     best, which is half its time on mnist_mlp's pictures for PNGs of the same size within 1.2%:
     flat drawings and digits compress as well unfiltered (2 CPU cores: a 272x448 grey grid 0.95
     -> 0.42 ms, a 278x278 RGB confusion matrix 1.56 -> 0.66 ms, the 896x896 sprite 13 -> 7 ms).
+    The VAE's heatmaps, smoother, come out about 6% larger than Pillow's (three 260x256 RGB of
+    noisy sine windows: 47.6 against 45.1 KB, in 1.8 ms against 3.9); photographs would grow
+    more, and nothing here writes them.
     `tf.io.encode_png`'s default takes three to five times as long, for PNGs a tenth to a fifth
     smaller.
-    Photographs would come out larger than filtered; nothing here writes them.
     """
     image = np.asarray(image, np.uint8)
     height, width, channels = image.shape
