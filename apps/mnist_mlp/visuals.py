@@ -129,16 +129,15 @@ def confusion_matrix_image(counts: np.ndarray) -> np.ndarray:
     at the cell's edge."""
     counts = np.asarray(counts).round().astype(np.int64)  # Whole counts, held as float64.
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    shades = (255 * (1 - shares)).astype(np.uint8)  # Truncated, as int() did.
+    shades = (255 * (1 - shares)).astype(np.uint8)  # Truncated, not rounded: 3/4 is 63.
     colors = np.stack([shades, shades, np.full_like(shades, 255)], axis=-1)  # Shades of blue.
     cells = np.empty((NUM_CLASSES, NUM_CLASSES, CELL, CELL, 3), np.uint8)
     cells[...] = colors[:, :, None, None]
-    # Readable on dark and light cells alike.
-    inks = np.where(shades < 128, 255, 0).astype(np.uint8)[:, :, None, None, None]
+    # White on dark cells, black on light ones: readable on both. One per cell, as the texts.
+    inks = np.where(shades < 128, 255, 0).astype(np.uint8).reshape(-1, 1, 1, 1)
     left, top = COUNT_POSITION
     texts = [str(count) for count in counts.ravel()]
-    flat_cells = cells.reshape(-1, CELL, CELL, 3)
-    _draw_texts(flat_cells, left, top, texts, inks.reshape(-1, 1, 1, 1))
+    _draw_texts(cells.reshape(-1, CELL, CELL, 3), left, top, texts, inks)
     image = _confusion_matrix_frame().copy()
     side = NUM_CLASSES * CELL
     image[MARGIN:, MARGIN:] = cells.transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
@@ -166,7 +165,7 @@ def glyph_table() -> np.ndarray:
     as an alpha mask, and then a blank for padding: [len(CHARACTERS) + 1, line height, advance]
     uint8.
 
-    Drawn once, because Pillow's text drawing (layout, FreeType, a mask, a paste) cost ~30 µs a
+    Drawn once, because Pillow's text drawing (layout, FreeType, a mask, a paste) cost ~40 µs a
     call and an eval drew about 150 texts. Each of these glyphs lies inside its advance, the
     same whole number of pixels for all, so side by side they are what ImageDraw.text draws for
     the whole text, pixel for pixel (tests/test_mnist_mlp.py compares them with Pillow's).
