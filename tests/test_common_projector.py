@@ -1,6 +1,7 @@
 """common.projector: an embedding the Projector plugin reads from a tensor file named relative to
 its run, checked against TensorBoard's own plugin code (not a reimplementation of it)."""
 
+import os
 import pathlib
 import shutil
 
@@ -133,6 +134,26 @@ def test_a_sprite_written_once_is_named_by_every_later_write(tmp_path):
     assert embedding.sprite.image_path == "projector/sprite.png"
     assert list(embedding.sprite.single_image_dim) == [6, 4]  # Width, then height.
     assert (tmp_path / "projector" / "sprite.png").read_bytes() == written  # Not rewritten.
+
+
+def test_an_embedding_writer_writes_the_points_files_once_and_each_new_tensor(tmp_path):
+    labels = [index % 10 for index in range(POINTS)]
+    thumbnails = np.full((POINTS, 4, 4), 255, np.uint8)
+    writer = projector.EmbeddingWriter(str(tmp_path), {"label": labels}, thumbnails)
+    writer.write(BINARY)
+    # Stamped in the past: a later write that rewrote them would stamp them now.
+    unchanged = [tmp_path / "projector" / name for name in ("metadata.tsv", "sprite.png")]
+    for path in unchanged:
+        os.utime(path, ns=(0, 0))
+    # Bytes, then text, then bytes again: the config names each format as it is written.
+    for embeddings in (ZEROS, BINARY * 2):
+        writer.write(embeddings)
+        embedding, tensor, metadata = events.projector_embedding(tmp_path)
+        np.testing.assert_array_equal(tensor, embeddings)
+        assert served_tensor(tmp_path).tobytes() == embeddings.tobytes()
+        assert metadata == [str(label) for label in labels]
+        assert embedding.sprite.image_path == "projector/sprite.png"
+    assert [path.stat().st_mtime_ns for path in unchanged] == [0, 0]
 
 
 def test_embeddings_that_are_not_points_by_dimensions_are_refused(tmp_path):

@@ -1,11 +1,13 @@
 """common.summaries: writers in train/ and eval/, and a logdir that fails loudly and safely."""
 
+import io
 import pathlib
 import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tensorboard.util import tensor_util
 
 from common import summaries
@@ -256,6 +258,44 @@ def test_images_read_back_as_the_images_plugin_expects(tmp_path):
         width, height, png = tensor_util.make_ndarray(event.tensor_proto)
         assert (event.step, int(width), int(height)) == (3, 4, 6)
         np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+
+
+def test_pictures_and_curves_in_one_event_read_back_as_their_plugins_expect(tmp_path):
+    grey = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4, 1)
+    colour = np.stack([grey[..., 0], grey[..., 0] // 2, grey[..., 0] // 3], axis=-1)
+    counts = np.ones((2, summaries.PR_CURVE_THRESHOLDS))
+    summary = summaries.pr_curves_summary({"pr_curve/0": counts})
+    summary.MergeFrom(summaries.images_summary({"grey": grey, "colour": colour}))
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    summaries.write_summary(writer, summary, 7)
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert events.tags_by_plugin(run)["images"] == ["grey", "colour"]
+    assert events.tags_by_plugin(run)["pr_curves"] == ["pr_curve/0"]
+    for tag, image in (("grey", grey), ("colour", colour)):
+        (event,) = run.Tensors(tag)
+        width, height, png = tensor_util.make_ndarray(event.tensor_proto)
+        assert (event.step, int(width), int(height)) == (7, 4, 6)
+        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+    (path,) = summaries.event_files(str(tmp_path))
+    records = [event for event in tf.compat.v1.train.summary_iterator(path) if event.summary.value]
+    assert len(records) == 1 and len(records[0].summary.value) == 3
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 1), (272, 448, 1), (3, 9, 3), (278, 278, 3)])
+def test_pngs_decode_to_their_pixels_in_tensorflow_and_pillow(shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    png = summaries.encode_png(image)
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+    with Image.open(io.BytesIO(png)) as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded).reshape(shape), image)
+
+
+def test_a_flat_drawing_compresses():
+    drawing = np.full((278, 278, 3), 255, np.uint8)
+    drawing[18:, 18:] = (40, 40, 255)
+    drawing[100:110, 50:60] = 0
+    assert len(summaries.encode_png(drawing)) < drawing.nbytes / 50
 
 
 def test_a_scalar_writer_runs_eagerly_then_traces_once_and_writes_every_point(tmp_path):

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from PIL import Image, ImageDraw
 from tensorboard.util import tensor_util
 
 from apps.mnist_mlp import data, train, visuals
+from common import summaries
 from tests import tensorboard_events as events
 
 TINY = train.Config(
@@ -260,6 +262,84 @@ def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
     assert corner(5, 5) == 255  # A digit never seen: white.
 
 
+def pillow_misclassified_grid(
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray
+) -> np.ndarray:
+    """The misclassified grid as Pillow draws it, digit by digit and caption by caption (the
+    pictures' first version): what visuals' NumPy drawing must be, pixel for pixel."""
+    wrong = np.flatnonzero(labels != predicted)[: visuals.MAX_MISCLASSIFIED]
+    side, caption = visuals.DIGIT_SIDE * visuals.DIGIT_SCALE, visuals.CAPTION_HEIGHT
+    rows = max(1, -(-len(wrong) // visuals.GRID_COLUMNS))
+    grid = Image.new("L", (visuals.GRID_COLUMNS * side, rows * (caption + side)), 0)
+    draw = ImageDraw.Draw(grid)
+    if not len(wrong):
+        draw.text((4, 4), "no misclassified digits", fill=255)
+    for position, index in enumerate(wrong):
+        left = (position % visuals.GRID_COLUMNS) * side
+        top = (position // visuals.GRID_COLUMNS) * (caption + side)
+        pixels = (images[index].reshape(28, 28) * 255).clip(0, 255).astype(np.uint8)
+        digit = Image.fromarray(pixels).resize((side, side), Image.NEAREST)
+        grid.paste(digit, (left, top + caption))
+        draw.text((left + 2, top), f"{labels[index]}>{predicted[index]}", fill=255)
+    return np.asarray(grid)[..., None]
+
+
+def pillow_confusion_matrix(counts: np.ndarray) -> np.ndarray:
+    """The confusion matrix as Pillow draws it, cell by cell (the pictures' first version)."""
+    counts = counts.round().astype(np.int64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    cell, margin = visuals.CELL, visuals.MARGIN
+    image = Image.new("RGB", (margin + 10 * cell, margin + 10 * cell), "white")
+    draw = ImageDraw.Draw(image)
+    for digit in range(10):
+        draw.text((margin + digit * cell + cell // 2 - 3, 3), str(digit), fill="black")
+        draw.text((5, margin + digit * cell + cell // 2 - 6), str(digit), fill="black")
+    for true in range(10):
+        for guess in range(10):
+            shade = int(255 * (1 - shares[true, guess]))
+            left, top = margin + guess * cell, margin + true * cell
+            draw.rectangle((left, top, left + cell - 1, top + cell - 1), fill=(shade, shade, 255))
+            ink = "white" if shade < 128 else "black"
+            draw.text((left + 2, top + cell // 2 - 6), str(counts[true, guess]), fill=ink)
+    return np.asarray(image)
+
+
+@pytest.mark.parametrize("num_wrong", [0, 1, 9, 40])
+def test_misclassified_grid_is_pillows_drawing_pixel_for_pixel(num_wrong):
+    images, labels = (
+        tensor.numpy()
+        for tensor in data.load_sample().eval.take(200).batch(200).get_single_element()
+    )
+    predicted = labels.copy()
+    wrong = np.random.default_rng(num_wrong).choice(len(labels), num_wrong, replace=False)
+    predicted[wrong] = (labels[wrong] + 1 + np.arange(num_wrong) % 9) % 10  # Every wrong digit.
+    grid = visuals.misclassified_grid(images, labels, predicted)
+    np.testing.assert_array_equal(grid, pillow_misclassified_grid(images, labels, predicted))
+
+
+def test_confusion_matrix_is_pillows_drawing_pixel_for_pixel():
+    rng = np.random.default_rng(0)
+    # Counts of one to five digits (a fifth is cut at its cell's edge, as Pillow's next cell
+    # covered it), light and dark cells, and a digit never seen.
+    counts = rng.integers(0, 10, (10, 10)) * 10 ** rng.integers(0, 4, (10, 10))
+    counts[np.diag_indices(10)] = rng.integers(100, 9999, 10)
+    counts[3, 3], counts[4] = 54321, 0
+    image = visuals.confusion_matrix_image(counts.astype(np.float64))
+    np.testing.assert_array_equal(image, pillow_confusion_matrix(counts.astype(np.float64)))
+
+
+def test_texts_from_glyphs_are_pillows_texts():
+    texts = [f"{true}>{guess}" for true in range(10) for guess in range(10)] + ["1234", "7"]
+    masks = visuals.text_masks(texts, length=4)
+    for text, mask in zip(texts, masks, strict=True):
+        canvas = Image.new("L", mask.shape[::-1], 0)
+        ImageDraw.Draw(canvas).text((0, 0), text, fill=255)
+        np.testing.assert_array_equal(mask, np.asarray(canvas), err_msg=text)
+    assert len({mask.tobytes() for mask in masks}) == len(texts)  # Each text its own pixels.
+    with pytest.raises(ValueError, match=r"not .a.: add them to visuals\.CHARACTERS"):
+        visuals.text_masks(["7>a"], length=3)
+
+
 def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(tiny_run):
     _, _, eval_run = tiny_run
     embedding, embeddings, labels = events.projector_embedding(eval_run.path)
@@ -270,6 +350,50 @@ def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(t
     )
     assert list(embedding.sprite.single_image_dim) == [28, 28]
     assert sprite.shape[0] == sprite.shape[1] >= 28 * math.isqrt(visuals.NUM_EMBEDDED)
+
+
+def test_each_eval_draws_its_own_pictures_and_the_projector_holds_the_latest(tmp_path):
+    digits = data.load_sample().eval.take(50).batch(50).get_single_element()
+    images, labels = (tensor.numpy() for tensor in digits)
+    calls = []
+
+    def embed_and_classify(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Right about every digit at the first eval, wrong about every one after; embeddings
+        that say which eval made them (2.5, then 3.5)."""
+        calls.append(batch)
+        guesses = labels if len(calls) == 1 else (labels + 1) % 10
+        return tf.fill([len(batch), 3], 1.5 + len(calls)), tf.one_hot(guesses, 10)
+
+    writers = summaries.create_writers(str(tmp_path))
+    eval_summaries = visuals.EvalSummaries(embed_and_classify, digits)
+    results = {"pr_curve": np.ones((10, 2, 201)), "confusion_matrix": np.eye(10) * 5}
+    for step in (4, 6):
+        eval_summaries.write(results, writers, step)
+    writers.close()
+    assert len(calls) == 2  # One model call an eval, for the grid and the Projector both.
+
+    eval_run = events.load_run(tmp_path / "eval")
+    pictures = {}
+    for tag in ("misclassified", "confusion_matrix"):
+        assert [event.step for event in eval_run.Tensors(tag)] == [4, 6], tag
+        for event in eval_run.Tensors(tag):
+            png = tensor_util.make_ndarray(event.tensor_proto)[2]
+            pictures[tag, event.step] = tf.io.decode_png(png).numpy()
+    np.testing.assert_array_equal(
+        pictures["misclassified", 4], pillow_misclassified_grid(images, labels, labels)
+    )
+    np.testing.assert_array_equal(
+        pictures["misclassified", 6], pillow_misclassified_grid(images, labels, (labels + 1) % 10)
+    )
+    np.testing.assert_array_equal(
+        pictures["confusion_matrix", 6], pillow_confusion_matrix(results["confusion_matrix"])
+    )
+    embedding, embeddings, metadata = events.projector_embedding(tmp_path / "eval")
+    np.testing.assert_array_equal(embeddings, np.full((50, 3), 3.5, np.float32))  # The latest.
+    assert metadata == [str(label) for label in labels]
+    sprite = tf.io.decode_png((tmp_path / "eval" / embedding.sprite.image_path).read_bytes())
+    first_digit = (images[0].reshape(28, 28) * 255).round()
+    np.testing.assert_array_equal(sprite.numpy()[:28, :28, 0], first_digit)
 
 
 def test_a_probe_started_before_tensorflow_is_the_one_the_data_loader_waits_for():

@@ -21,7 +21,7 @@ What lands in `<logdir>`:
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, metrics, projector, summaries, training_loop
+from common import input_pipeline, metrics, summaries, training_loop
 
 from . import data, visuals
 from . import model as model_lib
@@ -106,25 +106,22 @@ def train_and_evaluate(
     embed_and_classify = keras.Model(
         model.inputs, [model.get_layer("hidden").output, model.output], name="embed_and_classify"
     )
-    # The first NUM_EMBEDDED eval digits, (images, labels), once the data load: the pictures'
-    # and the Projector's. Only these are held a second time; the PR curves and the confusion
+    # The first NUM_EMBEDDED eval digits' summaries, once the data load: the pictures' and the
+    # Projector's digits. Only these are held a second time; the PR curves and the confusion
     # matrix count all of the eval set in the eval step.
-    first_digits: list[tuple[tf.Tensor, tf.Tensor]] = []
+    eval_summaries: list[visuals.EvalSummaries] = []
 
     def load_datasets() -> data.Datasets:  # Called after the restore: a finished run loads none.
         loaded = datasets or data.load_datasets(config.dataset, config.data_dir, config.seed)
         eval_digits = loaded.eval.take(visuals.NUM_EMBEDDED)
-        first_digits.append(input_pipeline.materialize(eval_digits, "the eval set"))
+        digits = input_pipeline.materialize(eval_digits, "the eval set")
+        eval_summaries.append(visuals.EvalSummaries(embed_and_classify, digits))
         return loaded
-
-    sprite: list[projector.Sprite] = []  # The Projector's digits, drawn at the first eval.
 
     def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         # On the summaries' thread, while training goes on: the model call here is eager and
         # reads its weights as they were at `step` (see training_loop.run's on_eval).
-        visuals.write_eval_summaries(
-            results, embed_and_classify, first_digits[0], writers, step, sprite
-        )
+        eval_summaries[0].write(results, writers, step)
 
     app_summaries = {"scalars_layout": SCALARS_LAYOUT, "on_eval": on_eval}
     return training_loop.run(
