@@ -1018,8 +1018,8 @@ def bench_eval_summaries(
     them. The runs' spread says how far the last one can be trusted on a shared machine.
     `num_steps` replaces the apps' default length (the tests' tiny runs); `length` multiplies it
     instead, every cadence left at its default: a run `length` times as long makes `length` times
-    the evals, so their one-time costs (the first eager calls, the gradient probe's trace after
-    its eager evals) weigh less, as in a user's long run.
+    the evals, so their one-time costs (the first eager calls, the first pictures, the
+    Projector's sprite) weigh less, as in a user's long run.
     """
     results = {}
     for app in apps:
