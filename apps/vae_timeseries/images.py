@@ -55,12 +55,15 @@ def write_latent_summaries(
         summaries.write_image("reconstructions", pictures)
 
 
-def write_latent_embeddings(means: tf.Tensor, eval_windows: tf.Tensor, run_directory: str) -> None:
-    """The eval windows' latent `means` for the Projector, each with its index in the eval series
-    (neighbours in time overlap, so a smooth code draws them as a path) and its RMS."""
+def latent_embedding_writer(
+    eval_windows: tf.Tensor, run_directory: str
+) -> projector.EmbeddingWriter:
+    """Writes the eval windows' latent means for the Projector at each call of its `write`, each
+    with its index in the eval series (neighbours in time overlap, so a smooth code draws them as
+    a path) and its RMS: the same windows at every eval, so their metadata is written once."""
     windows = np.asarray(eval_windows)
     metadata = {
         "window": range(len(windows)),
         "rms": np.sqrt(np.mean(np.square(windows), axis=(1, 2))).round(3),
     }
-    projector.write_embeddings(run_directory, np.asarray(means), metadata)
+    return projector.EmbeddingWriter(run_directory, metadata)

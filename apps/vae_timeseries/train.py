@@ -24,9 +24,10 @@ What lands in `<logdir>`:
 import functools
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from common import input_pipeline, metrics, summaries, training_loop
+from common import input_pipeline, metrics, projector, summaries, training_loop
 
 from . import data, images
 from . import model as model_lib
@@ -137,13 +138,17 @@ def train_and_evaluate(
 
     eval_windows = input_pipeline.materialize(datasets.eval, "the eval set")  # In memory, once.
     first_elbo: list[float] = []
+    embedding_writer: list[projector.EmbeddingWriter] = []  # At the first eval: its run's path.
 
     def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         # On the summaries' thread, while training goes on: the models' calls here are eager and
         # read their weights as they were at `step` (see training_loop.run's on_eval).
         means, log_variances = latent_code(eval_windows, training=False)
         images.write_latent_summaries(means, log_variances, decoder, eval_windows, writers, step)
-        images.write_latent_embeddings(means, eval_windows, f"{writers.logdir}/eval")
+        if not embedding_writer:
+            run_directory = f"{writers.logdir}/eval"
+            embedding_writer.append(images.latent_embedding_writer(eval_windows, run_directory))
+        embedding_writer[0].write(np.asarray(means))
         first_elbo[:] = first_elbo or [results["elbo"]]
 
     return training_loop.run(
