@@ -154,8 +154,9 @@ class TrainState:
 
 
 # train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)
-TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor]]]
-StepOutputs = tuple[tf.Tensor, list[tf.Tensor]]  # The loss, the gradients: see make_train_step.
+TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor | None]]]
+# The loss, the gradients (`None` for a variable the loss does not reach): see make_train_step.
+StepOutputs = tuple[tf.Tensor, list[tf.Tensor | None]]
 EvalStep = Callable[..., None]  # eval_step(state, *batch): updates state.eval_metrics
 
 
@@ -194,9 +195,25 @@ def make_train_step(
         loss, the same on every worker, so all of them break out of a loop on a NaN together; and
         each replica's gradients as they are (one replica's: tensors; more: per-replica values,
         for `reduce_gradients`). Summing them across replicas at every step would cost the step a
-        second all-reduce beside the optimizer's; the loop sums its last step's only.
+        second all-reduce beside the optimizer's; the loop sums its last step's only. Inside
+        `make_train_loop`'s loop the gradients go unused and cost nothing (the step is inlined
+        and they are pruned), except under `jit_compile`: an XLA step is one compiled unit, which
+        outputs them at every step (about 3% of a small MLP's step on 2 CPU cores).
+
+    Raises:
+        TypeError: when first traced, if `train_step` returns anything but a pair (an app
+            written for the loss alone).
     """
-    replica_step = functools.partial(train_step, state)
+
+    def replica_step(*batch: tf.Tensor) -> tuple[tf.Tensor, Sequence[tf.Tensor | None]]:
+        outputs = train_step(state, *batch)
+        if not (isinstance(outputs, tuple | list) and len(outputs) == 2):
+            raise TypeError(
+                f"{getattr(train_step, '__name__', 'train_step')} must return (loss, gradients): "
+                "`return training_loop.loss_or_nan(loss, gradients), gradients`, the gradients "
+                f"in state.trainable_variables' order; it returned {type(outputs).__name__}"
+            )
+        return tuple(outputs)
 
     def train_step_on_every_replica(*batch: tf.Tensor) -> tuple[tf.Tensor, Any]:
         per_replica_loss, per_replica_gradients = state.strategy.run(replica_step, args=batch)
@@ -210,12 +227,16 @@ def make_train_step(
 def reduce_gradients(state: TrainState, per_replica_gradients: Sequence[Any]) -> list[tf.Tensor]:
     """A train step's gradients (`make_train_step`) summed across replicas and workers: the whole
     batch's gradients, as on one device (each replica's loss is divided by the global batch, see
-    `TrainState.average_loss`); one replica's pass through. A variable the loss does not reach
-    (its gradient `None`) gets zeros."""
+    `TrainState.average_loss`); one replica's pass through. Each is dense: a variable the loss
+    does not reach (its gradient `None`) gets zeros, a sparse gradient (`tf.IndexedSlices`, an
+    embedding's) its dense tensor. One reduction per variable: on several workers, as many
+    round trips at each eval (not at each step)."""
     return [
         tf.zeros_like(variable)
         if gradient is None
-        else state.strategy.reduce(tf.distribute.ReduceOp.SUM, gradient, axis=None)
+        else tf.convert_to_tensor(
+            state.strategy.reduce(tf.distribute.ReduceOp.SUM, gradient, axis=None)
+        )
         for variable, gradient in zip(state.trainable_variables, per_replica_gradients, strict=True)
     ]
 
@@ -266,23 +287,24 @@ def run_steps(
     that step + 1 (see `run_with_step_markers`).
     """
 
-    def last_step() -> tuple[tf.Tensor, list[tf.Tensor]]:
-        loss, gradients = train_step(*as_tuple(next(iterator)))
-        return loss, reduce_gradients(state, gradients)
+    def last_step() -> tuple[tf.Tensor, Any]:
+        return train_step(*as_tuple(next(iterator)))
 
     loop_steps = num_steps - 1 if with_gradients and num_steps else num_steps
     if profile_from_step is not None:
-        return run_with_step_markers(
+        loss, gradients = run_with_step_markers(
             train_loop,
             iterator,
             profile_from_step,
             loop_steps,
             last_step if loop_steps < num_steps else None,
         )
-    loss = train_loop(iterator, tf.constant(loop_steps)) if loop_steps else tf.constant(0.0)
-    if loop_steps == num_steps or not math.isfinite(float(loss)):
-        return loss, None
-    return last_step()
+    else:
+        loss = train_loop(iterator, tf.constant(loop_steps)) if loop_steps else tf.constant(0.0)
+        finished = loop_steps == num_steps or not math.isfinite(float(loss))
+        loss, gradients = (loss, None) if finished else last_step()
+    # After the last step's profiler marker, if any: the marker spans the step alone.
+    return loss, None if gradients is None else reduce_gradients(state, gradients)
 
 
 def run_with_step_markers(
@@ -290,8 +312,8 @@ def run_with_step_markers(
     iterator: Any,
     step: int,
     num_steps: int,
-    last_step: Callable[[], tuple[tf.Tensor, list[tf.Tensor]]] | None = None,
-) -> tuple[tf.Tensor, list[tf.Tensor] | None]:
+    last_step: Callable[[], tuple[tf.Tensor, Any]] | None = None,
+) -> tuple[tf.Tensor, Any]:
     """`num_steps` steps as `num_steps` one-step `train_loop` calls, each inside a profiler step
     marker numbered by the step it runs: the Profile tab's overview page then has one row per
     step in its step-time graph, and averages over them. Then `last_step()`, if given, in a
@@ -568,6 +590,7 @@ def run(
         final_metrics: more values for the returned metrics, called once training is done.
         scalars_layout: the app's Custom Scalars charts (see `summaries.scalars_layout`), written
             once at step 0 of a new run.
+
     Returns:
         `train/<tag>` and `eval/<tag>` at the last step (scalars only: an eval metric's array
         result is on_eval's alone), whatever `final_metrics` adds, and
@@ -656,7 +679,8 @@ def run(
                     train_function, as_tuple(next(train_iterator)), state.models, writers.train
                 )
                 run.check_loss(float(loss), step=1)
-                gradients = reduce_gradients(state, gradients)  # A one-step run's eval's.
+                # A one-step run's eval follows this step: no loop comes between.
+                gradients = reduce_gradients(state, gradients) if config.num_steps == 1 else None
                 for name, function, args in extra_graphs:
                     graphs.trace_step_graph(function, args, writers.train, name=name)
 

@@ -282,13 +282,21 @@ def test_pictures_and_curves_in_one_event_read_back_as_their_plugins_expect(tmp_
     assert len(records) == 1 and len(records[0].summary.value) == 3
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 1), (272, 448, 1), (3, 9, 3), (278, 278, 3)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 1), (7, 5, 1), (272, 448, 1), (3, 9, 3), (278, 278, 3), (4, 6, 2), (5, 3, 4)]
+)
 def test_pngs_decode_to_their_pixels_in_tensorflow_and_pillow(shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     png = summaries.encode_png(image)
     np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
     with Image.open(io.BytesIO(png)) as decoded:
         np.testing.assert_array_equal(np.asarray(decoded).reshape(shape), image)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (4, 4, 5), (2, 4, 4, 3)])
+def test_an_image_of_another_shape_is_refused_with_its_shape(shape):
+    with pytest.raises(ValueError, match=re.escape(str(shape))):
+        summaries.encode_png(np.zeros(shape, np.uint8))
 
 
 def test_a_flat_drawing_compresses():

@@ -293,3 +293,34 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
     for step, norm in norms:
         global_norm = np.sqrt(sum(np.sum(np.square(gradient)) for gradient in written[step]))
         assert norm == pytest.approx(global_norm, rel=1e-6)
+
+
+def test_a_one_step_run_and_a_resumed_run_write_the_gradients_of_the_step_before_each_eval(
+    tmp_path,
+):
+    """A one-step run's eval follows its first step, with no loop between; a resumed run's first
+    eval follows its first loop. Both histogram real gradients: the tiny run's loss is the mean
+    output of all-ones examples, so every step's gradient is ones (norm sqrt(3))."""
+    run_tiny(tmp_path / "one", tiny_state(), config=dataclasses.replace(TINY_RUN, num_steps=1))
+    norms = events.scalars(events.load_run(tmp_path / "one" / "train"), "gradients/global_norm")
+    assert norms == [(1, pytest.approx(np.sqrt(3.0)))]
+
+    run_tiny(tmp_path / "resumed", tiny_state(), config=dataclasses.replace(TINY_RUN, num_steps=6))
+    results = run_tiny(tmp_path / "resumed", tiny_state())  # From step 6's checkpoint to 10.
+    assert results["resumed_from_step"] == 6
+    norms = events.scalars(events.load_run(tmp_path / "resumed" / "train"), "gradients/global_norm")
+    assert norms == [(step, pytest.approx(np.sqrt(3.0))) for step in (6, 9, 10)]
+
+
+def test_a_train_step_that_returns_the_loss_alone_is_told_what_to_return(tmp_path):
+    """An app written before the steps returned their gradients fails with the contract."""
+
+    def loss_only_step(state, features):
+        with tf.GradientTape() as tape:
+            loss = state.average_loss(tf.squeeze(state.model(features, training=True), -1))
+        gradients = tape.gradient(loss, state.trainable_variables)
+        state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        return training_loop.loss_or_nan(loss, gradients)
+
+    with pytest.raises(TypeError, match=r"loss_only_step must return \(loss, gradients\)"):
+        run_tiny(tmp_path, tiny_state(), train_step=loss_only_step)

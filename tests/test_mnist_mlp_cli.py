@@ -31,7 +31,7 @@ def test_a_short_run_from_the_command_line(tmp_path):
     for phase in ("setup", "first step", "loops", "evals", "checkpoints"):
         assert seconds[phase] > 0, (phase, lines[-2])
     # Met, but on the loop's thread only the weights' copy and a short wait: it may print 0.00.
-    assert seconds["eval summaries"] >= 0, lines[-2]
+    assert "eval summaries" in seconds, lines[-2]
     # The eval summaries' own thread ran beside the phases: its seconds are not in the total.
     background = seconds.pop("background")
     assert background > 0

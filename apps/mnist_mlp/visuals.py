@@ -64,7 +64,7 @@ class EvalSummaries:
         self._embed_and_classify = embed_and_classify
         self._images = digits[0]  # The model's input, as the model takes it.
         self.images, self.labels = (tensor.numpy() for tensor in digits)
-        self._embeddings: projector.EmbeddingWriter | None = None  # At the first eval.
+        self._embedding_writer: projector.EmbeddingWriter | None = None  # At the first eval.
 
     def write(self, results: metrics.Results, writers: summaries.SummaryWriters, step: int) -> None:
         """Writes an eval's summaries at `step`, in the eval run: the PR curves and the confusion
@@ -75,16 +75,16 @@ class EvalSummaries:
         # Eager: traced, the call took 0.9 ms less (1.5 ms against 2.3, alone on 2 cores) but
         # 45 ms to trace, which a default run's 4 evals never pay back.
         embeddings, logits = (tensor.numpy() for tensor in self._embed_and_classify(self._images))
-        if self._embeddings is None:
+        if self._embedding_writer is None:
             pixels = (self.images.reshape(-1, DIGIT_SIDE, DIGIT_SIDE) * 255).round()
-            self._embeddings = projector.EmbeddingWriter(
+            self._embedding_writer = projector.EmbeddingWriter(
                 f"{writers.logdir}/eval", {"label": self.labels}, pixels.astype(np.uint8)
             )
         # At every eval, not only the last (the issue's "and at each eval if cheap"): the
         # embeddings come from the grid's own model call, and after the first eval only the tensor
         # file is written: 0.4 ms of this thread's CPU (0.8 ms of its time) an eval in a
         # 20,000-step synthetic run (2026-11-26, 2 cores), of 8.5 ms for all of this method.
-        self._embeddings.write(embeddings)
+        self._embedding_writer.write(embeddings)
         predicted = logits.argmax(axis=1)
         # The curves and both pictures in one event: one write op and one flush (a writer scope
         # flushes as it ends) an eval, where there were three ops and two flushes.
