@@ -264,16 +264,16 @@ def make_train_loop(
 
 
 def run_steps(
-    state: TrainState,
     train_loop: Callable[..., tf.Tensor],
     train_step: Callable[..., tuple[tf.Tensor, Any]],
     iterator: Any,
     num_steps: int,
     with_gradients: bool,
     profile_from_step: int | None = None,
-) -> tuple[tf.Tensor, list[tf.Tensor] | None]:
+) -> tuple[tf.Tensor, Any]:
     """Runs `num_steps` train steps; returns the last one's loss and, `with_gradients`, its
-    gradients summed over the replicas (`reduce_gradients`): the ones the optimizer applied last.
+    gradients as `train_step` returns them (each replica's: `reduce_gradients` sums them), the
+    ones the optimizer applied last.
 
     Without gradients, one `train_loop` call. With them, `train_loop` runs all steps but the
     last, and the last is one call of `train_step` (from `make_train_step`) itself, whose outputs
@@ -303,8 +303,7 @@ def run_steps(
         loss = train_loop(iterator, tf.constant(loop_steps)) if loop_steps else tf.constant(0.0)
         finished = loop_steps == num_steps or not math.isfinite(float(loss))
         loss, gradients = (loss, None) if finished else last_step()
-    # After the last step's profiler marker, if any: the marker spans the step alone.
-    return loss, None if gradients is None else reduce_gradients(state, gradients)
+    return loss, gradients
 
 
 def run_with_step_markers(
@@ -670,7 +669,7 @@ def run(
             if scalars_layout:
                 summaries.write_scalars_layout(writers.train, scalars_layout)
         times.add("setup", times.total())
-        gradients = None  # The last step's, summed over the replicas, when an eval follows it.
+        gradients = None  # The last step's, as each replica took them, when an eval follows it.
         if start_step == 0:
             with times.phase("first step"):
                 # Step one runs inside the graph trace: trace_on records a tf.function's graph
@@ -679,8 +678,6 @@ def run(
                     train_function, as_tuple(next(train_iterator)), state.models, writers.train
                 )
                 run.check_loss(float(loss), step=1)
-                # A one-step run's eval follows this step: no loop comes between.
-                gradients = reduce_gradients(state, gradients) if config.num_steps == 1 else None
                 for name, function, args in extra_graphs:
                     graphs.trace_step_graph(function, args, writers.train, name=name)
 
@@ -703,7 +700,6 @@ def run(
             loop_start = time.perf_counter()
             with times.phase("loops"):
                 loss, last_gradients = run_steps(
-                    state,
                     train_loop,
                     train_function,
                     train_iterator,
@@ -732,7 +728,8 @@ def run(
             if eval_is_due(loop.step, loop.last_eval_step, config):
                 # The summaries first: their thread starts on the histograms while this one
                 # evaluates (the same weights), and takes the results after. The gradients are
-                # tensors the loop made and never changes: handed over as they are.
+                # summed over the replicas here, on every worker (a collective each joins):
+                # tensors the loop made and never changes, handed over as they are.
                 eval_results = concurrent.futures.Future()
                 with times.phase("eval summaries"):
                     writers.background.submit(
@@ -740,7 +737,7 @@ def run(
                         loop.step,
                         eval_results,
                         snapshot_weights(state),
-                        gradients,
+                        None if gradients is None else reduce_gradients(state, gradients),
                     )
                 with times.phase("evals"), _resolving(eval_results):
                     results = evaluate()

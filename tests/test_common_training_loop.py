@@ -113,7 +113,7 @@ def test_run_steps_returns_the_last_steps_gradients_only_when_asked(profiled):
     def run_steps(num_steps, with_gradients):
         profile_from = int(state.global_step.numpy()) if profiled else None
         return training_loop.run_steps(
-            state, loop, step, iterator, num_steps, with_gradients, profile_from
+            loop, step, iterator, num_steps, with_gradients, profile_from
         )
 
     loss, gradients = run_steps(3, with_gradients=True)
