@@ -44,6 +44,7 @@ def setting(
     upper_bound: float | None = None,
     choices: tuple[str, ...] | None = None,
     check: Check | None = None,
+    fixed_on_resume: str | None = None,
 ) -> Any:
     """A dataclass field whose metadata `common.cli.define_flags` turns into a flag.
 
@@ -54,6 +55,9 @@ def setting(
         upper_bound: for numbers, the largest value allowed.
         choices: for strings, the values allowed (an enum flag).
         check: any other condition on the value.
+        fixed_on_resume: why a resumed run cannot take a new value (what the checkpoint holds
+            instead), if it cannot: a resume that changes it is then refused in one line (see
+            `common.resumed_settings`). None: a new value applies on resume.
     """
     metadata = {
         "help": help_text,
@@ -61,6 +65,7 @@ def setting(
         "upper_bound": upper_bound,
         "choices": choices,
         "check": check,
+        "fixed_on_resume": fixed_on_resume,
     }
     return dataclasses.field(default=default, metadata=metadata)
 

@@ -37,9 +37,10 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import keras
@@ -48,11 +49,13 @@ import tensorflow as tf
 
 from common import (
     distribution,
+    errors,
     graphs,
     input_pipeline,
     metrics,
     phase_times,
     progress,
+    resumed_settings,
     settings,
     step_counter,
     summaries,
@@ -82,12 +85,30 @@ class Datasets(Protocol):
     description: str
 
 
+class ModelNotBuiltError(errors.UserError):
+    """A model has no weights yet, so nothing could train or restore it."""
+
+
+def _check_built(model: keras.Model) -> None:
+    """Refuses a model without weights: a subclassed model makes them at its first call (and
+    `model.build(shape)` does not call it), too late for the optimizer, which is built over the
+    models' variables before the first step (see `TrainState.create`)."""
+    if not model.weights:
+        raise ModelNotBuiltError(
+            f"model {model.name!r} has no weights yet: a subclassed model makes them at its first "
+            "call (model.build(shape) does not call it), so call it once on example inputs, "
+            "e.g. model(features[:1]), before TrainState.create"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainState:
-    """One run's models, optimizer and metrics: what the steps use and a checkpoint saves."""
+    """One run's models, optimizers and metrics: what the steps use and a checkpoint saves."""
 
     models: tuple[keras.Model, ...]
-    optimizer: keras.optimizers.Optimizer
+    # By name: one optimizer over every model (`{"optimizer": Adam}`, the default), or one per
+    # group of models (a GAN's `{"generator": ..., "discriminator": ...}`), each checkpointed.
+    optimizers: dict[str, keras.optimizers.Optimizer]
     train_metrics: Metrics  # Updated by the train step; logged and reset at every boundary.
     # Updated by the eval step; read at every eval: scalar results logged to eval/, every result
     # (arrays too, e.g. a PRCurveCounts') handed to the app's on_eval.
@@ -95,6 +116,8 @@ class TrainState:
     global_step: tf.Variable  # Optimizer steps so far; stamps every summary.
     global_batch_size: int  # Examples per step over all replicas.
     strategy: tf.distribute.Strategy
+    # The run's settings, for a step that needs one (a loss weight): `state.config.<name>`.
+    config: settings.TrainingSettings | None = None
 
     @classmethod
     def create(
@@ -104,32 +127,74 @@ class TrainState:
         train_metrics: Metrics,
         eval_metrics: Metrics,
         optimizer: keras.optimizers.Optimizer | None = None,
+        optimizers: Mapping[str, tuple[keras.optimizers.Optimizer, Sequence[keras.Model]]]
+        | None = None,
     ) -> "TrainState":
         """Call it in `strategy.scope()`, so every variable is mirrored on every replica.
 
         Args:
-            config: for the learning rate and the global batch size.
-            models: the Keras models the steps use (checkpointed, graphed, histogrammed).
+            config: for the learning rate and the global batch size; the steps read it as
+                `state.config`.
+            models: the Keras models the steps use (checkpointed, graphed, histogrammed), each
+                built: a subclassed model makes its weights at its first call, so call it once
+                on example inputs first (`model(features[:1])`).
             train_metrics, eval_metrics: `{tag: metric}`; the tags are what TensorBoard shows.
                 An eval metric may have an array result (`metrics.PRCurveCounts`,
                 `metrics.ConfusionMatrix`): counted in the eval step, it reaches `run`'s
                 `on_eval` as a NumPy array, for the app to draw; only scalar results are
                 logged as scalars, shown and returned.
-            optimizer: default `keras.optimizers.Adam(config.learning_rate)`.
+            optimizer: the one optimizer over every model's variables; default
+                `keras.optimizers.Adam(config.learning_rate)`.
+            optimizers: instead, several: `{name: (optimizer, [models it updates])}`, e.g. a
+                GAN's generator and discriminator, each built over its own models' trainable
+                variables, checkpointed as `<name>_optimizer` and logged as
+                `learning_rate/<name>`; the step takes `state.optimizers[name]`.
+
+        Raises:
+            ModelNotBuiltError: if a model has no weights yet (an unbuilt subclassed model).
+            ValueError: for both `optimizer` and `optimizers`, or an optimizer's model that is
+                not among `models`.
         """
+        for model in models:
+            _check_built(model)
+        if optimizer is not None and optimizers is not None:
+            raise ValueError("pass optimizer or optimizers, not both")
+        if optimizers is None:
+            default = optimizer or keras.optimizers.Adam(config.learning_rate)
+            groups = {"optimizer": (default, models)}
+        else:
+            groups = dict(optimizers)
+        for name, (_, updated) in groups.items():
+            strangers = [model.name for model in updated if not any(model is m for m in models)]
+            if strangers:
+                raise ValueError(f"optimizer {name!r} updates {strangers}, which are not in models")
         state = cls(
             models=tuple(models),
-            optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
+            optimizers={name: group[0] for name, group in groups.items()},
             train_metrics=train_metrics,
             eval_metrics=eval_metrics,
             global_step=step_counter.create_global_step(),
             global_batch_size=config.batch_size,
             strategy=tf.distribute.get_strategy(),
+            config=config,
         )
         # Its slot variables now rather than inside the first step: a tf.function that creates
-        # variables is traced twice, and its graph fills up with initializers.
-        state.optimizer.build(state.trainable_variables)
+        # variables is traced twice, and its graph fills up with initializers. Each optimizer
+        # over its own models' variables only: one holding slots for another's would also
+        # checkpoint them twice.
+        for group_optimizer, updated in groups.values():
+            group_optimizer.build([v for model in updated for v in model.trainable_variables])
         return state
+
+    @property
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        """The run's one optimizer; a state with several has none by this name: see `optimizers`."""
+        if len(self.optimizers) != 1:
+            raise AttributeError(
+                f"this state has {len(self.optimizers)} optimizers "
+                f"({', '.join(self.optimizers)}): take one by name, state.optimizers[name]"
+            )
+        return next(iter(self.optimizers.values()))
 
     @property
     def model(self) -> keras.Model:
@@ -477,10 +542,13 @@ def weights_as_of(state: TrainState, values: Sequence[tf.Tensor]) -> Iterator[No
 
 
 def checkpoint_objects(state: TrainState) -> dict[str, Any]:
-    """What a checkpoint holds: `model=` (or each model by its name) and `optimizer=`."""
+    """What a checkpoint holds: `model=` (or each model by its name) and `optimizer=` (or each
+    of several as `<name>_optimizer=`)."""
     models = state.models
     named = {"model": models[0]} if len(models) == 1 else {model.name: model for model in models}
-    return {**named, "optimizer": state.optimizer}
+    if len(state.optimizers) == 1:
+        return {**named, "optimizer": state.optimizer}
+    return {**named, **{f"{name}_optimizer": opt for name, opt in state.optimizers.items()}}
 
 
 def next_loop_steps(
@@ -509,14 +577,29 @@ def train_scalars(
 ) -> dict[str, float]:
     """A boundary's train scalars: the metrics (read and reset), the learning rate, the speed."""
     scalars = read_train_metrics()
-    scalars["learning_rate"] = float(state.optimizer.learning_rate.numpy())
+    scalars.update(learning_rates(state))
     if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
         scalars["steps_per_second"] = loop_steps / loop_seconds
         scalars["examples_per_second"] = loop_steps * state.global_batch_size / loop_seconds
     return scalars
 
 
-# Train scalars about the loop rather than the model, left out of the returned metrics.
+def learning_rates(state: TrainState) -> dict[str, float]:
+    """`learning_rate`, or `learning_rate/<name>` for each of several optimizers: the value now
+    (a schedule's at the optimizer's step)."""
+    if len(state.optimizers) == 1:
+        return {"learning_rate": float(state.optimizer.learning_rate.numpy())}
+    return {
+        f"learning_rate/{name}": float(optimizer.learning_rate.numpy())
+        for name, optimizer in state.optimizers.items()
+    }
+
+
+def _is_rate(name: str) -> bool:
+    """Train scalars about the loop rather than the model, left out of the returned metrics."""
+    return name in _RATES or name.startswith("train/learning_rate/")
+
+
 _RATES = ("train/learning_rate", "train/steps_per_second", "train/examples_per_second")
 
 
@@ -604,11 +687,14 @@ def run(
     """
     times = phase_times.PhaseTimes()  # Setup: from now to the first step.
     strategy = state.strategy
+    # Before the restore: the settings, and the learning rates as this code built them.
+    run_settings = resumed_settings.describe(config, state.optimizers)
     run = training_run.TrainingRun(
         logdir,
         state.global_step,
         config.checkpoint_every_steps,
         strategy=strategy,
+        run_settings=run_settings,
         **checkpoint_objects(state),
     )
     # Checks and locks the logdir first, so a bad one fails before anything slow; the debugger's
@@ -617,6 +703,18 @@ def run(
         start_step = run.restore()
         if run.already_finished(config.num_steps):
             return {"steps": start_step}
+        settings_changed = []
+        if start_step:  # What this command changed: said, and applied (or refused).
+            previous = run.restored_settings()
+            settings_changed = resumed_settings.apply(
+                None if previous is None else json.loads(previous),
+                config,
+                state.optimizers,
+                run_settings,
+                start_step,
+            )
+            for line in settings_changed if run.is_chief else []:
+                print(line, flush=True)
         if config.debugger:  # Before any step is traced: only functions traced after it are seen.
             run.debugger_dir = debugger.enter_context(dump_debug_info(run.output_dir))
             if run.is_chief:
@@ -664,6 +762,8 @@ def run(
 
         write_train_scalars = summaries.ScalarWriter(writers.train)
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
+        if settings_changed:  # The Text tab's config as of the resume, beside step 0's.
+            _write_config_text(config, writers, start_step)
         if start_step == 0:
             _write_run_description(config, run.output_dir, writers, datasets.description)
             if scalars_layout:
@@ -671,7 +771,7 @@ def run(
         times.add("setup", times.total())
         gradients = None  # The last step's, as each replica took them, when an eval follows it.
         if start_step == 0:
-            with times.phase("first step"):
+            with times.phase("first step"), _explaining_unknown_variables(state):
                 # Step one runs inside the graph trace: trace_on records a tf.function's graph
                 # only while it is first traced, so this is the one moment to capture the step.
                 loss, gradients = graphs.trace_and_write_graphs(
@@ -750,7 +850,7 @@ def run(
                 values.update({f"eval/{name}": value for name, value in scalar_results.items()})
             with times.phase("boundaries"):
                 # The returned metrics keep what was measured; the run's speed is reported whole.
-                loop.metrics.update({name: values[name] for name in values if name not in _RATES})
+                loop.metrics.update({name: values[name] for name in values if not _is_rate(name)})
                 if on_boundary:
                     on_boundary(loop.step)
                 if run.is_chief:  # This boundary's values only: no eval values from before.
@@ -770,6 +870,25 @@ def run(
     extra = final_metrics() if final_metrics else {}
     extra["eval_step_traces"] = evaluate.tracing_count()
     return _finish(loop, start_step, times, state, train_function, console_names, extra)
+
+
+@contextlib.contextmanager
+def _explaining_unknown_variables(state: TrainState) -> Iterator[None]:
+    """Turns Keras's "Unknown variable ... This optimizer can only be called for the variables it
+    was originally built with" (63 lines of traceback from inside the first step) into one line:
+    a layer made its weights inside the step, after `TrainState.create` built the optimizers."""
+    try:
+        yield
+    except ValueError as error:
+        if "originally built with" not in str(error):
+            raise
+        raise ModelNotBuiltError(
+            "the train step updates variables that its optimizer was not built over: a layer of "
+            f"{', '.join(repr(model.name) for model in state.models)} made its weights inside the "
+            "step (a subclassed model's at its first call), or the step passes one optimizer "
+            "another's variables; call each model once on example inputs before "
+            "TrainState.create, and give each optimizer its own models (optimizers=)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -802,11 +921,18 @@ def _write_run_description(
     dataset_description: str,
 ) -> None:
     """The HParams tab's entry, and the config and dataset in the Text tab, at step 0."""
-    settings_dict = dataclasses.asdict(config)
-    summaries.write_hparams(output_dir, settings_dict)
+    summaries.write_hparams(output_dir, dataclasses.asdict(config))
+    _write_config_text(config, writers, 0)
     with writers.train.as_default(step=0):
-        tf.summary.text("config", summaries.markdown_table(settings_dict))
         tf.summary.text("dataset", dataset_description)
+
+
+def _write_config_text(
+    config: settings.TrainingSettings, writers: summaries.SummaryWriters, step: int
+) -> None:
+    """The settings as a table in the Text tab's `config`, at `step` (0, or a resume's)."""
+    with writers.train.as_default(step=step):
+        tf.summary.text("config", summaries.markdown_table(dataclasses.asdict(config)))
 
 
 def _print_profile_location(output_dir: str, loop_steps: int) -> None:

@@ -46,12 +46,14 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from common import distribution, errors, run_record, summaries
+from common import distribution, errors, resumed_settings, run_record, summaries
 from common.errors import Interrupted, NonFiniteLossError, NonFiniteWeightsError, UserError
 from common.run_lock import LogdirLock
 from common.signals import StopSignals
 
 CHECKPOINT_DIRECTORY = "checkpoints"
+# Where a checkpoint keeps its run's settings (`run_settings`), beside the model and optimizer.
+RUN_SETTINGS_KEY = "run_settings"
 CHECKPOINT_NAME = "ckpt"
 # CheckpointManager's list of checkpoints, in `checkpoints/`.
 STATE_FILE_NAME = "checkpoint"
@@ -210,6 +212,7 @@ class TrainingRun:
         checkpoint_every_steps: int,
         max_to_keep: int = 3,
         strategy: tf.distribute.Strategy | None = None,
+        run_settings: str | None = None,
         **trackables: object,
     ) -> None:
         """Prepares, but touches nothing until the `with` block starts.
@@ -220,6 +223,8 @@ class TrainingRun:
             checkpoint_every_steps: save at the first loop boundary at or after each multiple.
             max_to_keep: how many checkpoints to keep on disk.
             strategy: the run's tf.distribute strategy (default: the current one).
+            run_settings: a text saved in every checkpoint beside the trackables (the run's
+                settings, `common.resumed_settings.describe`), read back by `restored_settings`.
             **trackables: what to save, e.g. `model=model, optimizer=optimizer`.
         """
         self.logdir = logdir
@@ -230,6 +235,24 @@ class TrainingRun:
         # Where this worker writes: the logdir on the chief; set on entry for the others.
         self.output_dir = logdir
         self._checkpoint = tf.train.Checkpoint(global_step=global_step, **trackables)
+        # What restores a checkpoint of an older version, which holds no settings' text: the
+        # saved objects without it, so that every object still matches.
+        self._restoring = self._checkpoint
+        self._restoring_with_settings = self._checkpoint
+        self._run_settings = run_settings
+        if run_settings is not None:
+            with tf.init_scope():  # Host variables, not mirrored: only ever saved and read.
+                text = tf.Variable(run_settings, dtype=tf.string, trainable=False)
+                restored_text = tf.Variable("", dtype=tf.string, trainable=False)
+            self._checkpoint = tf.train.Checkpoint(
+                global_step=global_step, **{RUN_SETTINGS_KEY: text}, **trackables
+            )
+            # A checkpoint with settings restores them into a variable of their own, so every
+            # value is matched (an unmatched one is warned about at exit) and the settings
+            # saved next are this run's.
+            self._restoring_with_settings = tf.train.Checkpoint(
+                global_step=global_step, **{RUN_SETTINGS_KEY: restored_text}, **trackables
+            )
         self._float_variables = _float_variables(trackables)
         self._max_to_keep = max_to_keep
         self._lock = LogdirLock(logdir)
@@ -350,6 +373,11 @@ class TrainingRun:
             return f"{self._checkpoint_directory}/{CHECKPOINT_NAME}-{listed[0]}"
         return self._latest
 
+    def restored_settings(self) -> str | None:
+        """The `run_settings` text saved with the restored checkpoint, or None (a new run, or a
+        checkpoint of an older version, which saved none)."""
+        return settings_in(self._latest) if self._restored and self._latest else None
+
     def describe_last_checkpoint(self) -> str:
         """`step 400 (logs/x/checkpoints/ckpt-400)`, or `none yet`, for messages."""
         if self.latest_checkpoint is None:
@@ -467,7 +495,9 @@ class TrainingRun:
         for step in candidates:
             path = f"{self._checkpoint_directory}/{CHECKPOINT_NAME}-{step}"
             try:
-                self._checkpoint.restore(path).assert_existing_objects_matched()
+                with_settings = settings_in(path) is not None
+                checkpoint = self._restoring_with_settings if with_settings else self._restoring
+                checkpoint.restore(path).assert_existing_objects_matched()
                 return step, skipped
             except Exception as error:  # Corrupt files raise IndexError as well as OpError.
                 unreadable = _unreadable_reason(path)
@@ -475,9 +505,10 @@ class TrainingRun:
                     skipped.append((step, unreadable))
                     continue
                 reason = errors.first_line(error, 200)
+                changed = resumed_settings.mismatch_hint(settings_in(path), self._run_settings)
                 raise CheckpointMismatchError(
                     f"logdir {self.logdir} holds a checkpoint ({path}) that does not fit this "
-                    f"model: {reason}; pass a new --logdir"
+                    f"model: {reason}{changed}; pass a new --logdir"
                 ) from error
         return None, skipped
 
@@ -763,6 +794,19 @@ class TrainingRun:
         last = self.last_saved_step or 0
         if step // self.checkpoint_every_steps > last // self.checkpoint_every_steps:
             self.save(step)
+
+
+def settings_in(checkpoint_path: str) -> str | None:
+    """The `run_settings` text saved in checkpoint `checkpoint_path`, or None if it has none."""
+    key = f"{RUN_SETTINGS_KEY}/.ATTRIBUTES/VARIABLE_VALUE"
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_path)
+        if not reader.has_tensor(key):
+            return None
+        value = reader.get_tensor(key)
+    except (tf.errors.OpError, ValueError):
+        return None
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _some(names: Sequence[str], shown: int = 2) -> str:
