@@ -703,18 +703,19 @@ def run(
         start_step = run.restore()
         if run.already_finished(config.num_steps):
             return {"steps": start_step}
-        settings_changed = []
+        config_changed = False
         if start_step:  # What this command changed: said, and applied (or refused).
-            previous = run.restored_settings()
-            settings_changed = resumed_settings.apply(
-                None if previous is None else json.loads(previous),
-                config,
-                state.optimizers,
-                run_settings,
-                start_step,
+            text = run.restored_settings()
+            previous = None if text is None else json.loads(text)
+            lines = resumed_settings.apply(
+                previous, config, state.optimizers, run_settings, start_step
             )
-            for line in settings_changed if run.is_chief else []:
+            for line in lines if run.is_chief else []:
                 print(line, flush=True)
+            # A longer --num_steps is how a run trains further, said but no new config text.
+            config_changed = bool(
+                previous and set(resumed_settings.changes(previous, config)) - {"num_steps"}
+            )
         if config.debugger:  # Before any step is traced: only functions traced after it are seen.
             run.debugger_dir = debugger.enter_context(dump_debug_info(run.output_dir))
             if run.is_chief:
@@ -762,7 +763,7 @@ def run(
 
         write_train_scalars = summaries.ScalarWriter(writers.train)
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
-        if settings_changed:  # The Text tab's config as of the resume, beside step 0's.
+        if config_changed:  # The Text tab's config as of the resume, beside step 0's.
             _write_config_text(config, writers, start_step)
         if start_step == 0:
             _write_run_description(config, run.output_dir, writers, datasets.description)

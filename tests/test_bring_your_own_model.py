@@ -118,7 +118,7 @@ def test_two_optimizers_each_hold_their_own_models_and_both_resume(tmp_path):
         optimizer = state.optimizers[name]
         assert len(optimizer.variables) == 2 + 2 * len(model.trainable_variables)
         assert int(optimizer.iterations.numpy()) == 3
-    with pytest.raises(AttributeError, match="state.optimizers"):
+    with pytest.raises(AttributeError, match=r"state\.optimizers"):
         _ = state.optimizer
     # Resumed with 3 more steps: both optimizers restored (their moments too), not one reset.
     state, results = train_gan(tmp_path, GanConfig(num_steps=6))
@@ -237,7 +237,9 @@ def test_a_layer_that_makes_its_weights_inside_the_step_is_explained_in_one_line
         with tf.GradientTape() as tape:
             loss = state.average_loss(tf.reduce_sum(state.model(real, training=True), -1))
         gradients = tape.gradient(loss, state.model.trainable_variables)
-        state.optimizer.apply_gradients(zip(gradients, state.model.trainable_variables))
+        state.optimizer.apply_gradients(
+            zip(gradients, state.model.trainable_variables, strict=True)
+        )
         return loss, gradients
 
     examples = tf.data.Dataset.from_tensor_slices(np.ones([16, 2], np.float32))
@@ -330,7 +332,10 @@ def test_a_checkpoint_that_does_not_fit_names_the_settings_changed_since(tmp_pat
     train_gan(tmp_path, GanConfig(num_steps=3))
     config = GanConfig(num_steps=6, seed=3)
     state = training_loop.TrainState.create(
-        config, [dense_model("generator", 2, 3)], {}, {}  # Another width: cannot restore.
+        config,
+        [dense_model("generator", 2, 3)],
+        {},
+        {},  # Another width: cannot restore.
     )
     run = training_run.TrainingRun(
         str(tmp_path),
@@ -372,3 +377,84 @@ def test_a_checkpoint_of_an_older_version_without_settings_still_restores(tmp_pa
         **training_loop.checkpoint_objects(restored),
     ) as run:
         assert run.restore() == 3 and run.restored_settings() is None
+
+
+def test_an_app_resumed_with_a_new_learning_rate_logs_and_uses_it(tmp_path, capsys):
+    """The issue's case: regression_tape resumed with --learning_rate=1e-4 kept 0.003."""
+    from apps.regression_tape import train as regression
+
+    short = {"steps_per_loop": 2, "eval_every_steps": 4, "checkpoint_every_steps": 4}
+    regression.train_and_evaluate(regression.Config(num_steps=4, **short), str(tmp_path))
+    capsys.readouterr()
+    regression.train_and_evaluate(
+        regression.Config(num_steps=8, learning_rate=1e-4, **short), str(tmp_path)
+    )
+    out = capsys.readouterr().out
+    assert "resumed with a changed setting: --learning_rate=0.003 -> 0.0001" in out
+    rates = dict(events.scalars(events.load_run(tmp_path / "train"), "learning_rate"))
+    assert rates[4] == pytest.approx(3e-3) and rates[8] == pytest.approx(1e-4)
+
+
+def test_conditional_dropout_refuses_a_new_switch_step_on_resume(tmp_path):
+    from apps.conditional_dropout import train as dropout
+
+    short = {"steps_per_loop": 2, "eval_every_steps": 4, "checkpoint_every_steps": 4}
+    config = dropout.Config(num_steps=4, batch_size=8, hidden_units=8, **short)
+    dropout.train_and_evaluate(dataclasses.replace(config, dropout_off_at_step=2), str(tmp_path))
+    with pytest.raises(resumed_settings.SettingChangeRefusedError, match="--dropout_off_at_step=6"):
+        dropout.train_and_evaluate(
+            dataclasses.replace(config, num_steps=8, dropout_off_at_step=6), str(tmp_path)
+        )
+
+
+def test_dict_batches_and_two_heads_train_with_a_metric_per_head(tmp_path):
+    """Named inputs and outputs: the batch reaches the step as (features, labels), two dicts."""
+    inputs = {name: keras.Input(shape=(2,), name=name) for name in ("user", "item")}
+    joined = keras.layers.Concatenate(name="joined")(list(inputs.values()))
+    hidden = keras.layers.Dense(4, activation="relu", name="hidden")(joined)
+    outputs = {
+        "score": keras.layers.Dense(1, name="score")(hidden),
+        "rating": keras.layers.Dense(1, name="rating")(hidden),
+    }
+    model = keras.Model(inputs, outputs, name="two_heads")
+    heads = list(outputs)
+    state = training_loop.TrainState.create(
+        GanConfig(num_steps=3),
+        [model],
+        {f"loss/{head}": keras.metrics.Mean() for head in heads},
+        {f"loss/{head}": keras.metrics.MeanSquaredError() for head in heads},
+    )
+
+    def train_step(state, features, labels):
+        with tf.GradientTape() as tape:
+            predictions = state.model(features, training=True)
+            losses = {head: tf.square(predictions[head][:, 0] - labels[head]) for head in heads}
+            loss = state.average_loss(tf.add_n(list(losses.values())))
+        gradients = tape.gradient(loss, state.trainable_variables)
+        state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        for head in heads:
+            state.train_metrics[f"loss/{head}"].update_state(losses[head])
+        return training_loop.loss_or_nan(loss, gradients), gradients
+
+    def eval_step(state, features, labels):
+        predictions = state.model(features, training=False)
+        for head in heads:
+            state.eval_metrics[f"loss/{head}"].update_state(labels[head], predictions[head][:, 0])
+
+    features = {name: np.ones([16, 2], np.float32) for name in ("user", "item")}
+    labels = {head: np.ones([16], np.float32) for head in heads}
+    examples = tf.data.Dataset.from_tensor_slices((features, labels))
+    results = training_loop.run(
+        GanConfig(num_steps=3),
+        str(tmp_path),
+        state,
+        train_step,
+        eval_step,
+        lambda: Datasets(examples, examples),
+    )
+    assert results["steps"] == 3
+    for run in ("train", "eval"):
+        loaded = events.load_run(tmp_path / run)
+        for head in heads:
+            assert [step for step, value in events.scalars(loaded, f"loss/{head}")] == [3]
+            assert np.isfinite(events.scalars(loaded, f"loss/{head}")[0][1])

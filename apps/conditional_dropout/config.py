@@ -22,6 +22,10 @@ class Config(settings.TrainingSettings):
         0,
         "Turn dropout off from this step on, at run time, without retracing (0: never).",
         lower_bound=0,
+        # A resume past the old step would keep the switch the checkpoint holds, whatever the
+        # new step says: refused rather than half applied.
+        fixed_on_resume="the dropout switches are model weights, so the checkpoint's say "
+        "whether dropout is on",
     )
     hidden_units: int = settings.setting(
         256, "Width of both hidden layers.", lower_bound=1, upper_bound=2**20
