@@ -433,17 +433,26 @@ def _report_conceptual_graphs(accumulator, keras_tags: list[str], report: RunRep
         # fails here is what its server answers with HTTP 500.
         try:
             config = json.loads(accumulator.Tensors(tag)[0].tensor_proto.string_val[0])
+        except Exception as error:
+            _unreadable(report, f"conceptual graph {tag}", error)
+            continue
+        if not isinstance(config, dict) or not (config.get("config") or {}).get("layers"):
+            # A subclassed model's config: at best one node, the model (keras_util fails on
+            # one without a name). Flagged for what it is, whether or not it can be drawn.
+            model = config.get("class_name", "?") if isinstance(config, dict) else "?"
+            report.lines.append(f"conceptual graph {tag}: no layers")
+            report.flag(
+                "conceptual-graph-no-layers",
+                f"conceptual graph {tag} has no layers: the model {model} alone (a subclassed "
+                "model's config lists none)",
+            )
+            continue
+        try:
             graph = keras_util.keras_model_to_graph_def(config)
         except Exception as error:
             _unreadable(report, f"conceptual graph {tag}", error)
             continue
         report.lines.append(f"conceptual graph {tag}: {len(graph.node)} nodes")
-        if not (config.get("config") or {}).get("layers"):
-            report.flag(
-                "conceptual-graph-no-layers",
-                f"conceptual graph {tag} has no layers: one node, the model "
-                f"{config.get('class_name', '?')} (a subclassed model's config lists none)",
-            )
 
 
 def _report_scalars(points_by_tag: dict[str, list[tuple[int, float]]], report: RunReport) -> None:
