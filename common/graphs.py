@@ -4,8 +4,9 @@ Why this module exists: `tf.summary.trace_on(graph=True)` records a `tf.function
 the function is *traced*, i.e. on its first execution for a given input signature. Turn tracing on
 around a function that already ran and `trace_export` writes a few unrelated fragments and no error.
 So `trace_step_graph` runs the step for its first time inside the trace window, checks with the
-function's tracing count that it really was traced there, and otherwise falls back to
-`tf.summary.graph` of the step's concrete function, which needs no timing, with a warning. An
+function's tracing count that it really was traced there, once, and otherwise (not traced: it
+ran before; traced twice: it created variables) falls back to `tf.summary.graph` of the step's
+concrete function, which needs no timing, with a warning. An
 XLA-compiled step (`jit_compile=True`) exports no graph through a trace at all, so for it the
 concrete function's graph is written directly.
 
@@ -49,7 +50,9 @@ def trace_step_graph(
 
     Call it for the step's first execution, before the training loop, so tracing happens inside
     the trace window. Build the model and the optimizer first (`optimizer.build(variables)`): a
-    step that creates variables is traced twice and its graph is cluttered with initializers.
+    step that creates variables is traced twice, its trace cluttered with initializers, so then
+    (as for a step that already ran) its concrete function's graph is written instead, as the
+    run-level graph, and one warning says why. Nothing is written to any writer but `writer`.
 
     Args:
         step_function: a `tf.function`. Plain Python or eager code has no graph to record.
