@@ -166,8 +166,10 @@ def keras_graph_config(model: keras.Model) -> dict[str, Any]:
     - a layer call's tensors inside dicts (or keyword arguments) become one list of them, in
       that same order.
 
-    Anything already in keras_util's shape is left as Keras wrote it (byte for byte, for the
-    models that drew before). The result is for drawing only, not for `model_from_json`.
+    A model of one input, no dicts anywhere, is left as Keras wrote it (byte for byte: the apps'
+    models). A list of inputs drew at the top level before, but a sub-model's was drawn with its
+    inputs cut off from the layers feeding them; now they are linked. The result is for drawing
+    only, not for `model_from_json`.
     """
     config = json.loads(model.to_json())
     _normalize_layer(config)

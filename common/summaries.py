@@ -499,7 +499,8 @@ def variable_tags(
     paths = collections.Counter(
         variable.path for variable in {id(v): v for v in variables}.values()
     )
-    owners = _owning_models(models)
+    # The models' walk only when needed: most runs' paths are all unique.
+    owners = _owning_models(models) if max(paths.values(), default=0) > 1 else {}
     tags, taken = [], {}
     for variable in variables:
         tag = variable.path
