@@ -4,8 +4,9 @@ Why this module exists: `tf.summary.trace_on(graph=True)` records a `tf.function
 the function is *traced*, i.e. on its first execution for a given input signature. Turn tracing on
 around a function that already ran and `trace_export` writes a few unrelated fragments and no error.
 So `trace_step_graph` runs the step for its first time inside the trace window, checks with the
-function's tracing count that it really was traced there, and otherwise falls back to
-`tf.summary.graph` of the step's concrete function, which needs no timing, with a warning. An
+function's tracing count that it really was traced there, once, and otherwise (not traced: it
+ran before; traced twice: it created variables) falls back to `tf.summary.graph` of the step's
+concrete function, which needs no timing, with a warning. An
 XLA-compiled step (`jit_compile=True`) exports no graph through a trace at all, so for it the
 concrete function's graph is written directly.
 
@@ -13,6 +14,7 @@ The graph is that of the real step (forward pass, loss, gradients, optimizer upd
 is the run's first real training step: the graph costs no extra execution and no retrace.
 """
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +23,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.graph import keras_util
 from tensorflow.python.eager import context  # For disable_graph_collection; see _finish_trace.
 
 from common.summaries import markdown_code_block
@@ -47,7 +50,9 @@ def trace_step_graph(
 
     Call it for the step's first execution, before the training loop, so tracing happens inside
     the trace window. Build the model and the optimizer first (`optimizer.build(variables)`): a
-    step that creates variables is traced twice and its graph is cluttered with initializers.
+    step that creates variables is traced twice, its trace cluttered with initializers, so then
+    (as for a step that already ran) its concrete function's graph is written instead, as the
+    run-level graph, and one warning says why. Nothing is written to any writer but `writer`.
 
     Args:
         step_function: a `tf.function`. Plain Python or eager code has no graph to record.
@@ -80,16 +85,32 @@ def trace_step_graph(
     except BaseException:
         _finish_trace(writer=None)
         raise
-    if step_function.experimental_get_tracing_count() > tracing_count_before:
+    traces = step_function.experimental_get_tracing_count() - tracing_count_before
+    if traces == 1:
         _finish_trace(writer, name=OP_GRAPH_TAG_PREFIX + name, step=step)
-    else:
-        _finish_trace(writer=None)
+        return outputs
+    _finish_trace(writer=None)
+    if traces == 0:
         logging.warning(
             "%s had already run with these input shapes, so trace_on/trace_export would record "
             "an empty graph; writing the graph of its concrete function instead.",
             name,
         )
-        _write_concrete_graph(step_function, args, writer)
+    else:
+        # tf.function traces a function that creates variables twice (once to create them, once
+        # to run without creating them), and the trace holds both, with every initializer as a
+        # one-op graph: 15 to 21 function graphs for a small MLP. The second trace is the step.
+        logging.warning(
+            "%s created variables on its first call (an optimizer not yet built?), so it was "
+            "traced %d times and its trace is cluttered with their initializers; writing the "
+            "graph of its concrete function instead. Build them before the first step, e.g. "
+            "optimizer.build(model.trainable_variables), to get the graph as %s%s.",
+            name,
+            traces,
+            OP_GRAPH_TAG_PREFIX,
+            name,
+        )
+    _write_concrete_graph(step_function, args, writer)
     return outputs
 
 
@@ -108,10 +129,17 @@ def _finish_trace(
     """Exports what the trace collected to `writer` (or drops it if None) and stops collecting.
 
     `tf.summary.trace_off()` alone keeps what was collected, and the next `trace_export` would write
-    it beside its own graphs; exporting into a no-op writer is the public way to drop it.
+    it beside its own graphs, so it is dropped by an export that records nothing. Not an export
+    into `tf.summary.create_noop_writer()`: its `as_default()` does not replace the default writer,
+    so the export went to the caller's own default writer, if it had one. `record_if(False)` holds
+    for this thread only, and the export still drains what was collected.
     """
-    with (writer or tf.summary.create_noop_writer()).as_default():
-        tf.summary.trace_export(name=name, step=step)
+    if writer is None:
+        with tf.summary.record_if(False):
+            tf.summary.trace_export(name=name, step=step)
+    else:
+        with writer.as_default():
+            tf.summary.trace_export(name=name, step=step)
     # trace_export ends with trace_off(), which in TF 2.21 disables run metadata but leaves graph
     # collection on (its comment says the one implies the other; it does not): every function
     # instantiated afterwards would be collected for the rest of the run and land in the next
@@ -121,24 +149,162 @@ def _finish_trace(
         disable_graph_collection()
 
 
+def keras_graph_config(model: keras.Model) -> dict[str, Any]:
+    """`model.to_json()`, parsed, in the shape TensorBoard's Graphs plugin reads (`keras_util`).
+
+    Keras 3 writes a model's inputs and outputs as it was built: a dict for named inputs or
+    outputs (`{"score": ["score", 0, 0]}`), where keras_util indexes a list (`KeyError: 0`, an
+    HTTP 500 for the dashboard); and a layer called on a dict of tensors (a sub-model with named
+    inputs) lists them in a dict that keras_util does not look into, so the edges into it are
+    lost. Here, in every model of the config, nested ones included:
+
+    - `output_layers` of a dict (any nesting) becomes the list of its layer references, in the
+      order Keras numbers a model's outputs (`keras.tree.flatten`: dict keys sorted), so a
+      reference `[sub_model, 0, i]` still names its output i;
+    - `input_layers` of more than one input becomes the list of their layer names, the form
+      keras_util links a nested model's inputs by (it names them by the list's items);
+    - a layer call's tensors inside dicts (or keyword arguments) become one list of them, in
+      that same order.
+
+    A model of one input, no dicts anywhere, is left as Keras wrote it (byte for byte: the apps'
+    models). A list of inputs drew at the top level before, but a sub-model's was drawn with its
+    inputs cut off from the layers feeding them; now they are linked. The result is for drawing
+    only, not for `model_from_json`.
+    """
+    config = json.loads(model.to_json())
+    _normalize_layer(config)
+    return config
+
+
+def _keras_graph_json(model: keras.Model, config: dict[str, Any]) -> str:
+    """`config` as JSON: `model.to_json()` itself when normalizing changed nothing."""
+    written = model.to_json()
+    return written if json.loads(written) == config else json.dumps(config)
+
+
+def _normalize_layer(layer: dict[str, Any]) -> None:
+    """Normalizes one layer's config in place (see `keras_graph_config`), then its layers'."""
+    layer_config = layer.get("config") or {}
+    outputs = layer_config.get("output_layers")
+    if outputs is not None and not _is_layer_reference(outputs) and isinstance(outputs, dict):
+        layer_config["output_layers"] = _layer_references(outputs)
+    inputs = layer_config.get("input_layers")
+    if inputs is not None and not _is_layer_reference(inputs):
+        references = _layer_references(inputs)
+        layer_config["input_layers"] = [reference[0] for reference in references]
+    for node in layer.get("inbound_nodes") or []:
+        if not isinstance(node, dict):
+            continue
+        arguments = node.get("args", [])
+        keyword_tensors = _keras_tensors(node.get("kwargs", {}))
+        if keyword_tensors or any(not _is_flat_argument(argument) for argument in arguments):
+            node["args"] = [_keras_tensors(arguments) + keyword_tensors]
+    for sublayer in layer_config.get("layers") or []:
+        if isinstance(sublayer, dict):
+            _normalize_layer(sublayer)
+
+
+def _is_layer_reference(value: Any) -> bool:
+    """True for `[layer name, node index, tensor index]`, how a config names a layer's output."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) for index in value[1:])
+    )
+
+
+def _layer_references(structure: Any) -> list[list[Any]]:
+    """The layer references in a nested structure, in `keras.tree.flatten`'s order."""
+    if _is_layer_reference(structure):
+        return [structure]
+    if isinstance(structure, dict):
+        return [item for key in sorted(structure) for item in _layer_references(structure[key])]
+    if isinstance(structure, list | tuple):
+        return [item for element in structure for item in _layer_references(element)]
+    return []
+
+
+def _is_keras_tensor(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def _is_flat_argument(argument: Any) -> bool:
+    """True for what keras_util reads of a call: a tensor, or a flat list of tensors (or not
+    tensors at all)."""
+    if isinstance(argument, list):
+        return not any(
+            isinstance(element, dict | list) and not _is_keras_tensor(element)
+            for element in argument
+        )
+    return not isinstance(argument, dict) or _is_keras_tensor(argument)
+
+
+def _keras_tensors(structure: Any) -> list[dict[str, Any]]:
+    """The serialized Keras tensors in a call's arguments, in `keras.tree.flatten`'s order."""
+    if _is_keras_tensor(structure):
+        return [structure]
+    if isinstance(structure, dict):
+        return [item for key in sorted(structure) for item in _keras_tensors(structure[key])]
+    if isinstance(structure, list | tuple):
+        return [item for element in structure for item in _keras_tensors(element)]
+    return []
+
+
 def write_keras_graph(
-    model: keras.Model, writer: tf.summary.SummaryWriter, step: int = 0, tag: str | None = None
-) -> None:
+    model: keras.Model,
+    writer: tf.summary.SummaryWriter,
+    step: int = 0,
+    tag: str | None = None,
+    op_graph_name: str = "train_step",
+) -> str | None:
     """Writes the model's conceptual graph (its layers) for TensorBoard's Graphs dashboard.
 
     Keras 3's TensorBoard callback no longer writes it; this writes the same summary that Keras 2's
-    did: the model's JSON config under plugin name `graph_keras_model`.
+    did: the model's JSON config (`keras_graph_config`: dict inputs and outputs in the shape the
+    dashboard reads) under plugin name `graph_keras_model`. It is built here with the dashboard's
+    own `keras_util` first, and not written when the dashboard could not draw it: a subclassed
+    model (Keras's config of it lists no layers, so the graph would be one node), or a config
+    keras_util fails on. Then one console line says why, and that the op graph
+    (`graph/<op_graph_name>`) is the view of the model.
+
+    Returns:
+        None when written; otherwise the line that was printed.
     """
+    tag = tag or KERAS_GRAPH_TAG_PREFIX + model.name
+    config = keras_graph_config(model)
+    reason = None
+    if not (config.get("config") or {}).get("layers"):
+        reason = (
+            f"{model.name} is a subclassed keras.Model (class {type(model).__name__}), whose "
+            "layers Keras's config does not list, so its conceptual graph would be one node"
+        )
+    else:
+        try:
+            keras_util.keras_model_to_graph_def(config)
+        except Exception as error:  # Any failure there is the dashboard's too.
+            reason = (
+                f"TensorBoard's Graphs plugin cannot draw {model.name}'s config "
+                f"({type(error).__name__}: {error})"
+            )
+    if reason:
+        line = (
+            f"graphs: {tag} not written: {reason}; the op graph "
+            f"{OP_GRAPH_TAG_PREFIX}{op_graph_name} is the view of it"
+        )
+        print(line, flush=True)
+        return line
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = KERAS_MODEL_PLUGIN_NAME
     metadata.plugin_data.content = b"1"  # The format version the Graphs plugin accepts.
     with writer.as_default():
         tf.summary.write(
-            tag=tag or KERAS_GRAPH_TAG_PREFIX + model.name,
-            tensor=tf.constant(model.to_json()),
+            tag=tag,
+            tensor=tf.constant(_keras_graph_json(model, config)),
             step=step,
             metadata=metadata.SerializeToString(),
         )
+    return None
 
 
 def model_summary_text(model: keras.Model, line_length: int = 100) -> str:
@@ -182,6 +348,6 @@ def trace_and_write_graphs(
     graph and summary text. Runs the step (see `trace_step_graph`) and returns its outputs.
     """
     for model in models:
-        write_keras_graph(model, writer, step=step)
+        write_keras_graph(model, writer, step=step, op_graph_name=name)
         write_model_summary(model, writer, step=step)
     return trace_step_graph(step_function, args, writer, name=name, step=step)

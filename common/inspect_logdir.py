@@ -18,7 +18,14 @@ Then it flags the classic mistakes, each by a stable code and with its fix in on
 - `empty-op-graph`: an op graph with no nodes (a `trace_export` with nothing traced).
 - `op-graph-fragments`: an op graph made mostly of one-op fragments (the function was traced before
   `trace_on`, or an eager call was traced).
-- `duplicate-steps`: a tag written twice at one step (two writers, or a restart without trimming).
+- `unreadable-graph`: an op or conceptual graph that TensorBoard cannot read or build (the Graphs
+  dashboard answers it with an error; for a conceptual graph, HTTP 500).
+- `conceptual-graph-no-layers`: a conceptual graph of no layers (a subclassed model's config: one
+  node, the model, and nothing in it).
+- `tag-written-twice`: a tag written twice at one step, back to back: two values under one name
+  (two models' layers of the same name, tagged by their shared path), one overwriting the other.
+- `duplicate-steps`: a tag written again at an earlier step (two writers, or a restart without
+  trimming).
 - `steps-go-back`: a tag's steps go backwards (a restart without trimming the old events).
 - `no-step`: a tag written several times, all at one step (the step is never advanced).
 - `non-finite`: a scalar that is NaN or infinite.
@@ -77,6 +84,14 @@ FIXES = {
     "or write tf.summary.graph(function.get_concrete_function(...).graph)",
     "op-graph-fragments": "trace_on must precede the tf.function's first call (its tracing), and "
     "an eager call has no graph: trace a tf.function, or write its concrete function's graph",
+    "unreadable-graph": "write op graphs with tf.summary.trace_export or tf.summary.graph, and "
+    "a conceptual graph as the config TensorBoard's keras_util reads "
+    "(common.graphs.write_keras_graph turns a model's dict inputs and outputs into lists), or none",
+    "conceptual-graph-no-layers": "write no conceptual graph of a subclassed keras.Model: its op "
+    "graph (graph/train_step) is the view of it; or build the model as a Functional one",
+    "tag-written-twice": "give every value its own tag: tag variables by their model too where "
+    "two models (or a model and its sub-model) have layers of the same name "
+    "(common.summaries.write_variable_histograms(..., models=[...]) does)",
     "duplicate-steps": "on a restart, drop the events after the restored step before writing "
     "(or start a new logdir); write each run through one writer",
     "steps-go-back": "on a restart, drop the events after the restored step before writing "
@@ -360,20 +375,40 @@ def _is_fragmented(graphs: list[graph_pb2.GraphDef]) -> bool:
     return fragments * 2 > len(graphs)
 
 
+def _unreadable(report: RunReport, what: str, error: Exception) -> None:
+    """Flags a graph that TensorBoard's own code fails on, with that failure in one line."""
+    message = str(error).splitlines()[0] if str(error) else ""
+    report.lines.append(f"{what}: unreadable")
+    report.flag(
+        "unreadable-graph",
+        f"{what}: TensorBoard cannot read it ({type(error).__name__}"
+        + (f": {message})" if message else ")"),
+    )
+
+
 def _report_op_graphs(accumulator, tags: dict, op_graph_tags: list[str], report: RunReport) -> None:
     if tags["graph"]:
         # The run-level graph: tf.summary.graph, or a TF1 FileWriter's graph.
-        graph = graph_pb2.GraphDef.FromString(accumulator.Graph().SerializeToString())
+        try:
+            graph = graph_pb2.GraphDef.FromString(accumulator.Graph().SerializeToString())
+        except Exception as error:  # A corrupt graph is a finding, not a crash of the report.
+            _unreadable(report, "op graph (run-level)", error)
+            graph = None
+    if tags["graph"] and graph is not None:
         count = _node_count(graph)
         report.lines.append(f"op graph (run-level): {count} nodes")
         if count == 0:
             report.flag("empty-op-graph", "the run-level graph has no nodes")
     for tag in op_graph_tags:
-        run_metadata = config_pb2.RunMetadata.FromString(
-            accumulator.Tensors(tag)[0].tensor_proto.string_val[0]
-        )
-        graphs = [function.pre_optimization_graph for function in run_metadata.function_graphs]
-        merged = graph_util.merge_graph_defs(graphs) if graphs else graph_pb2.GraphDef()
+        try:
+            run_metadata = config_pb2.RunMetadata.FromString(
+                accumulator.Tensors(tag)[0].tensor_proto.string_val[0]
+            )
+            graphs = [function.pre_optimization_graph for function in run_metadata.function_graphs]
+            merged = graph_util.merge_graph_defs(graphs) if graphs else graph_pb2.GraphDef()
+        except Exception as error:  # What the dashboard would fail on too.
+            _unreadable(report, f"op graph {tag}", error)
+            continue
         count = _node_count(merged)
         report.lines.append(
             f"op graph {tag}: {count} nodes in {len(graphs)} function graph"
@@ -394,8 +429,29 @@ def _report_op_graphs(accumulator, tags: dict, op_graph_tags: list[str], report:
 
 def _report_conceptual_graphs(accumulator, keras_tags: list[str], report: RunReport) -> None:
     for tag in keras_tags:
-        config = json.loads(accumulator.Tensors(tag)[0].tensor_proto.string_val[0])
-        graph = keras_util.keras_model_to_graph_def(config)
+        # The Graphs plugin's own steps (graphs_plugin.py): json.loads, then keras_util. What
+        # fails here is what its server answers with HTTP 500.
+        try:
+            config = json.loads(accumulator.Tensors(tag)[0].tensor_proto.string_val[0])
+        except Exception as error:
+            _unreadable(report, f"conceptual graph {tag}", error)
+            continue
+        if not isinstance(config, dict) or not (config.get("config") or {}).get("layers"):
+            # A subclassed model's config: at best one node, the model (keras_util fails on
+            # one without a name). Flagged for what it is, whether or not it can be drawn.
+            model = config.get("class_name", "?") if isinstance(config, dict) else "?"
+            report.lines.append(f"conceptual graph {tag}: no layers")
+            report.flag(
+                "conceptual-graph-no-layers",
+                f"conceptual graph {tag} has no layers: the model {model} alone (a subclassed "
+                "model's config lists none)",
+            )
+            continue
+        try:
+            graph = keras_util.keras_model_to_graph_def(config)
+        except Exception as error:
+            _unreadable(report, f"conceptual graph {tag}", error)
+            continue
         report.lines.append(f"conceptual graph {tag}: {len(graph.node)} nodes")
 
 
@@ -442,17 +498,25 @@ def _report_hparams(accumulator, hparams_tags: list[str], report: RunReport) -> 
 
 
 def _check_steps(steps_by_tag: dict[str, list[int]], report: RunReport) -> None:
-    no_step, duplicated, backwards = [], [], []
+    no_step, twice, duplicated, backwards = [], [], [], []
     for tag, steps in sorted(steps_by_tag.items()):
         if len(steps) > 1 and len(set(steps)) == 1:
             no_step.append(f"{tag} ({len(steps)} points, all at step {steps[0]})")
             continue
-        if len(set(steps)) < len(steps):
+        # Back to back at one step: two values of one name, written together (one overwrites
+        # the other in the dashboard). A step seen again later: a second writer or a restart.
+        repeated = [later for earlier, later in itertools.pairwise(steps) if later == earlier]
+        if repeated:
+            twice.append(f"{tag} (step {repeated[0]})")
+        distinct_runs = [step for step, _ in itertools.groupby(steps)]
+        if len(set(distinct_runs)) < len(distinct_runs):
             duplicated.append(tag)
         if any(later < earlier for earlier, later in itertools.pairwise(steps)):
             backwards.append(tag)
     if no_step:
         report.flag("no-step", "written at one step only: " + _names(no_step))
+    if twice:
+        report.flag("tag-written-twice", "written twice at one step: " + _names(twice))
     if duplicated:
         report.flag("duplicate-steps", "steps written more than once: " + _names(duplicated))
     if backwards:

@@ -6,6 +6,7 @@ TensorBoard treats them as two runs and overlays their curves on one chart per t
 Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://...`) on a cluster.
 """
 
+import collections
 import dataclasses
 import functools
 import re
@@ -14,6 +15,7 @@ import uuid
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
@@ -478,29 +480,91 @@ def _tensor_proto(array: np.ndarray | np.floating) -> tensor_pb2.TensorProto:
     )
 
 
+def variable_tags(
+    variables: Sequence[tf.Variable], models: Sequence[keras.Model] = ()
+) -> list[str]:
+    """One tag per variable, unique: its Keras path (`hidden/kernel`) where no other variable has
+    that path, and, where several do (two models, or a model and its sub-model, with layers of
+    the same name), the path of models down to it before it: `generator/dense/kernel`,
+    `outer/encoder/dense/kernel`, the models named as in `models` and their nested sub-models.
+
+    Args:
+        variables: the variables to name; the same variable twice gets the same tag.
+        models: the models that hold them (the state's): needed only when paths collide.
+
+    Raises:
+        ValueError: if paths collide and `models` do not tell the variables apart (not given,
+            or models and sub-models of one name): a histogram would overwrite another.
+    """
+    paths = collections.Counter(
+        variable.path for variable in {id(v): v for v in variables}.values()
+    )
+    # The models' walk only when needed: most runs' paths are all unique.
+    owners = _owning_models(models) if max(paths.values(), default=0) > 1 else {}
+    tags, taken = [], {}
+    for variable in variables:
+        tag = variable.path
+        if paths[tag] > 1 and id(variable) in owners:
+            tag = f"{owners[id(variable)]}/{variable.path}"
+        if taken.setdefault(tag, id(variable)) != id(variable):
+            raise ValueError(
+                f"two variables would share the histogram tag {tag!r}: "
+                + (
+                    "pass models= (the models that hold them), so their tags name their model"
+                    if not models
+                    else "give the models (and sub-models) that hold them different names"
+                )
+            )
+        tags.append(tag)
+    return tags
+
+
+def _owning_models(models: Sequence[keras.Model]) -> dict[int, str]:
+    """`{id(variable): "model/sub_model/..."}`: the innermost model holding each variable, by
+    the path of model names down to it."""
+    owners: dict[int, str] = {}
+
+    def visit(model: keras.Model, path: str) -> None:
+        for variable in model.variables:  # Sub-models below claim theirs again, deeper.
+            owners[id(variable)] = path
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                visit(layer, f"{path}/{layer.name}")
+
+    for model in models:
+        visit(model, model.name)
+    return owners
+
+
 def write_variable_histograms(
     writer: tf.summary.SummaryWriter,
     variables: Sequence[tf.Variable],
     step: int,
     values: Sequence[np.ndarray | tf.Tensor] | None = None,
-    gradients: Sequence[np.ndarray | tf.Tensor] | None = None,
+    gradients: Sequence[np.ndarray | tf.Tensor | None] | None = None,
+    models: Sequence[keras.Model] = (),
 ) -> None:
     """Writes one histogram per variable of its `values` (default: its value now), tagged by its
-    Keras path (`weights/hidden/kernel`); with `gradients` (one per variable), one of each
-    gradient (`gradients/hidden/kernel`) and their global norm as the scalar
-    `gradients/global_norm`, what Keras's `write_grads` once showed. All in one event (see
-    `write_histograms`)."""
+    Keras path (`weights/hidden/kernel`; see `variable_tags` for paths that collide); with
+    `gradients` (one per variable, None for one that has none, as a non-trainable batch-norm
+    statistic), one of each gradient (`gradients/hidden/kernel`) and their global norm as the
+    scalar `gradients/global_norm`, what Keras's `write_grads` once showed. All in one event (see
+    `write_histograms`).
+
+    Raises:
+        ValueError: if two variables would get one tag (see `variable_tags`).
+    """
     if values is None:
         values = [variable.numpy() for variable in variables]
-    histograms = {
-        f"weights/{variable.path}": value for variable, value in zip(variables, values, strict=True)
-    }
+    tags = variable_tags(variables, models)
+    histograms = {f"weights/{tag}": value for tag, value in zip(tags, values, strict=True)}
     scalars = {}
     if gradients is not None:
-        arrays = [np.asarray(gradient) for gradient in gradients]
-        for variable, gradient in zip(variables, arrays, strict=True):
-            histograms[f"gradients/{variable.path}"] = gradient
-        squares = sum(np.sum(np.square(gradient)) for gradient in arrays)
+        arrays = [None if gradient is None else np.asarray(gradient) for gradient in gradients]
+        for tag, gradient in zip(tags, arrays, strict=True):
+            if gradient is not None:
+                histograms[f"gradients/{tag}"] = gradient
+        squares = sum(np.sum(np.square(gradient)) for gradient in arrays if gradient is not None)
         scalars["gradients/global_norm"] = np.sqrt(squares)
     write_histograms(writer, histograms, step, scalars=scalars)
 

@@ -522,8 +522,27 @@ def snapshot_tensors(state: TrainState, snapshot: Sequence[np.ndarray]) -> list[
 def trainable_values(state: TrainState, values: Sequence[tf.Tensor]) -> list[tf.Tensor]:
     """Of every model variable's `values` (`model_variables`' order), the trainable variables',
     in `state.trainable_variables`' order."""
+    return values_of(state, values, state.trainable_variables)
+
+
+def values_of(
+    state: TrainState, values: Sequence[tf.Tensor], variables: Sequence[keras.Variable]
+) -> list[tf.Tensor]:
+    """Of every model variable's `values` (`model_variables`' order), those of `variables`."""
     position = {id(variable): index for index, variable in enumerate(model_variables(state))}
-    return [values[position[id(variable)]] for variable in state.trainable_variables]
+    return [values[position[id(variable)]] for variable in variables]
+
+
+def histogrammed_variables(state: TrainState) -> list[keras.Variable]:
+    """What an eval histograms: the trainable variables (`state.trainable_variables`' order, the
+    gradients'), then every model's non-trainable float ones (a batch norm's moving mean and
+    variance). Not integer state: a dropout's or a noise layer's seed generator."""
+    trainable = {id(variable) for variable in state.trainable_variables}
+    return state.trainable_variables + [
+        variable
+        for variable in model_variables(state)
+        if id(variable) not in trainable and keras.backend.is_float_dtype(variable.dtype)
+    ]
 
 
 @contextlib.contextmanager
@@ -750,12 +769,21 @@ def run(
             gradients: Sequence[tf.Tensor] | None,
         ) -> None:
             """On the summaries' thread, while the eval and the next loop run: the histograms of
-            the weights as they were at `step` and of the gradients that made them (the last
-            step's), then the app's on_eval at those weights, once the eval's results are in."""
-            variables = state.trainable_variables
+            the weights as they were at `step` (non-trainable float ones too: a batch norm's
+            statistics) and of the gradients that made them (the last step's), each tagged by
+            its path, or by its models' where paths collide (`summaries.variable_tags`); then
+            the app's on_eval at those weights, once the eval's results are in."""
+            variables = histogrammed_variables(state)
             values = snapshot_tensors(state, snapshot)
+            if gradients is not None:  # None for the non-trainable variables after them.
+                gradients = list(gradients) + [None] * (len(variables) - len(gradients))
             summaries.write_variable_histograms(
-                writers.train, variables, step, trainable_values(state, values), gradients
+                writers.train,
+                variables,
+                step,
+                values_of(state, values, variables),
+                gradients,
+                models=state.models,
             )
             if on_eval:
                 with weights_as_of(state, values):

@@ -3,8 +3,9 @@
 import keras
 import pytest
 import tensorflow as tf
+from tensorboard.plugins.graph import keras_util
 
-from common import graphs
+from common import graphs, inspect_logdir
 from tests import tensorboard_events as events
 
 # Ops that prove the graph is the whole step, not only the forward pass.
@@ -178,3 +179,127 @@ def test_trace_and_write_graphs_writes_all_three_views(tmp_path):
     assert plugins[events.OP_GRAPH_PLUGIN] == ["graph/train_step"]
     assert plugins[events.KERAS_GRAPH_PLUGIN] == ["keras/tiny"]
     assert plugins["text"] == ["model_summary/tiny"]
+
+
+def make_step_with_an_unbuilt_optimizer():
+    """The popular code: Adam made, never built, so its first apply_gradients creates its slots
+    inside the tf.function's first call."""
+    model, _, batch = make_model_and_step()
+    optimizer = keras.optimizers.Adam(0.01)
+
+    @tf.function
+    def train_step(features, labels):
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    return model, train_step, batch
+
+
+def test_a_step_that_creates_its_optimizers_variables_gets_its_graph_and_one_warning(
+    tmp_path, caplog
+):
+    """Traced twice, its trace was 15 to 21 function graphs, most of them one-op initializers,
+    written as graph/train_step with no word. Now: the concrete function's graph, one line."""
+    model, train_step, batch = make_step_with_an_unbuilt_optimizer()
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    graphs.trace_and_write_graphs(train_step, batch, [model], writer)
+    writer.close()
+
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith("train_step created variables on its first call")
+    assert "optimizer.build(model.trainable_variables)" in warnings[0]
+    run = events.load_run(tmp_path)
+    assert events.OP_GRAPH_PLUGIN not in events.tags_by_plugin(run)  # No fragments written.
+    assert events.op_types(run.Graph()) >= FORWARD_OPS | GRADIENT_OPS | OPTIMIZER_OPS
+    assert train_step.experimental_get_tracing_count() == 2  # No third trace for the graph.
+    assert inspect_logdir.inspect_logdir(str(tmp_path))[1] == []
+
+
+def step_that_fails():
+    @tf.function
+    def failing_step(x):
+        tf.debugging.assert_positive(x)
+        return x
+
+    return failing_step, (tf.constant(-1.0),)
+
+
+@pytest.mark.parametrize("case", ["already ran", "unbuilt optimizer", "fails"])
+def test_nothing_is_written_into_the_callers_default_writer(tmp_path, case):
+    """A trace that is dropped was exported into tf.summary.create_noop_writer(), whose
+    as_default() leaves the caller's default writer in place: an empty `discarded` op graph
+    landed in the caller's run. Only the writer passed is written to."""
+    if case == "fails":
+        step, batch = step_that_fails()
+    elif case == "unbuilt optimizer":
+        _, step, batch = make_step_with_an_unbuilt_optimizer()
+    else:
+        _, step, batch = make_model_and_step()
+        step(*batch)
+    callers = tf.summary.create_file_writer(str(tmp_path / "callers"))
+    passed = tf.summary.create_file_writer(str(tmp_path / "passed"))
+    with callers.as_default(step=0):
+        try:
+            graphs.trace_step_graph(step, batch, passed)
+        except tf.errors.InvalidArgumentError:
+            assert case == "fails"
+        tf.summary.scalar("callers_own", 1.0)  # The caller's writer still works, and is its own.
+    callers.close()
+    passed.close()
+    callers_run = events.load_run(tmp_path / "callers")
+    assert events.tags_by_plugin(callers_run) == {"scalars": ["callers_own"]}
+    assert not callers_run.Tags()["graph"]
+    if case != "fails":
+        assert events.op_types(events.load_run(tmp_path / "passed").Graph()) >= FORWARD_OPS
+
+
+def test_a_functional_models_conceptual_graph_is_its_json_byte_for_byte(tmp_path):
+    """Normalizing for the dashboard changes nothing that it already draws."""
+    model, _, _ = make_model_and_step()
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    assert graphs.write_keras_graph(model, writer) is None
+    writer.close()
+    (point,) = events.load_run(tmp_path).Tensors("keras/tiny")
+    assert point.tensor_proto.string_val[0] == model.to_json().encode()
+
+
+def test_a_conceptual_graph_the_dashboard_cannot_build_is_skipped_in_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    """Whatever keras_util fails on (a config shape this code does not know yet) is not written
+    for the dashboard to answer with HTTP 500: one line instead, and the op graph's tag."""
+    model, _, _ = make_model_and_step()
+
+    def fails(config):
+        raise KeyError(0)
+
+    monkeypatch.setattr(graphs.keras_util, "keras_model_to_graph_def", fails)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    line = graphs.write_keras_graph(model, writer, op_graph_name="my_step")
+    writer.close()
+    assert line == (
+        "graphs: keras/tiny not written: TensorBoard's Graphs plugin cannot draw tiny's config "
+        "(KeyError: 0); the op graph graph/my_step is the view of it"
+    )
+    assert capsys.readouterr().out == line + "\n"
+    assert events.KERAS_GRAPH_PLUGIN not in events.tags_by_plugin(events.load_run(tmp_path))
+
+
+def test_a_sub_models_inputs_are_linked_to_the_layers_that_feed_them():
+    """A sub-model of two inputs: keras_util named them from Keras's `[name, 0, 0]` lists, so
+    `outer/x` and `outer/y` fed nothing and the sub-model's inputs hung loose."""
+    first, second = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    joined = keras.layers.Concatenate(name="join")([first, second])
+    inner = keras.Model([first, second], keras.layers.Dense(1, name="dense")(joined), name="inner")
+    x, y = keras.Input((3,), name="x"), keras.Input((2,), name="y")
+    outer = keras.Model([x, y], keras.layers.Dense(1, name="head")(inner([x, y])), name="outer")
+
+    graph = keras_util.keras_model_to_graph_def(graphs.keras_graph_config(outer))
+    inputs = {node.name: list(node.input) for node in graph.node}
+    assert inputs["outer/inner/a"] == ["outer/x"] and inputs["outer/inner/b"] == ["outer/y"]
+    assert inputs["outer/head"] == ["outer/inner/dense"]

@@ -316,3 +316,70 @@ def test_a_scalar_writer_runs_eagerly_then_traces_once_and_writes_every_point(tm
     points = events.scalars(events.load_run(tmp_path), "loss")
     assert [step for step, _ in points] == list(range(1, 26))
     assert points[-1][1] == pytest.approx(1 / 25)
+
+
+def two_models(first: str = "generator", second: str = "discriminator"):
+    """Two models, each of a layer named `dense`: both have the paths dense/kernel, dense/bias."""
+    import keras
+
+    models = []
+    for name in (first, second):
+        inputs = keras.Input((2,))
+        models.append(keras.Model(inputs, keras.layers.Dense(1, name="dense")(inputs), name=name))
+    return models
+
+
+def test_variable_tags_are_paths_where_unique_and_name_their_models_where_not():
+    import keras
+
+    models = two_models()
+    inputs = keras.Input((2,))
+    lone = keras.Model(inputs, keras.layers.Dense(1, name="lone")(inputs), name="third")
+    variables = models[0].variables + models[1].variables + lone.variables
+    assert summaries.variable_tags(variables, [*models, lone]) == [
+        "generator/dense/kernel",
+        "generator/dense/bias",
+        "discriminator/dense/kernel",
+        "discriminator/dense/bias",
+        "lone/kernel",
+        "lone/bias",
+    ]
+    # One variable listed twice is one variable: its path, not a collision.
+    kernel = lone.variables[0]
+    assert summaries.variable_tags([kernel, kernel]) == ["lone/kernel", "lone/kernel"]
+
+
+@pytest.mark.parametrize("models", ["none", "same names"])
+def test_variables_that_cannot_be_told_apart_are_refused_not_overwritten(models):
+    """Without their models (or with two models of one name) two histograms would share a tag,
+    the second silently replacing the first."""
+    two = two_models("twin", "twin") if models == "same names" else two_models()
+    variables = two[0].variables + two[1].variables
+    with pytest.raises(ValueError, match=r"'(twin/)?dense/kernel'") as refused:
+        summaries.variable_tags(variables, two if models == "same names" else ())
+    hint = "different names" if models == "same names" else "pass models="
+    assert hint in str(refused.value)
+
+
+def test_a_variable_without_a_gradient_gets_its_weights_and_no_gradient(tmp_path):
+    """A non-trainable statistic (None in `gradients`): its weights histogram only, and the norm
+    of the others' gradients."""
+    import keras
+
+    layer = keras.layers.BatchNormalization(name="norm")
+    layer.build((None, 3))
+    variables = layer.variables  # gamma, beta, moving_mean, moving_variance
+    gradients = [np.full(3, 2.0, np.float32), np.full(3, 1.0, np.float32), None, None]
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    summaries.write_variable_histograms(writer, variables, 2, gradients=gradients)
+    writer.close()
+    run = events.load_run(tmp_path)
+    assert sorted(events.tags_by_plugin(run)["histograms"]) == [
+        "gradients/norm/beta",
+        "gradients/norm/gamma",
+        "weights/norm/beta",
+        "weights/norm/gamma",
+        "weights/norm/moving_mean",
+        "weights/norm/moving_variance",
+    ]
+    assert events.scalars(run, "gradients/global_norm") == [(2, pytest.approx(np.sqrt(15.0)))]

@@ -262,9 +262,9 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
     written, expected = {}, {}
     write_variable_histograms = training_loop.summaries.write_variable_histograms
 
-    def recording_write(writer, variables, step, values, gradients):
+    def recording_write(writer, variables, step, values, gradients, **options):
         written[step] = [np.asarray(gradient) for gradient in gradients]
-        write_variable_histograms(writer, variables, step, values, gradients)
+        write_variable_histograms(writer, variables, step, values, gradients, **options)
 
     def squared_output_step(state, features):  # Gradients that change as the weights do.
         with tf.GradientTape() as tape:

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import projector as tensorboard_projector
 
 from apps.conditional_dropout import train as dropout_train
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import train as regression_train
-from common import graphs, inspect_logdir, projector
+from common import graphs, inspect_logdir, projector, summaries
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
@@ -460,3 +461,117 @@ def test_command_line_exit_codes(tmp_path, capsys):
     write_scalars(tmp_path / "clean", [("loss", 1, 1.0), ("loss", 2, 0.5)])
     assert inspect_logdir.main(["inspect_logdir", str(tmp_path / "clean")]) == 0
     assert capsys.readouterr().out.endswith("no mistakes found\n")
+
+
+def two_models_with_layers_of_one_name() -> list:
+    """A GAN's two models, each a `dense` layer: their variables share the paths dense/kernel and
+    dense/bias."""
+    models = []
+    for name in ("generator", "discriminator"):
+        inputs = tf.keras.Input((2,))
+        models.append(
+            tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="dense")(inputs), name=name)
+        )
+    return models
+
+
+def test_histograms_of_two_models_tagged_by_path_are_flagged_as_written_twice(tmp_path):
+    """The popular per-variable loop, `tf.summary.histogram(variable.path, variable)`, over two
+    models whose layers share names: one tag, two histograms at every step; the dashboard shows
+    one of them. Not a restart: no `duplicate-steps`, and the fix says how to tell them apart."""
+    variables = [v for model in two_models_with_layers_of_one_name() for v in model.variables]
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        for step in (1, 2):
+            for variable in variables:
+                tf.summary.histogram(variable.path, variable, step=step)
+    writer.close()
+    _, found = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in found] == ["tag-written-twice"]
+    assert found[0].detail == (
+        "written twice at one step: histograms dense/bias (step 1), "
+        "histograms dense/kernel (step 1)"
+    )
+    assert "models=" in found[0].fix
+
+
+def test_the_loops_histograms_of_two_such_models_are_clean(tmp_path):
+    models = two_models_with_layers_of_one_name()
+    variables = [v for model in models for v in model.variables]
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    for step in (1, 2):
+        summaries.write_variable_histograms(writer, variables, step, models=models)
+    writer.close()
+    reports, found = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert found == []
+    assert reports[0].lines == [
+        "histograms (4): weights/discriminator/dense/bias, weights/discriminator/dense/kernel, "
+        "weights/generator/dense/bias, weights/generator/dense/kernel: steps 1..2, 2 points each"
+    ]
+
+
+def write_conceptual_graph(directory: pathlib.Path, config: str, tag: str) -> None:
+    """A `graph_keras_model` summary of `config`, as Keras 2's TensorBoard callback wrote it."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = inspect_logdir.KERAS_GRAPH_PLUGIN
+    metadata.plugin_data.content = b"1"
+    writer = tf.summary.create_file_writer(str(directory))
+    with writer.as_default():
+        tf.summary.write(tag, tf.constant(config), step=0, metadata=metadata)
+    writer.close()
+
+
+def test_a_conceptual_graph_tensorboard_cannot_build_is_flagged_not_a_crash(tmp_path, capsys):
+    """A model with named outputs, its `to_json()` written as it is: keras_util fails on it
+    (KeyError: 0), as the Graphs dashboard's server does (HTTP 500)."""
+    inputs = {name: tf.keras.Input((2,), name=name) for name in ("left", "right")}
+    joined = tf.keras.layers.Concatenate(name="join")([inputs["left"], inputs["right"]])
+    outputs = {"score": tf.keras.layers.Dense(1, name="score")(joined)}
+    model = tf.keras.Model(inputs, outputs, name="named")
+    write_conceptual_graph(tmp_path, model.to_json(), "keras/named")
+    assert inspect_logdir.main(["inspect_logdir", str(tmp_path)]) == 1
+    printed = capsys.readouterr().out
+    assert "  conceptual graph keras/named: unreadable\n" in printed
+    assert (
+        "[unreadable-graph] run .: conceptual graph keras/named: TensorBoard cannot read it "
+        "(KeyError: 0)"
+    ) in printed
+
+
+def test_an_op_graph_tensorboard_cannot_read_is_flagged_not_a_crash(tmp_path):
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = inspect_logdir.OP_GRAPH_PLUGIN
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():  # Not a RunMetadata: a few bytes of something else.
+        tf.summary.write("graph/train_step", tf.constant(b"\xff\xfe"), step=0, metadata=metadata)
+    writer.close()
+    _, found = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert [finding.code for finding in found] == ["unreadable-graph"]
+    assert found[0].detail.startswith("op graph graph/train_step: TensorBoard cannot read it (")
+
+
+def test_a_conceptual_graph_of_no_layers_is_flagged(tmp_path):
+    """A subclassed model's `to_json()`: Keras lists no layers (nor, here, the model's name, on
+    which keras_util fails): flagged for what it is, not as unreadable."""
+
+    class Subclassed(tf.keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.dense = tf.keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    model = Subclassed()
+    model(tf.zeros([1, 2]))
+    write_conceptual_graph(tmp_path, model.to_json(), "keras/subclassed")
+    reports, found = inspect_logdir.inspect_logdir(str(tmp_path))
+    assert reports[0].lines == ["conceptual graph keras/subclassed: no layers"]
+    assert [(finding.code, finding.detail) for finding in found] == [
+        (
+            "conceptual-graph-no-layers",
+            "conceptual graph keras/subclassed has no layers: the model Subclassed alone "
+            "(a subclassed model's config lists none)",
+        )
+    ]
+    assert "graph/train_step" in found[0].fix
