@@ -257,6 +257,7 @@ def write_keras_graph(
     step: int = 0,
     tag: str | None = None,
     op_graph_name: str = "train_step",
+    quiet: bool = False,
 ) -> str | None:
     """Writes the model's conceptual graph (its layers) for TensorBoard's Graphs dashboard.
 
@@ -268,8 +269,11 @@ def write_keras_graph(
     keras_util fails on. Then one console line says why, and that the op graph
     (`graph/<op_graph_name>`) is the view of the model.
 
+    `quiet`: return the line without printing it (a worker other than the chief, whose console
+    would repeat the chief's).
+
     Returns:
-        None when written; otherwise the line that was printed.
+        None when written; otherwise the line that says why not.
     """
     tag = tag or KERAS_GRAPH_TAG_PREFIX + model.name
     config = keras_graph_config(model)
@@ -292,7 +296,8 @@ def write_keras_graph(
             f"graphs: {tag} not written: {reason}; the op graph "
             f"{OP_GRAPH_TAG_PREFIX}{op_graph_name} is the view of it"
         )
-        print(line, flush=True)
+        if not quiet:
+            print(line, flush=True)
         return line
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = KERAS_MODEL_PLUGIN_NAME
@@ -343,11 +348,13 @@ def trace_and_write_graphs(
     writer: tf.summary.SummaryWriter,
     name: str = "train_step",
     step: int = 0,
+    quiet: bool = False,
 ) -> Any:
     """Writes every graph view of a run once: the step's op graph, and each model's conceptual
     graph and summary text. Runs the step (see `trace_step_graph`) and returns its outputs.
+    `quiet`: no console line for a conceptual graph not written (see `write_keras_graph`).
     """
     for model in models:
-        write_keras_graph(model, writer, step=step, op_graph_name=name)
+        write_keras_graph(model, writer, step=step, op_graph_name=name, quiet=quiet)
         write_model_summary(model, writer, step=step)
     return trace_step_graph(step_function, args, writer, name=name, step=step)

@@ -804,7 +804,11 @@ def run(
                 # Step one runs inside the graph trace: trace_on records a tf.function's graph
                 # only while it is first traced, so this is the one moment to capture the step.
                 loss, gradients = graphs.trace_and_write_graphs(
-                    train_function, as_tuple(next(train_iterator)), state.models, writers.train
+                    train_function,
+                    as_tuple(next(train_iterator)),
+                    state.models,
+                    writers.train,
+                    quiet=not run.is_chief,
                 )
                 run.check_loss(float(loss), step=1)
                 for name, function, args in extra_graphs:
