@@ -25,7 +25,8 @@ forked relay process that copies each line to the real stderr unless it is one o
 process, not a thread: a crash (an abort from a failed C++ check) kills every thread of the
 process, and with them the lines just before it; the relay outlives it, reads the pipe to its end
 and exits. At a normal exit the run waits for the relay, so the last line (an `error:`) is on the
-terminal before the shell's prompt.
+terminal before the shell's prompt. (`ps` shows the relay as a second process of the same
+command; it ignores SIGINT and SIGTERM, which are the run's, and ends with it.)
 """
 
 import atexit
@@ -41,10 +42,15 @@ import time
 import types
 from collections.abc import Iterator
 
-# TensorFlow's lines that say nothing a user can act on, seen on a healthy run, matched whole (its
-# C++ log prefix is `<level><mmdd> <time> <thread> <file>:<line>] `; the line number left free,
-# as it moves between releases). Nothing else is ever dropped.
-_CPP_PREFIX = rb"[IWE]\d{4} [\d:.]+ +\d+ "
+
+def _cpp_log_prefix(level: bytes) -> bytes:
+    """TensorFlow's C++ log prefix, `<level><mmdd> <time> <thread> ` (`E0000 00:00:17.. 24351 `)."""
+    return level + rb"\d{4} [\d:.]+ +\d+ "
+
+
+# TensorFlow's lines that say nothing a user can act on, seen on a healthy run, matched whole:
+# level, file, message (the line number left free, as it moves between releases). Nothing else is
+# ever dropped.
 KNOWN_HARMLESS_LINES: tuple[re.Pattern[bytes], ...] = (
     # oneDNN's graph rewrite asks, for each op's dtype, whether oneDNN has a kernel for it on this
     # CPU; for bool (a Keras mask: Masking, Embedding(mask_zero=True), which an LSTM consumes) the
@@ -52,7 +58,8 @@ KNOWN_HARMLESS_LINES: tuple[re.Pattern[bytes], ...] = (
     # own Eigen kernel, as it would without oneDNN. The message blames AVX-512 even on CPUs that
     # have it (this one does). Nothing is wrong and nothing can be done.
     re.compile(
-        _CPP_PREFIX + rb"util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with AVX-512\. "
+        _cpp_log_prefix(b"E")
+        + rb"util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with AVX-512\. "
         rb"Falling back to the default Eigen-based implementation if present\."
     ),
     # Under --strategy=mirrored, each device's share of a batch comes from a MultiDeviceIterator
@@ -61,7 +68,8 @@ KNOWN_HARMLESS_LINES: tuple[re.Pattern[bytes], ...] = (
     # optimizations for that last hop only; the input pipeline itself, upstream of the iterator,
     # is optimized as under the default strategy.
     re.compile(
-        _CPP_PREFIX + rb"dataset\.cc:\d+\] Input of GeneratorDatasetOp::Dataset will not be "
+        _cpp_log_prefix(b"W")
+        + rb"dataset\.cc:\d+\] Input of GeneratorDatasetOp::Dataset will not be "
         rb"optimized because the dataset does not implement the AsGraphDefInternal\(\) method "
         rb"needed to apply optimizations\."
     ),
