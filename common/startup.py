@@ -242,4 +242,4 @@ def _wait_for_relay(relay: int, real_stderr: int) -> None:
             return
         if finished:
             return
-        time.sleep(0.005)
+        time.sleep(0.001)
