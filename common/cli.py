@@ -221,6 +221,9 @@ def run_app(
         del argv  # parse_flags has rejected stray arguments.
         with exit_on_user_error():
             config = config_from_flags(config_class)
+            if not startup_logs_requested():
+                # First: it forks, which must precede any thread (before_tensorflow's).
+                startup.hide_known_harmless_lines()
             if before_tensorflow:
                 before_tensorflow(config)
             startup.import_tensorflow(show_startup_logs=startup_logs_requested())

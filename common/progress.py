@@ -1,5 +1,6 @@
 """The console side of a run: one progress line per loop boundary, and how to view the run."""
 
+import datetime
 import pathlib
 import shlex
 import sys
@@ -20,13 +21,60 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{name}={format_number(value)}" for name, value in metrics.items())
 
 
-def print_progress(step: int, num_steps: int, metrics: dict[str, float]) -> None:
-    """Prints `step   500/2000 ( 25%)  train/loss=...` and flushes, so logs stream under pipes."""
+def print_progress(
+    step: int, num_steps: int, metrics: dict[str, float], seconds_left: float | None = None
+) -> None:
+    """Prints `step   500/2000 ( 25%)  train/loss=...  ETA 0:01:23` and flushes, so logs stream
+    under pipes.
+
+    The ETA is written `ETA h:mm:ss`, never `name=value`: every `name=value` of the line is a
+    TensorBoard tag's value (`train/loss=...`), and the time left is none.
+
+    Args:
+        step: the global step reached.
+        num_steps: the run's last step.
+        metrics: the console's values, `<run>/<tag>` to value, in order.
+        seconds_left: the estimated time to `num_steps` (see `TimeLeft`), or None for no ETA.
+    """
     width = len(str(num_steps))
     percent = 100 * step // max(num_steps, 1)
-    print(
-        f"step {step:>{width}}/{num_steps} ({percent:3d}%)  {format_metrics(metrics)}", flush=True
-    )
+    line = f"step {step:>{width}}/{num_steps} ({percent:3d}%)  {format_metrics(metrics)}"
+    if seconds_left is not None:
+        line += f"  ETA {format_duration(seconds_left)}"
+    print(line, flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """`83.4` -> `0:01:23`, `90061` -> `1 day, 1:01:01` (whole seconds, as `datetime` writes)."""
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class TimeLeft:
+    """A run's ETA from its train loops' measured speed, fed once per loop boundary.
+
+    The first loop is left out: it includes `train_loop`'s one-time tracing (and the first
+    step's too, on a resumed run), which can be most of its time, so its speed would put the ETA
+    far too late. So the first boundary shows no ETA, and later ones the steps left at the speed
+    of every loop since the first (their steps over their time). The loops' time only: evals,
+    summaries and checkpoints to come add to it, as `time:` at the end of a run shows.
+    """
+
+    def __init__(self, num_steps: int) -> None:
+        self._num_steps = num_steps
+        self._loops_seen = 0
+        self._steps = 0  # Of the loops after the first.
+        self._seconds = 0.0
+
+    def after_loop(self, step: int, loop_steps: int, loop_seconds: float) -> float | None:
+        """Records one loop; returns the seconds left to `num_steps`, or None when there is no
+        measure yet (the first loop) or nothing left (the run's last boundary)."""
+        self._loops_seen += 1
+        if self._loops_seen > 1:
+            self._steps += loop_steps
+            self._seconds += loop_seconds
+        if step >= self._num_steps or not self._steps or self._seconds <= 0:
+            return None
+        return (self._num_steps - step) * self._seconds / self._steps
 
 
 def view_command(logdir: str) -> str:

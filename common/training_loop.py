@@ -817,6 +817,7 @@ def run(
         step = int(state.global_step.numpy())
         loop = _Progress(step=step, start_step=step, last_eval_step=start_step)
         console_names = list(progress_metrics or _default_progress(state))
+        time_left = progress.TimeLeft(config.num_steps)  # The console's ETA.
         # `or not loop.metrics`: a one-step run still gets one boundary, with summaries and eval.
         while loop.step < config.num_steps or not loop.metrics:
             loop_steps = next_loop_steps(
@@ -888,7 +889,8 @@ def run(
                     on_boundary(loop.step)
                 if run.is_chief:  # This boundary's values only: no eval values from before.
                     console = {name: values[name] for name in console_names if name in values}
-                    progress.print_progress(loop.step, config.num_steps, console)
+                    seconds_left = time_left.after_loop(loop.step, loop_steps, loop_seconds)
+                    progress.print_progress(loop.step, config.num_steps, console, seconds_left)
             with times.phase("checkpoints"):
                 run.end_of_loop(loop.step)  # When due; on SIGINT/SIGTERM, save and stop.
 

@@ -8,23 +8,34 @@ app, how it fits the loop in `common/`, and the source README's "Make it yours" 
 particular to the source task; none of the source app's wording, logdirs, links or results. The
 copy runs at once (`python -m apps.<NAME>`) and its tests are part of `make test`.
 
+The copy describes itself as the new app: the module docstrings of its `__init__.py`, `main.py`
+(which `--helpshort` prints first) and `config.py` are written for it, and those of `model.py`,
+`data.py` and `train.py` open with a `TODO(you):` marker where the user describes their model,
+data and task, followed by the source's description, quoted as what the copied code still does.
+The copied tests that assert on the source's model, data or task (`TIED_TESTS`) are named, with
+what each asserts on, in the script's output, in each copied test file's header and above each
+such test: those are the ones to rewrite; the others hold for any model.
+
 Nothing is written unless everything can be: the copy is assembled in a temporary folder and moved
 into place last. A bad or taken NAME is refused with one line and exit code 2.
 """
 
 import argparse
+import ast
 import keyword
 import pathlib
 import re
 import shutil
 import sys
 import tempfile
+import textwrap
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 RESERVED_NAMES = {"apps", "common", "tests", "scripts", "test", "main"}
 TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".cfg", ".json"}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+LINE_LENGTH = 100  # `make lint`'s (pyproject.toml): what the copy writes must pass it.
 
 
 class NewAppError(Exception):
@@ -110,8 +121,235 @@ def rename_in_text(text: str, source: str, name: str) -> str:
     return re.sub(rf"\b{re.escape(source)}\b", name, text)
 
 
-def create_app(name: str, source: str, root: pathlib.Path) -> list[pathlib.Path]:
-    """Creates apps/<name> and its tests from apps/<source>; returns the paths it created."""
+# Where the user must describe what is theirs: one marker, easy to find (`grep -rn "TODO(you)"`).
+MARKER = "TODO(you)"
+# The module docstrings the copy gets, by file: written for the new app, each line short enough
+# for any NAME. `{source_doc}` is the source's docstring (renamed), quoted as what the copied code
+# still does.
+DOCSTRINGS = {
+    "__init__.py": "The {name} app.\n\n{marker}: what this app trains, in a line or two.\n",
+    "main.py": """Command line of the {name} app:
+flags -> a frozen `Config` -> `train.train_and_evaluate`.
+
+{marker}: what this app trains, in a sentence or two: `--helpshort` prints this text first.
+
+python -m apps.{name} --num_steps=1000 --logdir=logs/{name}
+python -m apps.{name} --helpshort    # every flag, with its default and help
+""",
+    "config.py": """The {name} app's settings:
+one home, from which main.py makes its flags (no TensorFlow).
+""",
+    "model.py": """The model of {name}.
+
+{marker}: describe your model: its inputs, its layers and its outputs.
+
+Until you replace it, it is the model of the app this one was copied from, described there as:
+
+{source_doc}
+""",
+    "data.py": """The data of {name}.
+
+{marker}: describe your data: where it comes from, and what one example is.
+
+Until you replace it, it is the data of the app this one was copied from, described there as:
+
+{source_doc}
+""",
+    "train.py": """Trains {name}.
+
+{marker}: describe the task: the loss, what the step measures, what lands in the logdir.
+
+Until you change them, the loss, the steps and the summaries are those of the app this one was
+copied from, described there as:
+
+{source_doc}
+""",
+}
+
+# The copied tests that assert on what the source app has (its model's layers, sizes or ops, its
+# data, metrics, flags or task), with what: a copy whose model or data differ fails them, and
+# they are the ones to rewrite. Every other test of the source's files holds for any model
+# (tests/test_new_app.py checks both: every name here exists, and a copy with another model
+# fails none of the others).
+TIED_TESTS: dict[str, dict[str, str]] = {
+    "regression_tape": {
+        "test_custom_scalars_layout_is_written_once_and_charts_the_run": "train.py's charts",
+        "test_op_graph_is_the_whole_train_step": "the model's ops (MatMul, Relu) and the MSE's",
+        "test_conceptual_graph_and_model_summary": "the model's layer names and parameter count",
+        "test_loss_gradient_norms_and_eval_metrics_are_finite": "the model's layer names and "
+        "variable count",
+        "test_it_learns_the_function_down_to_near_the_noise": "the data's function and noise",
+        "test_data_is_reproducible_and_its_references_are_right": "data.py",
+        "test_debugger_names_the_op_that_first_overflowed_and_the_error_points_at_it": "the MSE's "
+        "Square op overflowing first, at learning rate 1e10",
+        "test_a_short_run_from_the_command_line": "the dataset's description",
+        "test_bad_flags_fail_in_one_line": "the --noise_std flag",
+        "test_an_absurd_learning_rate_stops_at_the_first_non_finite_step": "the model diverging "
+        "at step 2 with learning rate 1e10",
+    },
+    "mnist_mlp": {
+        "test_op_graph_is_the_whole_train_step": "the model's ops and layer names",
+        "test_conceptual_graph_and_model_summary": "the model's layer names, sizes and parameter "
+        "count",
+        "test_scalars_are_finite_and_land_on_loop_boundaries": "the task's metrics (accuracy)",
+        "test_histograms_and_returned_metrics": "the model's variables and the task's metrics",
+        "test_loops_end_on_multiples_of_steps_per_loop": "data.py's bundled sample",
+        "test_a_single_step_run_still_logs_and_evaluates": "data.py's bundled sample",
+        "test_it_learns_real_digits_on_the_bundled_sample": "the model's accuracy on the digits",
+        "test_full_mnist_through_tfds_under_mock_data": "data.py's MNIST loading",
+        "test_auto_offline_chooses_the_sample_and_says_so": "data.py's --dataset=auto",
+        "test_auto_uses_prepared_mnist_without_probing_the_network": "data.py's --dataset=auto",
+        "test_explicit_mnist_offline_fails_fast_with_a_hint": "data.py's MNIST loading",
+        "test_download_probe_against_local_sockets": "data.py's download probe",
+        "test_bundled_sample_is_real_balanced_mnist": "the bundled MNIST sample",
+        "test_preprocess_flattens_a_split_of_either_image_shape": "data.py's preprocessing",
+        "test_profile_captures_the_second_loop_and_says_where": "data.py's bundled sample",
+        "test_jit_compile_trains_and_still_logs_the_step_graph": "the model's ops and the data",
+        "test_gradient_histograms_and_norm_at_every_eval_charted_by_the_custom_scalars": "the "
+        "model's layer names and sizes, train.py's charts",
+        "test_pr_curve_per_digit_misclassified_digits_and_confusion_matrix_at_every_eval": "the "
+        "task's ten digits and visuals.py",
+        "test_misclassified_grid_captions_only_the_wrong_digits": "visuals.py's digit pictures",
+        "test_confusion_matrix_shades_each_cell_by_its_share_of_the_row": "visuals.py's pictures",
+        "test_misclassified_grid_is_pillows_drawing_pixel_for_pixel": "visuals.py's pictures",
+        "test_confusion_matrix_is_pillows_drawing_pixel_for_pixel": "visuals.py's pictures",
+        "test_texts_from_glyphs_are_pillows_texts": "visuals.py's captions",
+        "test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite": "the "
+        "model's hidden layer and the digits",
+        "test_each_eval_draws_its_own_pictures_and_the_projector_holds_the_latest": "visuals.py "
+        "and the digits",
+        "test_a_probe_started_before_tensorflow_is_the_one_the_data_loader_waits_for": "data.py's "
+        "download probe",
+        "test_main_probes_the_download_host_before_tensorflow_only_for_auto": "main.py's probe",
+        "test_a_short_run_from_the_command_line": "the --dataset flag and the dataset's "
+        "description",
+        "test_bad_flags_fail_in_one_line_before_tensorflow_loads": "the --dataset flag",
+        "test_logdir_that_is_a_file": "the --dataset flag",
+        "test_rerunning_a_finished_run_says_so_and_touches_nothing": "the --dataset flag",
+        "test_another_model_in_a_finished_logdir_is_refused_and_touches_nothing": "the "
+        "--hidden_units flag",
+    },
+    "vae_timeseries": {
+        "test_custom_scalars_layout_is_written_once_and_charts_the_run": "train.py's charts",
+        "test_op_graph_is_the_whole_vae_step": "the model's ops (convolutions, sampling)",
+        "test_encoder_and_decoder_graphs_and_summaries": "the two models' layer names",
+        "test_scalars_are_finite_on_the_boundaries_and_kl_is_positive": "the task's ELBO terms",
+        "test_beta_warms_up_linearly_then_stays_at_one": "the task's KL warm-up",
+        "test_latent_histograms_and_reconstruction_images": "the latent and images.py",
+        "test_projector_gets_the_eval_windows_latent_means": "the latent and the windows",
+        "test_the_elbo_improves": "the task's ELBO on the synthetic series",
+        "test_csv_with_header_and_time_column_trains": "data.py's CSV reading",
+        "test_standardization_uses_the_training_part_only": "data.py's standardization",
+        "test_bad_csvs_fail_with_one_line_naming_file_and_place": "data.py's CSV checks",
+        "test_a_missing_csv_is_named": "data.py's CSV checks",
+        "test_heatmap_colors": "images.py",
+        "test_jit_compile_and_profile_come_with_the_shared_loop": "the model's settings and ops",
+        "test_a_short_run_from_the_command_line": "the data's flags and description",
+        "test_bad_flags_fail_in_one_line": "the app's own flags",
+        "test_a_malformed_csv_fails_in_one_line_before_the_logdir_is_touched": "the --data_path "
+        "flag",
+        "test_a_missing_csv_fails_in_one_line": "the --data_path flag",
+    },
+    "conditional_dropout": {
+        "test_custom_scalars_layout_is_written_once_and_charts_the_run": "train.py's charts",
+        "test_pr_curve_of_the_eval_set_at_every_eval": "the task's binary labels",
+        "test_train_and_inference_graphs_are_two_tags": "train.py's inference graph",
+        "test_train_graph_holds_a_real_conditional_around_dropout": "the model's dropout",
+        "test_inference_graph_has_no_dropout_random_or_conditional_ops": "the model's dropout",
+        "test_the_switch_flips_at_its_step_without_retracing": "the model's dropout switch",
+        "test_conceptual_graph_shows_the_custom_layers": "the model's layers",
+        "test_inference_is_deterministic_and_training_is_stochastic": "the model's dropout",
+        "test_switching_off_makes_training_mode_deterministic_without_retrace": "the model's "
+        "dropout switch",
+        "test_the_switch_is_saved_with_the_model": "the model's dropout switch",
+        "test_the_popular_advice_fails_on_keras_3": "model.py's dropout layer",
+        "test_dropout_makes_the_overfitting_smaller": "the model and the data",
+        "test_the_gradient_summaries_do_not_change_the_training": "the dropout switch's setting",
+        "test_a_short_run_with_the_runtime_switch": "the dropout switch's flag",
+        "test_bad_flags_fail_in_one_line": "the dropout flags",
+    },
+}
+
+
+def rewrite_docstring(path: pathlib.Path, name: str) -> None:
+    """Gives `path` (a copied app module, already renamed) the module docstring of `DOCSTRINGS`."""
+    template = DOCSTRINGS.get(path.name)
+    if template is None:
+        return
+    text = path.read_text()
+    tree = ast.parse(text)
+    source_doc = (ast.get_docstring(tree, clean=True) or "").strip()
+    # Quoted as it is, lines unindented: they keep their length, which `make lint` checks.
+    docstring = template.format(name=name, marker=MARKER, source_doc=source_doc)
+    if '"""' in docstring or "\\" in docstring:
+        raise NewAppError(f"apps/{name}/{path.name}: its docstring cannot be quoted in the copy's")
+    lines = text.splitlines(keepends=True)
+    first = tree.body[0] if tree.body else None
+    has_docstring = (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
+    rest = lines[first.end_lineno :] if has_docstring else lines
+    prefix = lines[: first.lineno - 1] if has_docstring else []
+    path.write_text("".join(prefix) + f'"""{docstring}"""\n' + "".join(rest))
+
+
+def mark_tied_tests(path: pathlib.Path, tied: dict[str, str], name: str) -> list[str]:
+    """Names the tests of `path` (a copied test file) that `tied` lists: in the file's header
+    and above each one. Returns their names, in the file's order."""
+    lines = path.read_text().splitlines(keepends=True)
+    found = []
+    for index in range(len(lines) - 1, -1, -1):
+        match = re.match(r"def (test_\w+)\(", lines[index])
+        if not match or match.group(1) not in tied:
+            continue
+        found.insert(0, match.group(1))
+        start = index  # Above its decorators: up to the blank line before them.
+        while start > 0 and lines[start - 1].strip():
+            start -= 1
+        comment = textwrap.fill(
+            f"{MARKER}: tied to the copied app: asserts on {tied[match.group(1)]}; rewrite it "
+            f"for {name}'s own.",
+            width=LINE_LENGTH,
+            initial_indent="# ",
+            subsequent_indent="# ",
+        )
+        lines.insert(start, comment + "\n")
+    if not found:
+        return found
+    tree = ast.parse("".join(lines))
+    first = tree.body[0]
+    header = "\n\n" + textwrap.fill(
+        f"{MARKER}: of the tests below, these assert on the model, data or task this app was "
+        "copied from, and fail once yours differ: rewrite them for yours (each is marked). The "
+        "others hold for any model.",
+        width=LINE_LENGTH,
+    )
+    for test in found:
+        header += "\n" + textwrap.fill(
+            f"{test}: {tied[test]}",
+            width=LINE_LENGTH,
+            initial_indent="    ",
+            subsequent_indent="        ",
+        )
+    header += "\n"
+    end_line = lines[first.end_lineno - 1]
+    closing = end_line.rindex('"""')
+    lines[first.end_lineno - 1] = end_line[:closing] + header + end_line[closing:]
+    path.write_text("".join(lines))
+    return found
+
+
+def create_app(
+    name: str, source: str, root: pathlib.Path
+) -> tuple[list[pathlib.Path], dict[str, list[str]]]:
+    """Creates apps/<name> and its tests from apps/<source>.
+
+    Returns:
+        The paths it created, and by copied test file (`tests/test_<name>.py`), the tests in it
+        that assert on the source's model, data or task (see `TIED_TESTS`).
+    """
     source_dir = root / "apps" / source
     if not NAME_PATTERN.fullmatch(source) or not (source_dir / "train.py").is_file():
         apps = sorted(p.name for p in (root / "apps").iterdir() if (p / "train.py").is_file())
@@ -135,13 +373,20 @@ def create_app(name: str, source: str, root: pathlib.Path) -> list[pathlib.Path]
         for path in [*staged_app.rglob("*"), *staged_tests]:
             if path.is_file() and path.suffix in TEXT_SUFFIXES:
                 path.write_text(rename_in_text(path.read_text(), source, name))
+        for path in staged_app.glob("*.py"):
+            rewrite_docstring(path, name)
+        tied = {}
+        for staged in staged_tests:
+            found = mark_tied_tests(staged, TIED_TESTS.get(source, {}), name)
+            if found:
+                tied[f"tests/{staged.name}"] = found
 
         created = [root / "apps" / name]
         shutil.move(staged_app, created[0])
         for staged in staged_tests:
             created.append(root / "tests" / staged.name)
             shutil.move(staged, created[-1])
-    return created
+    return created, tied
 
 
 def main() -> None:
@@ -151,7 +396,7 @@ def main() -> None:
     parser.add_argument("--root", type=pathlib.Path, default=REPO_ROOT, help="repository root")
     args = parser.parse_args()
     try:
-        created = create_app(args.name, args.source, args.root)
+        created, tied = create_app(args.name, args.source, args.root)
     except NewAppError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -160,8 +405,16 @@ def main() -> None:
     print(
         f"run it:  make run APP={args.name}   (or: .venv/bin/python -m apps.{args.name})\n"
         f"test it: .venv/bin/python -m pytest tests/test_{args.name}.py\n"
-        f"then make it yours: apps/{args.name}/README.md lists what to replace"
+        f"then make it yours: apps/{args.name}/README.md lists what to replace; describe your "
+        f"model, data and task where `grep -rn '{MARKER}' apps/{args.name}` points"
     )
+    for test_file, tests in tied.items():
+        print(
+            f"{len(tests)} tests of {test_file} assert on {args.source}'s model, data or task "
+            "and fail once yours differ; rewrite them (each is marked in the file):"
+        )
+        for test in tests:
+            print(f"  {test}: {TIED_TESTS[args.source][test]}")
 
 
 if __name__ == "__main__":

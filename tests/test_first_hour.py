@@ -6,9 +6,11 @@ import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import pytest
@@ -108,6 +110,184 @@ def test_stderr_is_back_after_the_import(capfd):
     assert startup.import_tensorflow(show_startup_logs=False) is tf
     os.write(2, b"after the import\n")
     assert capfd.readouterr().err == "after the import\n"
+
+
+# Lines TensorFlow writes mid-run that are known to be harmless (common/startup.py), as measured
+# here: hidden, and nothing else is.
+ONEDNN_BOOL_LINE = (
+    b"E0000 00:00:1796167253.307424   24351 util.cc:131] oneDNN supports DT_BOOL only on "
+    b"platforms with AVX-512. Falling back to the default Eigen-based implementation if present."
+)
+GENERATOR_DATASET_LINE = (
+    b"W0000 00:00:1796167259.237191   24560 dataset.cc:997] Input of GeneratorDatasetOp::Dataset "
+    b"will not be optimized because the dataset does not implement the AsGraphDefInternal() "
+    b"method needed to apply optimizations."
+)
+# A user's app (a copy's shape: flags from a Config, cli.run_app) whose LSTM reads a masked
+# sequence, as Masking or Embedding(mask_zero=True) make one; after training, it writes two lines
+# no list knows: a real C++ warning of tf.data, and a line like the oneDNN one for another dtype.
+TINY_LSTM_APP = """
+import os
+
+from apps.regression_tape import config
+from common import cli
+
+FLAGS = cli.define_flags(config.Config, "logs/tiny_lstm_app")
+
+
+def train_and_evaluate(config, logdir):
+    import keras
+    import tensorflow as tf
+
+    from apps.regression_tape import model as model_lib
+    from apps.regression_tape import train
+
+    def create_model():
+        features = keras.Input((10,), name="features")
+        sequence = keras.layers.Masking()(keras.layers.Reshape((5, 2))(features))
+        prediction = keras.layers.Dense(1)(keras.layers.LSTM(4)(sequence))
+        return keras.Model(features, prediction, name="tiny_lstm")
+
+    model_lib.create_model = create_model
+    metrics = train.train_and_evaluate(config, logdir)
+    tf.data.Dataset.range(3).cache().take(1).get_single_element()
+    os.write(2, ONEDNN_HALF_LINE + b"\\n")
+    return metrics
+
+
+if __name__ == "__main__":
+    cli.run_app(config.Config, __name__)
+"""
+
+
+def run_tiny_lstm_app(tmp_path: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
+    """`python -m tiny_lstm_app` under --strategy=mirrored on two logical CPUs, 2 steps."""
+    tmp_path.mkdir()
+    app = tmp_path / "tiny_lstm_app.py"
+    half_line = ONEDNN_BOOL_LINE.replace(b"DT_BOOL", b"DT_HALF")
+    app.write_text(f"ONEDNN_HALF_LINE = {half_line!r}\n" + TINY_LSTM_APP)
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "tiny_lstm_app", "--num_steps=2", "--steps_per_loop=2"),
+            *("--strategy=mirrored", "--num_cpu_devices=2", f"--logdir={tmp_path / 'run'}"),
+            *flags,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"},
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def test_an_lstm_app_under_mirrored_hides_the_known_harmless_lines_and_no_other(tmp_path):
+    shown = run_tiny_lstm_app(tmp_path / "shown", "--verbosity=0")
+    assert shown.returncode == 0, shown.stderr.decode()
+    shown_lines = shown.stderr.splitlines()
+    # The model and the strategy do make TensorFlow write them: --verbosity=0 shows everything.
+    assert ONEDNN_BOOL_LINE[ONEDNN_BOOL_LINE.index(b"util.cc") :] in shown.stderr
+    assert GENERATOR_DATASET_LINE[GENERATOR_DATASET_LINE.index(b"dataset.cc") :] in shown.stderr
+
+    result = run_tiny_lstm_app(tmp_path / "hidden")
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stderr.decode().splitlines()
+    # What no list knows still reaches stderr, whole, in order: tf.data's C++ warning, then the
+    # look-alike for another dtype.
+    assert len(lines) == 2, lines
+    assert "cache_dataset_ops.cc" in lines[0] and "did not fully read the dataset" in lines[0]
+    assert lines[1].encode() == ONEDNN_BOOL_LINE.replace(b"DT_BOOL", b"DT_HALF")
+    assert len(shown_lines) > len(lines)
+
+
+def test_the_debugger_says_nothing_about_pythons_frozen_modules(tmp_path):
+    result = run_app(
+        "mnist_mlp",
+        "--dataset=synthetic",
+        "--num_steps=2",
+        "--steps_per_loop=2",
+        "--batch_size=8",
+        "--debugger",
+        f"--logdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "debugger: recording op health into" in result.stdout
+
+
+def test_only_a_frozen_modules_unreadable_source_is_hidden():
+    # The message as TensorFlow's debugger logs it (dumping_callback.py), for a frozen module and
+    # for a real file it cannot read.
+    from tensorflow.python.debug.lib import dumping_callback
+
+    template = "Failed to read source code from path: %s. Reason: %s"
+    assert template in pathlib.Path(dumping_callback.__file__).read_text()
+
+    def record(path: str) -> logging.LogRecord:
+        return logging.LogRecord("tensorflow", logging.WARNING, "", 0, template, (path, "x"), None)
+
+    harmless = startup._not_a_frozen_module_source_warning
+    assert not harmless(record("/work/repo/<frozen runpy>"))
+    assert harmless(record("/work/repo/apps/my_app/model.py"))
+    assert harmless(record("/work/repo/<frozen runpy>.py"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ONEDNN_BOOL_LINE.replace(b"DT_BOOL", b"DT_HALF"),  # Another dtype: maybe a slow kernel.
+        ONEDNN_BOOL_LINE + b" And something else.",
+        ONEDNN_BOOL_LINE.replace(b"util.cc", b"mkl_util.cc"),
+        b"error: " + ONEDNN_BOOL_LINE,
+        GENERATOR_DATASET_LINE.replace(b"GeneratorDatasetOp", b"MapDatasetOp"),
+        b"F0000 00:00:1796167253.307424   24351 util.cc:131] Check failed: DT_BOOL",
+        b"F" + ONEDNN_BOOL_LINE[1:],  # The same words at another level: not what was measured.
+    ],
+    ids=["other-dtype", "more-text", "other-file", "prefixed", "other-dataset", "fatal", "level"],
+)
+def test_a_line_like_a_harmless_one_is_not_hidden(line):
+    assert startup.is_known_harmless(ONEDNN_BOOL_LINE)
+    assert startup.is_known_harmless(GENERATOR_DATASET_LINE)
+    assert not startup.is_known_harmless(line)
+
+
+RELAYED_SCRIPT = """
+import os, sys
+from common import startup
+startup.hide_known_harmless_lines()
+os.write(2, ONEDNN_BOOL_LINE + b"\\n")
+sys.stderr.write("a prompt with no newline: ")
+sys.stderr.flush()
+sys.stdin.readline()  # Until the test has seen the partial line on stderr.
+os.write(2, b"the line before a crash\\n")
+os.abort() if sys.argv[1] == "crash" else sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("ending", ["crash", "exit"])
+def test_the_relay_loses_nothing_before_an_exit_or_a_crash(tmp_path, ending):
+    stderr_file = tmp_path / "stderr"
+    script = f"ONEDNN_BOOL_LINE = {ONEDNN_BOOL_LINE!r}\n" + RELAYED_SCRIPT
+    with stderr_file.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, ending],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stderr=stderr,
+        )
+        # A partial line reaches stderr while the run waits (for its stdin here).
+        wait_for_file_bytes(stderr_file, b"a prompt with no newline: ")
+        process.communicate(b"go on\n", timeout=60)
+    assert process.returncode == (-signal.SIGABRT if ending == "crash" else 3)
+    if ending == "exit":  # An exit waits for the relay: everything is there when it returns.
+        assert stderr_file.read_bytes() == b"a prompt with no newline: the line before a crash\n"
+    else:  # A crash cannot wait; the relay still copies what the run wrote, once it is gone.
+        wait_for_file_bytes(stderr_file, b"a prompt with no newline: the line before a crash\n")
+
+
+def wait_for_file_bytes(path: pathlib.Path, expected: bytes, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while path.read_bytes() != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.read_bytes() == expected
 
 
 # Retracing: every run in one process (make results, make bench) gets functions traced once.

@@ -1,5 +1,6 @@
 """`make new-app`: a copied app runs at once and its tests pass, in a throwaway copy of the repo."""
 
+import ast
 import pathlib
 import re
 import shutil
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+from scripts import new_app as new_app_script
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, files_and_contents, run_app
 
@@ -41,6 +43,30 @@ def test_every_app_can_be_copied_with_a_readme_of_its_own(repo_copy, source):
     readme = (repo_copy / "apps" / "my_app" / "README.md").read_text()
     assert source not in readme and "## Make it yours" in readme
     assert set(re.findall(r"logs/\w+", readme)) == {"logs/my_app"}
+    # It describes itself as my_app, and says where the user describes the rest.
+    app = repo_copy / "apps" / "my_app"
+    for module in ("__init__.py", "main.py", "config.py", "model.py", "data.py", "train.py"):
+        docstring = ast.get_docstring(ast.parse((app / module).read_text()))
+        assert "my_app" in docstring.splitlines()[0], (module, docstring)
+    for module in ("__init__.py", "main.py", "model.py", "data.py", "train.py"):
+        assert "TODO(you): " in ast.get_docstring(ast.parse((app / module).read_text())), module
+    source_summary = ast.get_docstring(
+        ast.parse((REPO_ROOT / "apps" / source / "main.py").read_text())
+    )
+    help_text = subprocess.run(
+        [sys.executable, "-m", "apps.my_app", "--helpshort"],
+        cwd=repo_copy,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert help_text.startswith("Command line of the my_app app:\n"), help_text[:300]
+    assert "TODO(you): what this app trains" in help_text
+    assert source_summary.splitlines()[0] not in help_text  # "Command line of the MNIST app".
+    # The copied tests that assert on the source's model or data, named in the output.
+    tied = new_app_script.TIED_TESTS[source]
+    for test in tied:
+        assert f"  {test}: {tied[test]}" in result.stdout, test
 
 
 def test_copy_runs_at_once_and_passes_its_tests(repo_copy):
@@ -89,6 +115,77 @@ def test_copy_runs_at_once_and_passes_its_tests(repo_copy):
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout.splitlines()[-1]
+
+
+def functions_named_test(path: pathlib.Path) -> set[str]:
+    return {
+        node.name
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+
+
+def comment_above(text: str, test: str) -> str:
+    """The first line of the block of lines (comments, decorators) that ends at `def <test>(`."""
+    lines = text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith(f"def {test}("))
+    while start > 0 and lines[start - 1].strip():
+        start -= 1
+    return lines[start]
+
+
+def test_every_app_names_its_tied_tests_and_each_exists():
+    apps = sorted(path.parent.name for path in (REPO_ROOT / "apps").glob("*/train.py"))
+    assert sorted(new_app_script.TIED_TESTS) == apps
+    for app, tied in new_app_script.TIED_TESTS.items():
+        tests = functions_named_test(REPO_ROOT / "tests" / f"test_{app}.py")
+        tests |= functions_named_test(REPO_ROOT / "tests" / f"test_{app}_cli.py")
+        assert set(tied) <= tests, (app, set(tied) - tests)  # A renamed test is renamed here too.
+
+
+def test_a_copy_with_another_model_fails_only_the_tests_it_names(repo_copy):
+    result = new_app(repo_copy, "my_app", "--from", "regression_tape")
+    assert result.returncode == 0, result.stderr
+    tied = new_app_script.TIED_TESTS["regression_tape"]
+    copied_tests = [
+        repo_copy / "tests" / "test_my_app.py",
+        repo_copy / "tests" / "test_my_app_cli.py",
+    ]
+    for path in copied_tests:  # Named in the header, and marked above the test itself.
+        text = path.read_text()
+        header = ast.get_docstring(ast.parse(text))
+        for test in functions_named_test(path) & set(tied):
+            assert f"\n    {test}: " in header, test
+            assert comment_above(text, test).startswith("# TODO(you): tied to the copied app:")
+    # A user's model: other layers, other sizes, another activation.
+    (repo_copy / "apps" / "my_app" / "model.py").write_text(
+        "import keras\n\n"
+        "from .data import NUM_FEATURES\n\n\n"
+        "def create_model() -> keras.Model:\n"
+        "    features = keras.Input(shape=(NUM_FEATURES,), name='features')\n"
+        "    hidden = keras.layers.Dense(8, activation='tanh', name='encoder')(features)\n"
+        "    prediction = keras.layers.Dense(1, name='output')(hidden)\n"
+        "    return keras.Model(inputs=features, outputs=prediction, name='my_app')\n"
+    )
+    # Every test the copy does not name must hold for it; one it names shows the model is new.
+    untied = [
+        f"{path.relative_to(repo_copy)}::{test}"
+        for path in copied_tests
+        for test in sorted(functions_named_test(path) - set(tied))
+    ]
+    assert untied  # test_rerunning_a_finished_run_says_so_and_touches_nothing, in the CLI file.
+    named = "tests/test_my_app.py::test_conceptual_graph_and_model_summary"
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", named, *untied],
+        cwd=repo_copy,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    failed = re.findall(
+        r"^(?:FAILED|ERROR) (tests/test_my_app\w*\.py::test_\w+)", tests.stdout, re.M
+    )
+    assert failed == [named], tests.stdout[-3000:]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from apps.regression_tape import train as regression_train
 from common import errors, run_lock
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
+from tests.sigint import children_start_with_sigint
 
 SLOW_MNIST = ("--dataset=synthetic", "--batch_size=16", "--steps_per_loop=10")
 
@@ -36,14 +37,17 @@ def assert_clean_history(logdir):
         assert steps == sorted(set(steps)), (run, steps)
 
 
-def start_app(*flags):
-    return subprocess.Popen(
-        [sys.executable, "-m", "apps.mnist_mlp", *flags],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_app(*flags, sigint=signal.SIG_DFL):
+    """mnist_mlp in the background, with SIGINT as a terminal gives it unless `sigint` says
+    otherwise (see tests/sigint.py: the suite may run with SIGINT ignored)."""
+    with children_start_with_sigint(sigint):
+        return subprocess.Popen(
+            [sys.executable, "-m", "apps.mnist_mlp", *flags],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 def wait_for(predicate, seconds=120.0):
@@ -138,6 +142,36 @@ def test_sigint_and_sigterm_save_then_exit_with_the_conventional_code(tmp_path, 
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from step {stopped_at}" in resumed.stdout
     assert_clean_history(logdir)
+
+
+def test_a_run_started_with_sigint_ignored_keeps_training_says_so_and_stops_on_sigterm(tmp_path):
+    # As `make run-mnist &` in a script starts it: the Ctrl-C meant for the script's foreground
+    # reaches the run too, which keeps the shell's word (and Python's, make's) and trains on.
+    logdir = tmp_path / "run"
+    process = start_app(
+        *SLOW_MNIST, "--num_steps=100000", f"--logdir={logdir}", sigint=signal.SIG_IGN
+    )
+    try:
+        wait_for(lambda: process.stdout.readline().startswith("step "))
+        process.send_signal(signal.SIGINT)
+        # Still training: two more progress lines (one may have been on its way).
+        wait_for(lambda: process.stdout.readline().startswith("step "))
+        wait_for(lambda: process.stdout.readline().startswith("step "))
+        assert process.poll() is None, "a SIGINT the run started ignoring stopped it"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    lines = stderr.splitlines()
+    assert lines[0] == (
+        "SIGINT ignored: this run was started with SIGINT ignored (as a shell starts a background "
+        "job without job control: `make run-mnist &` in a script), so it keeps training; stop it "
+        f"with `kill {process.pid}` (SIGTERM), which saves first"
+    ), stderr
+    assert len(lines) == 2 and lines[1].startswith("interrupted: SIGTERM at step "), stderr
+    stopped_at = int(lines[1].split(" at step ")[1].split(";")[0])
+    assert checkpoint_step(logdir) == stopped_at
 
 
 def test_nan_in_the_data_stops_at_its_step_and_keeps_the_good_checkpoint(tmp_path):
