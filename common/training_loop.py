@@ -119,7 +119,9 @@ class TrainState:
         """
         state = cls(
             models=tuple(models),
-            optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
+            optimizer=for_mixed_precision(
+                optimizer or keras.optimizers.Adam(config.learning_rate), config.mixed_precision
+            ),
             train_metrics=train_metrics,
             eval_metrics=eval_metrics,
             global_step=step_counter.create_global_step(),
@@ -152,6 +154,90 @@ class TrainState:
             per_example_losses, global_batch_size=self.global_batch_size
         )
 
+    # Mixed precision: a step calls these whatever --mixed_precision says, and reads the same
+    # with or without it (each is the identity, adding no op, unless the optimizer scales the
+    # loss, as it does under mixed_float16: see for_mixed_precision).
+
+    def scale_loss(
+        self, loss: tf.Tensor, optimizer: keras.optimizers.Optimizer | None = None
+    ) -> tf.Tensor:
+        """The loss to take the gradients of: `loss` times the loss scale under mixed_float16
+        (float16 gradients of small values would underflow to 0), else `loss` itself.
+
+        Args:
+            loss: the step's loss (float32: a model's last layer computes in float32).
+            optimizer: the optimizer its gradients go to (default `self.optimizer`).
+        """
+        scale = loss_scale(optimizer or self.optimizer)
+        return loss if scale is None else loss * scale
+
+    def unscale(
+        self,
+        scaled_gradients: Sequence[tf.Tensor | None],
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> list[tf.Tensor | None]:
+        """The true gradients, from those of `scale_loss`'s loss: what the histograms and any
+        gradient metric must see. Call it before `apply_gradients`, which may change the scale;
+        apply the *scaled* gradients (the LossScaleOptimizer divides them itself, and skips a
+        step whose gradients overflowed).
+
+        Args:
+            scaled_gradients: `tape.gradient(state.scale_loss(loss), variables)`.
+            optimizer: the optimizer that scaled the loss (default `self.optimizer`).
+        """
+        scale = loss_scale(optimizer or self.optimizer)
+        if scale is None:
+            return list(scaled_gradients)
+        return [_divide(gradient, scale) for gradient in scaled_gradients]
+
+    def loss_or_nan(
+        self,
+        loss: tf.Tensor,
+        gradients: Sequence[tf.Tensor | None],
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> tf.Tensor:
+        """`training_run.loss_or_nan(loss, gradients)`, what a train step returns for the loop's
+        non-finite check, knowing about loss scaling: under mixed_float16 a step whose gradients
+        overflowed is skipped by the optimizer (and the scale halved), which is expected and does
+        not stop the run; a non-finite loss does, and so do non-finite gradients once the loss
+        scale has fallen below `training_run.MIN_LOSS_SCALE` (every step skipped: NaN data, or a
+        model float16 cannot hold). Call it after `apply_gradients`.
+        """
+        scale = loss_scale(optimizer or self.optimizer)
+        return training_run.loss_or_nan(loss, gradients, loss_scale=scale)
+
+
+def for_mixed_precision(
+    optimizer: keras.optimizers.Optimizer, mixed_precision: str
+) -> keras.optimizers.Optimizer:
+    """`optimizer` as `--mixed_precision` needs it: under mixed_float16 wrapped in Keras's
+    `LossScaleOptimizer` (dynamic loss scaling: its scale is checkpointed with it), otherwise as
+    it is (bfloat16 has float32's range: no scaling).
+
+    Args:
+        optimizer: an optimizer over float32 variables.
+        mixed_precision: one of `settings.MIXED_PRECISION_NAMES`.
+    """
+    if mixed_precision == "mixed_float16" and loss_scale(optimizer) is None:
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
+    """The optimizer's dynamic loss scale (a float32 variable), or None if it scales no loss."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.dynamic_scale
+    return None
+
+
+def _divide(gradient: tf.Tensor | tf.IndexedSlices | None, scale: Any) -> Any:
+    """`gradient / scale`, keeping an embedding's sparse gradient sparse."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values / scale, gradient.indices, gradient.dense_shape)
+    return gradient / scale
+
 
 # train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)
 TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor | None]]]
@@ -160,12 +246,24 @@ StepOutputs = tuple[tf.Tensor, list[tf.Tensor | None]]
 EvalStep = Callable[..., None]  # eval_step(state, *batch): updates state.eval_metrics
 
 
+# --mixed_precision's Keras policy: layers compute in its 16-bit type, variables stay float32.
+MIXED_PRECISION_POLICIES = {
+    "none": "float32",
+    "mixed_float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16",
+}
+
+
 def create_strategy(config: settings.TrainingSettings) -> tf.distribute.Strategy:
-    """A run's first TensorFlow calls: the `tf.distribute` strategy, then every seed."""
+    """A run's first TensorFlow calls: the `tf.distribute` strategy, the mixed-precision policy
+    (before any model is built), then every seed."""
     # First: the threads and the split of the CPU into logical devices must precede every other
     # TensorFlow call.
     distribution.set_compute_threads()
     strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
+    # Before any model is built: a layer takes the global policy when it is made. Set for every
+    # run, "none" too, since a process may train several runs (tests do).
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
     return strategy
 
@@ -510,6 +608,9 @@ def train_scalars(
     """A boundary's train scalars: the metrics (read and reset), the learning rate, the speed."""
     scalars = read_train_metrics()
     scalars["learning_rate"] = float(state.optimizer.learning_rate.numpy())
+    scale = loss_scale(state.optimizer)
+    if scale is not None:  # mixed_float16: it halves at each overflowed (skipped) step.
+        scalars["loss_scale"] = float(scale.numpy())
     if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
         scalars["steps_per_second"] = loop_steps / loop_seconds
         scalars["examples_per_second"] = loop_steps * state.global_batch_size / loop_seconds

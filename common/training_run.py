@@ -63,9 +63,16 @@ _CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_NAME}-(\d+)(\.index|\.data-\d+-of-\
 NON_FINITE_ADVICE = (
     "Try a lower --learning_rate, or check the data for very large or missing values."
 )
+# Below it, a dynamic loss scale (mixed_float16, from 2**15) has been halved at 16 skipped steps
+# more than it grew: the gradients overflow float16 even unscaled, or are NaN. See loss_or_nan.
+MIN_LOSS_SCALE = 1.0
 
 
-def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Tensor:
+def loss_or_nan(
+    loss: tf.Tensor,
+    gradients: Sequence[tf.Tensor | None],
+    loss_scale: tf.Variable | None = None,
+) -> tf.Tensor:
     """`loss`, or NaN if it is finite but a gradient holds a NaN or an infinity: what a train step
     should return for the loop's non-finite check.
 
@@ -73,6 +80,16 @@ def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Te
     (TensorFlow 2.21 in a tf.function), the fused op turns a NaN input into 0: a NaN in the data
     gives a finite loss but NaN gradients, and from then on NaN weights behind a loss that still
     looks fine. Call it inside the step, after `tape.gradient`; `None` gradients are skipped.
+
+    Args:
+        loss: the step's loss.
+        gradients: its gradients (unscaled).
+        loss_scale: under dynamic loss scaling (mixed_float16), the optimizer's scale, read after
+            its update. Non-finite gradients are then expected now and again: the optimizer
+            skips that step and halves the scale, and the weights never see them. They count
+            only once the scale is below MIN_LOSS_SCALE: after that many halvings every step is
+            being skipped (NaN data, or values float16 cannot hold even unscaled), and the run
+            would otherwise go on without learning, saying nothing.
     """
     checks = [
         tf.reduce_all(tf.math.is_finite(getattr(gradient, "values", gradient)))  # IndexedSlices.
@@ -80,6 +97,8 @@ def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Te
         if gradient is not None
     ]
     all_finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+    if loss_scale is not None:
+        all_finite = tf.logical_or(all_finite, loss_scale >= MIN_LOSS_SCALE)
     # A loss that is already Inf stays Inf (its gradients are NaN then), so the error says so.
     keep_loss = tf.logical_or(all_finite, tf.logical_not(tf.math.is_finite(loss)))
     # The NaN is sqrt(-1), computed only in a broken step (sqrt(-0) is 0): a NaN constant would
@@ -231,6 +250,7 @@ class TrainingRun:
         self.output_dir = logdir
         self._checkpoint = tf.train.Checkpoint(global_step=global_step, **trackables)
         self._float_variables = _float_variables(trackables)
+        self._trackables = trackables  # A NaN message reads a loss scale's value from them.
         self._max_to_keep = max_to_keep
         self._lock = LogdirLock(logdir)
         self._stop_signals = StopSignals()
@@ -724,8 +744,23 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss or its gradients became {loss} at step {step}; stopped without "
-                f"saving. {self._what_is_kept()} {self._non_finite_advice()}"
+                f"saving.{self._loss_scale_note()} {self._what_is_kept()} "
+                f"{self._non_finite_advice()}"
             )
+
+    def _loss_scale_note(self) -> str:
+        """Under dynamic loss scaling whose scale collapsed (see loss_or_nan): what happened."""
+        for trackable in self._trackables.values():
+            # keras.optimizers.LossScaleOptimizer's scale, once built (mixed_float16).
+            scale = getattr(trackable, "dynamic_scale", None)
+            if scale is not None and float(scale.numpy()) < MIN_LOSS_SCALE:
+                return (
+                    " Under --mixed_precision=mixed_float16 the steps whose gradients were not "
+                    "finite were skipped, and the loss scale fell to "
+                    f"{float(scale.numpy()):g}: they overflow float16 even unscaled, or are "
+                    "NaN (try --mixed_precision=mixed_bfloat16 or none)."
+                )
+        return ""
 
     def _non_finite_advice(self) -> str:
         """What a NaN message suggests: the usual causes, then how to find the op."""
