@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
@@ -494,10 +495,11 @@ class TrainingRun:
                 if unreadable is not None:
                     skipped.append((step, unreadable))
                     continue
-                reason = errors.first_line(error, 200)
+                reason = _loss_scaling_mismatch(path, self._trackables)
+                reason = reason or f"{errors.first_line(error, 200)}; pass a new --logdir"
                 raise CheckpointMismatchError(
                     f"logdir {self.logdir} holds a checkpoint ({path}) that does not fit this "
-                    f"model: {reason}; pass a new --logdir"
+                    f"model: {reason}"
                 ) from error
         return None, skipped
 
@@ -798,6 +800,28 @@ class TrainingRun:
         last = self.last_saved_step or 0
         if step // self.checkpoint_every_steps > last // self.checkpoint_every_steps:
             self.save(step)
+
+
+def _loss_scaling_mismatch(path: str, trackables: dict[str, object]) -> str | None:
+    """Why checkpoint `path` cannot restore into `trackables` if it is loss scaling's doing: an
+    optimizer saved with a loss scale (--mixed_precision=mixed_float16) and restored without one,
+    or the other way round, which TensorFlow reports as a dtype mismatch deep inside the
+    optimizer. None otherwise."""
+    saved = {
+        name.split("/")[0] for name, _ in tf.train.list_variables(path) if "/dynamic_scale/" in name
+    }
+    for name, trackable in trackables.items():
+        if not isinstance(trackable, keras.optimizers.Optimizer):
+            continue
+        scaled = isinstance(trackable, keras.optimizers.LossScaleOptimizer)
+        if scaled != (name in saved):
+            was, now = ("with", "without") if name in saved else ("without", "with")
+            return (
+                f"its {name} was saved {was} mixed_float16's loss scaling and this run is "
+                f"{now} it (was --mixed_precision changed?): resume with the --mixed_precision "
+                "it was trained with, or pass a new --logdir"
+            )
+    return None
 
 
 def _some(names: Sequence[str], shown: int = 2) -> str:

@@ -21,6 +21,7 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
 from common import errors, settings, training_loop, training_run
 from tests import tensorboard_events as events
+from tests.app_cli import files_and_contents
 from tests.test_conditional_dropout import TINY as DROPOUT_TINY
 from tests.test_mnist_mlp import small_datasets as mnist_datasets
 from tests.test_vae_timeseries import TINY as VAE_TINY
@@ -244,3 +245,22 @@ def test_every_app_trains_and_evaluates_under_a_16_bit_policy(name, policy, tmp_
     assert {(FLOAT32, sixteen_bits), (sixteen_bits, FLOAT32)} <= casts(graph)
     has_scale = "loss_scale" in events.tags_by_plugin(train_run)["scalars"]
     assert has_scale == (policy == "mixed_float16")
+
+
+def test_a_resume_that_adds_or_drops_loss_scaling_is_refused_in_one_line(tmp_path):
+    """The optimizer's checkpoint differs with and without loss scaling: TensorFlow's own error
+    is a dtype mismatch deep inside it, so the refusal names the setting instead."""
+    config = dataclasses.replace(TINY, num_steps=2, eval_every_steps=2)
+    regression_train.train_and_evaluate(config, str(tmp_path), regression_datasets())
+    before = files_and_contents(tmp_path)
+    with pytest.raises(training_run.CheckpointMismatchError) as raised:
+        regression_train.train_and_evaluate(
+            dataclasses.replace(config, num_steps=4, mixed_precision="mixed_float16"),
+            str(tmp_path),
+            regression_datasets(),
+        )
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "saved without mixed_float16's loss scaling" in message
+    assert "resume with the --mixed_precision it was trained with" in message
+    assert files_and_contents(tmp_path) == before  # Nothing written: the earlier run is intact.
