@@ -219,8 +219,30 @@ def for_mixed_precision(
         mixed_precision: one of `settings.MIXED_PRECISION_NAMES`.
     """
     if mixed_precision == "mixed_float16" and loss_scale(optimizer) is None:
-        return keras.optimizers.LossScaleOptimizer(optimizer)
+        return ReplicaAgreeingLossScaleOptimizer(optimizer)
     return optimizer
+
+
+class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's `LossScaleOptimizer`, with every replica skipping a step if any replica must.
+
+    Keras 3.x decides from one replica's own gradients, before they are summed: the first
+    replica's under MirroredStrategy, each its own under MultiWorkerMirroredStrategy. Measured
+    here on 2 mirrored CPUs: a step whose second replica overflowed was applied, and the summed
+    infinity made the weights non-finite. So each replica's gradients are made NaN if any
+    replica's are not finite (a scalar all-reduce, with several replicas only): the optimizer
+    then skips that step everywhere. Its checkpoint is the `LossScaleOptimizer`'s.
+    """
+
+    def apply(self, grads: Sequence[Any], trainable_variables: Any = None) -> None:
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            non_finite = tf.cast(tf.logical_not(self.check_finite(grads)), tf.float32)
+            replicas_non_finite = context.all_reduce(tf.distribute.ReduceOp.SUM, non_finite)
+            # 0, or NaN on every replica once any replica's gradients are not finite.
+            poison = tf.math.sqrt(-replicas_non_finite)
+            grads = [_add(gradient, poison) for gradient in grads]
+        super().apply(grads, trainable_variables)
 
 
 def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
@@ -228,6 +250,16 @@ def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return optimizer.dynamic_scale
     return None
+
+
+def _add(gradient: tf.Tensor | tf.IndexedSlices | None, value: tf.Tensor) -> Any:
+    """`gradient + value` (a float32 scalar), keeping an embedding's sparse gradient sparse."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        values = gradient.values + tf.cast(value, gradient.values.dtype)
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return gradient + tf.cast(value, gradient.dtype)
 
 
 def _divide(gradient: tf.Tensor | tf.IndexedSlices | None, scale: Any) -> Any:

@@ -19,9 +19,10 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
-from common import errors, settings, training_loop, training_run
+from common import distribution, errors, settings, training_loop, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import files_and_contents
+from tests.conftest import NUM_TEST_CPU_DEVICES
 from tests.test_conditional_dropout import TINY as DROPOUT_TINY
 from tests.test_mnist_mlp import small_datasets as mnist_datasets
 from tests.test_vae_timeseries import TINY as VAE_TINY
@@ -108,6 +109,49 @@ def test_non_finite_gradients_stop_a_loss_scaled_run_only_once_the_scale_is_belo
     # ...until every step is skipped (NaN data, or values float16 cannot hold even unscaled).
     assert math.isnan(training_run.loss_or_nan(loss, nan_gradients, tf.Variable(0.5)))
     assert math.isnan(training_run.loss_or_nan(tf.constant(np.nan), [], tf.Variable(1024.0)))
+
+
+def test_with_mirrored_replicas_every_replica_skips_the_step_one_replica_overflowed():
+    """Keras's LossScaleOptimizer decides from the first replica's gradients alone: a second
+    replica's overflow was applied, and the weights went non-finite. Here all replicas agree."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = distribution.create_strategy("mirrored", NUM_TEST_CPU_DEVICES)
+    config = dataclasses.replace(TINY, batch_size=4, mixed_precision="mixed_float16")
+    with strategy.scope():
+        features = keras.Input(shape=(4,))
+        hidden = keras.layers.Dense(4, name="hidden")(features)
+        model = keras.Model(features, keras.layers.Dense(1, dtype="float32")(hidden))
+        state = training_loop.TrainState.create(config, [model], {}, {})
+    weights = [variable.numpy() for variable in model.variables]
+    # The first replica gets the two small targets, the second two that overflow float16's
+    # gradients at any scale above 1.
+    examples = (tf.ones([4, 4]), tf.constant([[0.0], [0.0], [1e6], [1e6]]))
+    batch = next(
+        iter(
+            strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensor_slices(examples).batch(4)
+            )
+        )
+    )
+
+    def replica_step(features: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            losses = tf.reduce_sum(tf.square(model(features) - targets), axis=-1)
+            scaled_loss = state.scale_loss(state.average_loss(losses))
+        scaled_gradients = tape.gradient(scaled_loss, state.trainable_variables)
+        state.optimizer.apply_gradients(
+            zip(scaled_gradients, state.trainable_variables, strict=True)
+        )
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(grad)) for grad in scaled_gradients])
+
+    finite = strategy.experimental_local_results(
+        tf.function(lambda batch: strategy.run(replica_step, args=batch))(batch)
+    )
+    assert [bool(value) for value in finite] == [True, False]  # Only the second overflowed.
+    for variable, before in zip(model.variables, weights, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), before)  # Skipped on both replicas.
+    assert float(state.optimizer.dynamic_scale.numpy()) == INITIAL_LOSS_SCALE / 2
+    assert int(state.optimizer.iterations.numpy()) == 0
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +289,9 @@ def test_every_app_trains_and_evaluates_under_a_16_bit_policy(name, policy, tmp_
     assert {(FLOAT32, sixteen_bits), (sixteen_bits, FLOAT32)} <= casts(graph)
     has_scale = "loss_scale" in events.tags_by_plugin(train_run)["scalars"]
     assert has_scale == (policy == "mixed_float16")
+    if name != "conditional_dropout":  # The Projector's points: a 16-bit layer's, on_eval's.
+        _, embeddings, _ = events.projector_embedding(eval_run.path)
+        assert embeddings.size and np.isfinite(embeddings).all()
 
 
 def test_a_resume_that_adds_or_drops_loss_scaling_is_refused_in_one_line(tmp_path):
