@@ -807,9 +807,11 @@ def _loss_scaling_mismatch(path: str, trackables: dict[str, object]) -> str | No
     optimizer saved with a loss scale (--mixed_precision=mixed_float16) and restored without one,
     or the other way round, which TensorFlow reports as a dtype mismatch deep inside the
     optimizer. None otherwise."""
-    saved = {
-        name.split("/")[0] for name, _ in tf.train.list_variables(path) if "/dynamic_scale/" in name
-    }
+    try:
+        names = [name for name, _ in tf.train.list_variables(path)]
+    except (tf.errors.OpError, ValueError):  # Then TensorFlow's own error says more.
+        return None
+    saved = {name.split("/")[0] for name in names if "/dynamic_scale/" in name}
     for name, trackable in trackables.items():
         if not isinstance(trackable, keras.optimizers.Optimizer):
             continue
