@@ -131,6 +131,7 @@ def mismatch_hint(previous: str | None, current: str | None) -> str:
 
 
 def _built_learning_rate(optimizer: keras.optimizers.Optimizer) -> float | None:
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # A LossScaleOptimizer's.
     schedule = getattr(optimizer, "_learning_rate", None)
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) or callable(schedule):
         return None

@@ -22,6 +22,10 @@ from typing import Any
 # tf.distribute strategies by name (common.distribution maps them to strategy objects; a test
 # keeps the two lists equal).
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
+# --mixed_precision's choices: "none" is float32 throughout; the others are Keras's
+# mixed-precision policies of those names (common.training_loop sets the policy and, for
+# mixed_float16, wraps the optimizer for dynamic loss scaling).
+MIXED_PRECISION_NAMES = ("none", "mixed_float16", "mixed_bfloat16")
 # numpy's and Python's seeds must fit in 32 bits (keras.utils.set_random_seed seeds both).
 MAX_SEED = 2**32 - 1
 # Far beyond any real run, and far below the int64 step counter's limit.
@@ -123,6 +127,13 @@ class TrainingSettings:
     )
     jit_compile: bool = setting(
         False, "XLA-compile the train step (--strategy=default only; see make bench)."
+    )
+    mixed_precision: str = setting(
+        "none",
+        "Compute in 16 bits, keep the variables in float32: mixed_float16 (GPUs; with dynamic "
+        "loss scaling, which skips a step whose gradients overflow and lowers the scale, logged "
+        "as train/loss_scale), mixed_bfloat16 (TPUs and recent CPUs/GPUs; no scaling), or none.",
+        choices=MIXED_PRECISION_NAMES,
     )
     strategy: str = setting(
         "default",

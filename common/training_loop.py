@@ -164,6 +164,11 @@ class TrainState:
             groups = {"optimizer": (default, models)}
         else:
             groups = dict(optimizers)
+        # Each wrapped for --mixed_precision (a loss scale of its own under mixed_float16).
+        groups = {
+            name: (for_mixed_precision(group_optimizer, config.mixed_precision), updated)
+            for name, (group_optimizer, updated) in groups.items()
+        }
         for name, (_, updated) in groups.items():
             strangers = [model.name for model in updated if not any(model is m for m in models)]
             if strangers:
@@ -217,6 +222,131 @@ class TrainState:
             per_example_losses, global_batch_size=self.global_batch_size
         )
 
+    # Mixed precision: a step calls these whatever --mixed_precision says, and reads the same
+    # with or without it (each is the identity, adding no op, unless the optimizer scales the
+    # loss, as it does under mixed_float16: see for_mixed_precision).
+
+    def scale_loss(
+        self, loss: tf.Tensor, optimizer: keras.optimizers.Optimizer | None = None
+    ) -> tf.Tensor:
+        """The loss to take the gradients of: `loss` times the loss scale under mixed_float16
+        (float16 gradients of small values would underflow to 0), else `loss` itself.
+
+        Args:
+            loss: the step's loss (float32: a model's last layer computes in float32).
+            optimizer: the optimizer its gradients go to (default `self.optimizer`).
+        """
+        scale = loss_scale(optimizer or self.optimizer)
+        return loss if scale is None else loss * scale
+
+    def unscale(
+        self,
+        scaled_gradients: Sequence[tf.Tensor | None],
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> list[tf.Tensor | None]:
+        """The true gradients, from those of `scale_loss`'s loss: what the histograms and any
+        gradient metric must see. Call it before `apply_gradients`, which may change the scale;
+        apply the *scaled* gradients (the LossScaleOptimizer divides them itself, and skips a
+        step whose gradients overflowed).
+
+        Args:
+            scaled_gradients: `tape.gradient(state.scale_loss(loss), variables)`.
+            optimizer: the optimizer that scaled the loss (default `self.optimizer`).
+        """
+        scale = loss_scale(optimizer or self.optimizer)
+        if scale is None:
+            return list(scaled_gradients)
+        return [_divide(gradient, scale) for gradient in scaled_gradients]
+
+    def loss_or_nan(
+        self,
+        loss: tf.Tensor,
+        gradients: Sequence[tf.Tensor | None],
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> tf.Tensor:
+        """`training_run.loss_or_nan(loss, gradients)`, what a train step returns for the loop's
+        non-finite check, knowing about loss scaling: under mixed_float16 a step whose gradients
+        overflowed is skipped by the optimizer (and the scale halved), which is expected and does
+        not stop the run; a non-finite loss does, and so do non-finite gradients once the loss
+        scale has fallen below `training_run.MIN_LOSS_SCALE` (every step skipped: NaN data, or a
+        model float16 cannot hold). Call it after `apply_gradients`. With several optimizers
+        and no `optimizer`, the lowest of their scales decides.
+        """
+        chosen = [optimizer] if optimizer is not None else list(self.optimizers.values())
+        scales = [scale for scale in map(loss_scale, chosen) if scale is not None]
+        lowest = None
+        if scales:
+            lowest = (
+                scales[0]
+                if len(scales) == 1
+                else tf.reduce_min([tf.convert_to_tensor(scale) for scale in scales])
+            )
+        return training_run.loss_or_nan(loss, gradients, loss_scale=lowest)
+
+
+def for_mixed_precision(
+    optimizer: keras.optimizers.Optimizer, mixed_precision: str
+) -> keras.optimizers.Optimizer:
+    """`optimizer` as `--mixed_precision` needs it: under mixed_float16 wrapped in Keras's
+    `LossScaleOptimizer` (dynamic loss scaling: its scale is checkpointed with it), otherwise as
+    it is (bfloat16 has float32's range: no scaling).
+
+    Args:
+        optimizer: an optimizer over float32 variables.
+        mixed_precision: one of `settings.MIXED_PRECISION_NAMES`.
+    """
+    if mixed_precision == "mixed_float16" and loss_scale(optimizer) is None:
+        return ReplicaAgreeingLossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's `LossScaleOptimizer`, with every replica skipping a step if any replica must.
+
+    Keras 3.x decides from one replica's own gradients, before they are summed: the first
+    replica's under MirroredStrategy, each its own under MultiWorkerMirroredStrategy. Measured
+    here on 2 mirrored CPUs: a step whose second replica overflowed was applied, and the summed
+    infinity made the weights non-finite. So each replica's gradients are made NaN if any
+    replica's are not finite (a scalar all-reduce, with several replicas only): the optimizer
+    then skips that step everywhere. Its checkpoint is the `LossScaleOptimizer`'s.
+    """
+
+    def apply(self, grads: Sequence[Any], trainable_variables: Any = None) -> None:
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            non_finite = tf.cast(tf.logical_not(self.check_finite(grads)), tf.float32)
+            replicas_non_finite = context.all_reduce(tf.distribute.ReduceOp.SUM, non_finite)
+            # 0, or NaN on every replica once any replica's gradients are not finite.
+            poison = tf.math.sqrt(-replicas_non_finite)
+            grads = [_add(gradient, poison) for gradient in grads]
+        super().apply(grads, trainable_variables)
+
+
+def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
+    """The optimizer's dynamic loss scale (a float32 variable), or None if it scales no loss."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.dynamic_scale
+    return None
+
+
+def _add(gradient: tf.Tensor | tf.IndexedSlices | None, value: tf.Tensor) -> Any:
+    """`gradient + value` (a float32 scalar), keeping an embedding's sparse gradient sparse."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        values = gradient.values + tf.cast(value, gradient.values.dtype)
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return gradient + tf.cast(value, gradient.dtype)
+
+
+def _divide(gradient: tf.Tensor | tf.IndexedSlices | None, scale: Any) -> Any:
+    """`gradient / scale`, keeping an embedding's sparse gradient sparse."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values / scale, gradient.indices, gradient.dense_shape)
+    return gradient / scale
+
 
 # train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)
 TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor | None]]]
@@ -225,12 +355,24 @@ StepOutputs = tuple[tf.Tensor, list[tf.Tensor | None]]
 EvalStep = Callable[..., None]  # eval_step(state, *batch): updates state.eval_metrics
 
 
+# --mixed_precision's Keras policy: layers compute in its 16-bit type, variables stay float32.
+MIXED_PRECISION_POLICIES = {
+    "none": "float32",
+    "mixed_float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16",
+}
+
+
 def create_strategy(config: settings.TrainingSettings) -> tf.distribute.Strategy:
-    """A run's first TensorFlow calls: the `tf.distribute` strategy, then every seed."""
+    """A run's first TensorFlow calls: the `tf.distribute` strategy, the mixed-precision policy
+    (before any model is built), then every seed."""
     # First: the threads and the split of the CPU into logical devices must precede every other
     # TensorFlow call.
     distribution.set_compute_threads()
     strategy = distribution.create_strategy(config.strategy, config.num_cpu_devices)
+    # Before any model is built: a layer takes the global policy when it is made. Set for every
+    # run, "none" too, since a process may train several runs (tests do).
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
     return strategy
 
@@ -597,6 +739,12 @@ def train_scalars(
     """A boundary's train scalars: the metrics (read and reset), the learning rate, the speed."""
     scalars = read_train_metrics()
     scalars.update(learning_rates(state))
+    for name, optimizer in state.optimizers.items():
+        scale = loss_scale(optimizer)
+        if scale is not None:  # mixed_float16: it halves at each overflowed (skipped) step.
+            scalars["loss_scale" if len(state.optimizers) == 1 else f"loss_scale/{name}"] = float(
+                scale.numpy()
+            )
     if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
         scalars["steps_per_second"] = loop_steps / loop_seconds
         scalars["examples_per_second"] = loop_steps * state.global_batch_size / loop_seconds

@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
@@ -65,9 +66,16 @@ _CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_NAME}-(\d+)(\.index|\.data-\d+-of-\
 NON_FINITE_ADVICE = (
     "Try a lower --learning_rate, or check the data for very large or missing values."
 )
+# Below it, a dynamic loss scale (mixed_float16, from 2**15) has been halved at 16 skipped steps
+# more than it grew: the gradients overflow float16 even unscaled, or are NaN. See loss_or_nan.
+MIN_LOSS_SCALE = 1.0
 
 
-def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Tensor:
+def loss_or_nan(
+    loss: tf.Tensor,
+    gradients: Sequence[tf.Tensor | None],
+    loss_scale: tf.Variable | None = None,
+) -> tf.Tensor:
     """`loss`, or NaN if it is finite but a gradient holds a NaN or an infinity: what a train step
     should return for the loop's non-finite check.
 
@@ -75,6 +83,16 @@ def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Te
     (TensorFlow 2.21 in a tf.function), the fused op turns a NaN input into 0: a NaN in the data
     gives a finite loss but NaN gradients, and from then on NaN weights behind a loss that still
     looks fine. Call it inside the step, after `tape.gradient`; `None` gradients are skipped.
+
+    Args:
+        loss: the step's loss.
+        gradients: its gradients (unscaled).
+        loss_scale: under dynamic loss scaling (mixed_float16), the optimizer's scale, read after
+            its update. Non-finite gradients are then expected now and again: the optimizer
+            skips that step and halves the scale, and the weights never see them. They count
+            only once the scale is below MIN_LOSS_SCALE: after that many halvings every step is
+            being skipped (NaN data, or values float16 cannot hold even unscaled), and the run
+            would otherwise go on without learning, saying nothing.
     """
     checks = [
         tf.reduce_all(tf.math.is_finite(getattr(gradient, "values", gradient)))  # IndexedSlices.
@@ -82,6 +100,8 @@ def loss_or_nan(loss: tf.Tensor, gradients: Sequence[tf.Tensor | None]) -> tf.Te
         if gradient is not None
     ]
     all_finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+    if loss_scale is not None:
+        all_finite = tf.logical_or(all_finite, loss_scale >= MIN_LOSS_SCALE)
     # A loss that is already Inf stays Inf (its gradients are NaN then), so the error says so.
     keep_loss = tf.logical_or(all_finite, tf.logical_not(tf.math.is_finite(loss)))
     # The NaN is sqrt(-1), computed only in a broken step (sqrt(-0) is 0): a NaN constant would
@@ -254,6 +274,7 @@ class TrainingRun:
                 global_step=global_step, **{RUN_SETTINGS_KEY: restored_text}, **trackables
             )
         self._float_variables = _float_variables(trackables)
+        self._trackables = trackables  # A NaN message reads a loss scale's value from them.
         self._max_to_keep = max_to_keep
         self._lock = LogdirLock(logdir)
         self._stop_signals = StopSignals()
@@ -504,11 +525,13 @@ class TrainingRun:
                 if unreadable is not None:
                     skipped.append((step, unreadable))
                     continue
-                reason = errors.first_line(error, 200)
-                changed = resumed_settings.mismatch_hint(settings_in(path), self._run_settings)
+                reason = _loss_scaling_mismatch(path, self._trackables)
+                if reason is None:
+                    changed = resumed_settings.mismatch_hint(settings_in(path), self._run_settings)
+                    reason = f"{errors.first_line(error, 200)}{changed}; pass a new --logdir"
                 raise CheckpointMismatchError(
                     f"logdir {self.logdir} holds a checkpoint ({path}) that does not fit this "
-                    f"model: {reason}{changed}; pass a new --logdir"
+                    f"model: {reason}"
                 ) from error
         return None, skipped
 
@@ -755,8 +778,23 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss or its gradients became {loss} at step {step}; stopped without "
-                f"saving. {self._what_is_kept()} {self._non_finite_advice()}"
+                f"saving.{self._loss_scale_note()} {self._what_is_kept()} "
+                f"{self._non_finite_advice()}"
             )
+
+    def _loss_scale_note(self) -> str:
+        """Under dynamic loss scaling whose scale collapsed (see loss_or_nan): what happened."""
+        for trackable in self._trackables.values():
+            # keras.optimizers.LossScaleOptimizer's scale, once built (mixed_float16).
+            scale = getattr(trackable, "dynamic_scale", None)
+            if scale is not None and float(scale.numpy()) < MIN_LOSS_SCALE:
+                return (
+                    " Under --mixed_precision=mixed_float16 the steps whose gradients were not "
+                    "finite were skipped, and the loss scale fell to "
+                    f"{float(scale.numpy()):g}: they overflow float16 even unscaled, or are "
+                    "NaN (try --mixed_precision=mixed_bfloat16 or none)."
+                )
+        return ""
 
     def _non_finite_advice(self) -> str:
         """What a NaN message suggests: the usual causes, then how to find the op."""
@@ -807,6 +845,30 @@ def settings_in(checkpoint_path: str) -> str | None:
     except (tf.errors.OpError, ValueError):
         return None
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _loss_scaling_mismatch(path: str, trackables: dict[str, object]) -> str | None:
+    """Why checkpoint `path` cannot restore into `trackables` if it is loss scaling's doing: an
+    optimizer saved with a loss scale (--mixed_precision=mixed_float16) and restored without one,
+    or the other way round, which TensorFlow reports as a dtype mismatch deep inside the
+    optimizer. None otherwise."""
+    try:
+        names = [name for name, _ in tf.train.list_variables(path)]
+    except (tf.errors.OpError, ValueError):  # Then TensorFlow's own error says more.
+        return None
+    saved = {name.split("/")[0] for name in names if "/dynamic_scale/" in name}
+    for name, trackable in trackables.items():
+        if not isinstance(trackable, keras.optimizers.Optimizer):
+            continue
+        scaled = isinstance(trackable, keras.optimizers.LossScaleOptimizer)
+        if scaled != (name in saved):
+            was, now = ("with", "without") if name in saved else ("without", "with")
+            return (
+                f"its {name} was saved {was} mixed_float16's loss scaling and this run is "
+                f"{now} it (was --mixed_precision changed?): resume with the --mixed_precision "
+                "it was trained with, or pass a new --logdir"
+            )
+    return None
 
 
 def _some(names: Sequence[str], shown: int = 2) -> str:

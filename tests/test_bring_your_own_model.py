@@ -58,8 +58,12 @@ def gan_state(config: GanConfig) -> training_loop.TrainState:
 
 
 def gan_train_step(state: training_loop.TrainState, real: tf.Tensor):
-    """Two tapes and two optimizers; the loss weight comes from the config, through the state."""
+    """Two tapes and two optimizers; the loss weight comes from the config, through the state.
+    Each loss is scaled by its own optimizer (the identity unless --mixed_precision=mixed_float16
+    gives each a loss scale)."""
     generator, discriminator = state.models
+    generator_optimizer = state.optimizers["generator"]
+    discriminator_optimizer = state.optimizers["discriminator"]
     noise = tf.random.normal(tf.shape(real))
     bce = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)
     with tf.GradientTape() as generator_tape, tf.GradientTape() as discriminator_tape:
@@ -71,20 +75,26 @@ def gan_train_step(state: training_loop.TrainState, real: tf.Tensor):
             state.config.real_weight * bce(tf.ones_like(real_logits), real_logits)
             + bce(tf.zeros_like(fake_logits), fake_logits)
         )
-    generator_gradients = generator_tape.gradient(generator_loss, generator.trainable_variables)
-    discriminator_gradients = discriminator_tape.gradient(
-        discriminator_loss, discriminator.trainable_variables
+        scaled_generator_loss = state.scale_loss(generator_loss, generator_optimizer)
+        scaled_discriminator_loss = state.scale_loss(discriminator_loss, discriminator_optimizer)
+    scaled_generator_gradients = generator_tape.gradient(
+        scaled_generator_loss, generator.trainable_variables
     )
-    state.optimizers["generator"].apply_gradients(
-        zip(generator_gradients, generator.trainable_variables, strict=True)
+    scaled_discriminator_gradients = discriminator_tape.gradient(
+        scaled_discriminator_loss, discriminator.trainable_variables
     )
-    state.optimizers["discriminator"].apply_gradients(
-        zip(discriminator_gradients, discriminator.trainable_variables, strict=True)
+    gradients = state.unscale(scaled_generator_gradients, generator_optimizer) + state.unscale(
+        scaled_discriminator_gradients, discriminator_optimizer
+    )  # In state.trainable_variables' order: the generator's, then the discriminator's.
+    generator_optimizer.apply_gradients(
+        zip(scaled_generator_gradients, generator.trainable_variables, strict=True)
+    )
+    discriminator_optimizer.apply_gradients(
+        zip(scaled_discriminator_gradients, discriminator.trainable_variables, strict=True)
     )
     state.train_metrics["generator_loss"].update_state(generator_loss)
     state.train_metrics["discriminator_loss"].update_state(discriminator_loss)
-    gradients = generator_gradients + discriminator_gradients  # state.trainable_variables' order.
-    return training_loop.loss_or_nan(generator_loss + discriminator_loss, gradients), gradients
+    return state.loss_or_nan(generator_loss + discriminator_loss, gradients), gradients
 
 
 def gan_eval_step(state: training_loop.TrainState, real: tf.Tensor) -> None:
@@ -458,3 +468,21 @@ def test_dict_batches_and_two_heads_train_with_a_metric_per_head(tmp_path):
         for head in heads:
             assert [step for step, value in events.scalars(loaded, f"loss/{head}")] == [3]
             assert np.isfinite(events.scalars(loaded, f"loss/{head}")[0][1])
+
+
+def test_two_optimizers_under_mixed_float16_each_scale_their_own_loss(tmp_path):
+    config = GanConfig(num_steps=3, mixed_precision="mixed_float16")
+    training_loop.create_strategy(config)  # Sets the policy before the models are built.
+    try:
+        state, results = train_gan(tmp_path, config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert results["steps"] == 3
+    assert all(
+        isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        for optimizer in state.optimizers.values()
+    )
+    train = events.load_run(tmp_path / "train")
+    for name in ("generator", "discriminator"):
+        assert [step for step, _ in events.scalars(train, f"loss_scale/{name}")] == [3]
+    assert np.isfinite(events.scalars(train, "generator_loss")[0][1])

@@ -101,6 +101,9 @@ def test_the_readme_flag_table_lists_every_flag_with_its_default(app):
         ("vae_timeseries", "--window_length=30", "must be a multiple of 4"),
         ("conditional_dropout", "--dropout_rate=1", "must be in [0, 1)"),
         ("conditional_dropout", "--jit_compile", "--strategy=default only"),
+        # A policy name Keras has but the setting does not offer (float16 alone: no float32
+        # variables, no loss scaling).
+        ("vae_timeseries", "--mixed_precision=float16", "none|mixed_float16|mixed_bfloat16"),
     ],
 )
 def test_out_of_range_flags_fail_in_one_line_before_tensorflow_loads(app, flag, culprit, tmp_path):

@@ -51,7 +51,8 @@ def create_model(
     for index in (1, 2):
         hidden = keras.layers.Dense(hidden_units, activation="relu", name=f"hidden_{index}")(hidden)
         hidden = SwitchableDropout(dropout_rate, seed=seed + index, name=f"dropout_{index}")(hidden)
-    logit = keras.layers.Dense(1, name="logit")(hidden)
+    # float32 under any --mixed_precision policy: the sigmoid and the loss stay numerically safe.
+    logit = keras.layers.Dense(1, name="logit", dtype="float32")(hidden)
     return keras.Model(inputs=features, outputs=logit, name="conditional_dropout")
 
 

@@ -62,15 +62,20 @@ def train_step(
         logits = state.model(features, training=True)  # Dropout in an If on each `enabled`.
         losses = per_example_loss(labels, logits)
         loss = state.average_loss(losses)  # Over the global batch: see TrainState.average_loss.
+        # --mixed_precision=mixed_float16: times the loss scale, so small float16 gradients do
+        # not underflow to 0. Otherwise the loss itself (as are `unscale`'s gradients).
+        scaled_loss = state.scale_loss(loss)
     # The fraction of this loop's steps that ran dropout (the switch flips between loops).
     state.train_metrics["dropout_enabled"].update_state(dropout_is_on(state.model))
-    gradients = tape.gradient(loss, state.trainable_variables)
-    state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+    scaled_gradients = tape.gradient(scaled_loss, state.trainable_variables)
+    gradients = state.unscale(scaled_gradients)  # Before the update, which may change the scale.
+    # The scaled ones: the loss-scale optimizer unscales them, and skips a step they overflowed.
+    state.optimizer.apply_gradients(zip(scaled_gradients, state.trainable_variables, strict=True))
     state.train_metrics["loss"].update_state(losses)
     state.train_metrics["accuracy"].update_state(labels, logits)
     # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
-    # loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
-    return training_loop.loss_or_nan(loss, gradients), gradients
+    # TrainState.loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
+    return state.loss_or_nan(loss, gradients), gradients
 
 
 def dropout_is_on(model: keras.Model) -> tf.Tensor:

@@ -13,5 +13,6 @@ def create_model(hidden_units: int = 64) -> keras.Model:
     """
     images = keras.Input(shape=(NUM_PIXELS,), name="image")
     hidden = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(images)
-    logits = keras.layers.Dense(NUM_CLASSES, name="logits")(hidden)
+    # float32 under any --mixed_precision policy: the softmax and the loss stay numerically safe.
+    logits = keras.layers.Dense(NUM_CLASSES, name="logits", dtype="float32")(hidden)
     return keras.Model(inputs=images, outputs=logits, name="mnist_mlp")

@@ -37,8 +37,13 @@ def train_step(
     with tf.GradientTape() as tape:
         losses = per_example_loss(targets, state.model(features, training=True))
         loss = state.average_loss(losses)  # Over the global batch: see TrainState.average_loss.
-    gradients = tape.gradient(loss, state.trainable_variables)
-    state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        # --mixed_precision=mixed_float16: times the loss scale, so small float16 gradients do
+        # not underflow to 0. Otherwise the loss itself (as are `unscale`'s gradients).
+        scaled_loss = state.scale_loss(loss)
+    scaled_gradients = tape.gradient(scaled_loss, state.trainable_variables)
+    gradients = state.unscale(scaled_gradients)  # Before the update, which may change the scale.
+    # The scaled ones: the loss-scale optimizer unscales them, and skips a step they overflowed.
+    state.optimizer.apply_gradients(zip(scaled_gradients, state.trainable_variables, strict=True))
     metrics = state.train_metrics
     metrics["loss"].update_state(losses)
     # The norms of the whole batch's gradient, not of this replica's share: sum the shares first
@@ -50,9 +55,9 @@ def train_step(
     for variable, gradient in zip(state.trainable_variables, batch_gradients, strict=True):
         metrics[f"gradient_norm/{variable.path}"].update_state(tf.norm(gradient))
     # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
-    # loss_or_nan); and this replica's gradients, which the loop sums over the replicas (once a
-    # loop, not at every step) and writes as histograms at each eval.
-    return training_loop.loss_or_nan(loss, batch_gradients), gradients
+    # TrainState.loss_or_nan); and this replica's gradients, which the loop sums over the
+    # replicas (once a loop, not at every step) and writes as histograms at each eval.
+    return state.loss_or_nan(loss, batch_gradients), gradients
 
 
 def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor) -> None:

@@ -42,9 +42,13 @@ def create_encoder(window_length: int, num_channels: int, latent_dim: int, seed:
         FILTERS, KERNEL_SIZE, strides=2, padding="same", activation="relu", name="conv_2"
     )(hidden)
     hidden = keras.layers.Flatten(name="flatten")(hidden)
-    mean = keras.layers.Dense(latent_dim, name="latent_mean")(hidden)
-    log_variance = keras.layers.Dense(latent_dim, name="latent_log_variance")(hidden)
-    z = Sampling(seed=seed, name="sampling")([mean, log_variance])
+    # The latent code in float32 under any --mixed_precision policy: exp(log_variance) and the
+    # KL term overflow float16 for log-variances past about 11.
+    mean = keras.layers.Dense(latent_dim, name="latent_mean", dtype="float32")(hidden)
+    log_variance = keras.layers.Dense(latent_dim, name="latent_log_variance", dtype="float32")(
+        hidden
+    )
+    z = Sampling(seed=seed, name="sampling", dtype="float32")([mean, log_variance])
     return keras.Model(windows, [mean, log_variance, z], name="encoder")
 
 
@@ -61,7 +65,8 @@ def create_decoder(window_length: int, num_channels: int, latent_dim: int):
     hidden = keras.layers.Conv1DTranspose(
         FILTERS, KERNEL_SIZE, strides=2, padding="same", activation="relu", name="deconv_2"
     )(hidden)
+    # float32 under any --mixed_precision policy: the squared error stays numerically safe.
     reconstruction = keras.layers.Conv1D(
-        num_channels, KERNEL_SIZE, padding="same", name="reconstruction"
+        num_channels, KERNEL_SIZE, padding="same", name="reconstruction", dtype="float32"
     )(hidden)
     return keras.Model(z, reconstruction, name="decoder")

@@ -76,13 +76,18 @@ def train_step(
         reconstruction = reconstruction_loss(windows, decoder(z, training=True))  # Per window.
         kl = kl_divergence(mean, log_variance)
         loss = state.average_loss(reconstruction + beta * kl)  # See TrainState.average_loss.
-    gradients = tape.gradient(loss, state.trainable_variables)
-    state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        # --mixed_precision=mixed_float16: times the loss scale, so small float16 gradients do
+        # not underflow to 0. Otherwise the loss itself (as are `unscale`'s gradients).
+        scaled_loss = state.scale_loss(loss)
+    scaled_gradients = tape.gradient(scaled_loss, state.trainable_variables)
+    gradients = state.unscale(scaled_gradients)  # Before the update, which may change the scale.
+    # The scaled ones: the loss-scale optimizer unscales them, and skips a step they overflowed.
+    state.optimizer.apply_gradients(zip(scaled_gradients, state.trainable_variables, strict=True))
     update_metrics(state.train_metrics, reconstruction, kl)
     state.train_metrics["loss"].update_state(reconstruction + beta * kl)
     # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
-    # loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
-    return training_loop.loss_or_nan(loss, gradients), gradients
+    # TrainState.loss_or_nan); and the gradients, which the loop writes as histograms at each eval.
+    return state.loss_or_nan(loss, gradients), gradients
 
 
 def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
