@@ -617,6 +617,7 @@ def run(
         start_step = run.restore()
         if run.already_finished(config.num_steps):
             return {"steps": start_step}
+        run.check_resume()  # A refused resume says so before the debugger writes a dump.
         if config.debugger:  # Before any step is traced: only functions traced after it are seen.
             run.debugger_dir = debugger.enter_context(dump_debug_info(run.output_dir))
             if run.is_chief:
