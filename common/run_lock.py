@@ -22,6 +22,9 @@ import sys
 from common.errors import UserError
 from common.paths import local_path
 
+# The file older versions locked and wrote their pid into: now left alone like any file in the
+# logdir (a leftover one, or a user's notes).
+LOCK_FILE_NAME = ".lock"
 # The kernel's table of locks: `1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF`,
 # the device numbers in hex (fs/locks.c, lock_get_status).
 PROC_LOCKS = "/proc/locks"
