@@ -9,8 +9,8 @@ run never blocks its own resume. The owner's pid, for the error message only, is
 kernel's table of locks (`/proc/locks`, Linux).
 
 What holds elsewhere: a `gs://`-style logdir (any URL but `file://`) cannot be locked, and a
-local filesystem that refuses `flock` on a directory (NFS emulates `flock` with byte-range locks,
-which need a file open for writing) is not locked either; in both cases one `warning:` line says
+filesystem that refuses `flock` on a directory (NFS may: it emulates `flock` with the server's
+byte-range locks; untested here) is not locked either; in both cases one `warning:` line says
 that a second run started on the same logdir at the same time is not refused.
 """
 
