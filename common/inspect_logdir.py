@@ -39,6 +39,8 @@ Then it flags the classic mistakes, each by a stable code and with its fix in on
   single column, or none on several columns, is the usual off-by-one).
 - `projector-missing-sprite`: a sprite image the config names that is not there (or lies outside the
   config's folder).
+- `not-an-event-file`: a directory, FIFO or broken symbolic link named like an event file; the run
+  is not read (a FIFO would hang the reading, as it hangs TensorBoard's loader).
 
 Exit codes: 0 when nothing was flagged, 1 when a mistake was flagged, 2 when the path does not
 exist or is not a folder (one `error:` line).
@@ -62,6 +64,8 @@ from tensorboard.plugins.graph import graph_util, keras_util
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 from tensorboard.util import tensor_util
+
+from common import paths
 
 EXIT_CLEAN = 0
 EXIT_FLAGGED = 1
@@ -113,6 +117,8 @@ FIXES = {
     "single column, a header row of column names for several",
     "projector-missing-sprite": "write the sprite image below the run's folder and name it "
     "relative to projector_config.pbtxt",
+    "not-an-event-file": "move it out of the run's folder: TensorBoard reads every file whose "
+    "name holds tfevents, and hangs on a FIFO",
 }
 
 # Nodes that every function graph has or that move data without computing: a graph made of these
@@ -165,8 +171,8 @@ def find_runs(logdir: str) -> list[str]:
     These are the runs TensorBoard lists, each named by its path relative to `logdir`.
     """
     runs = []
-    for directory, _, files in os.walk(logdir):
-        if any("tfevents" in name for name in files):
+    for directory, folders, files in os.walk(logdir):
+        if any("tfevents" in name for name in files + folders):
             runs.append(directory)
     return sorted(runs)
 
@@ -201,6 +207,16 @@ def inspect_logdir(logdir: str) -> tuple[list[RunReport], list[Finding]]:
 def inspect_run(directory: str, name: str) -> RunReport:
     """What TensorBoard will show for the run in `directory`, and the mistakes found in it."""
     report = RunReport(name)
+    odd = {
+        entry: reason
+        for entry in sorted(os.listdir(directory))
+        if "tfevents" in entry
+        and (reason := paths.not_a_regular_file(os.path.join(directory, entry))) is not None
+    }
+    if odd:  # Read without opening: the loader would hang on a FIFO, or fail on the others.
+        for entry, reason in odd.items():
+            report.flag("not-an-event-file", f"{entry} {reason}; the run was not read")
+        return report
     # TENSORS: 0 keeps every point (TF2 summaries all arrive as tensors); the TF1 kinds likewise.
     # Orphaned events are purged as TensorBoard's server does (only a TF1 SessionLog.START makes
     # any), so the steps checked are the steps the dashboards draw.

@@ -1,22 +1,35 @@
-"""One run per logdir at a time: an exclusive `flock` on `<logdir>/.lock`.
+"""One run per logdir at a time: an exclusive `flock` on the logdir directory itself.
 
-The kernel releases a `flock` when its process dies, however it dies (`kill -9` included), so a
-lock can never go stale: a killed run never blocks its own resume. The file holds the owner's pid,
-for the error message only. Locks need a local (or NFS with locking) filesystem; on a `gs://`-style
-logdir there is no lock and a warning says so.
+The lock is held on an open descriptor of the directory, not on a file in it: however the logdir
+is spelled (a `file://` URL, a symbolic link, a relative path) two runs open the same directory,
+and no file a user can delete, or may have put there, takes part. No file is created or written
+(a `.lock` in the logdir is the user's, and is left as it is). The kernel releases a `flock` when
+its process dies, however it dies (`kill -9` included), so a lock can never go stale: a killed
+run never blocks its own resume. The owner's pid, for the error message only, is read from the
+kernel's table of locks (`/proc/locks`, Linux).
+
+What holds elsewhere: a `gs://`-style logdir (any URL but `file://`) cannot be locked, and a
+filesystem that refuses `flock` on a directory (NFS may: it emulates `flock` with the server's
+byte-range locks; untested here) is not locked either; in both cases one `warning:` line says
+that a second run started on the same logdir at the same time is not refused.
 """
 
 import errno
 import fcntl
 import os
-import stat
-from typing import TextIO
-
-from absl import logging
+import sys
 
 from common.errors import UserError
+from common.paths import local_path
 
+# The file older versions locked and wrote their pid into: now left alone like any file in the
+# logdir (a leftover one, or a user's notes).
 LOCK_FILE_NAME = ".lock"
+# The kernel's table of locks: `1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF`,
+# the device numbers in hex (fs/locks.c, lock_get_status).
+PROC_LOCKS = "/proc/locks"
+# What flock on a directory raises where the filesystem cannot lock one: not "in use".
+_CANNOT_LOCK_ERRNOS = (errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class LogdirInUseError(UserError):
@@ -24,7 +37,26 @@ class LogdirInUseError(UserError):
 
 
 class LogdirLockError(UserError):
-    """The logdir's `.lock` is not a file the lock can be held on (a directory, say)."""
+    """The logdir cannot be opened to hold the lock on it."""
+
+
+def lock_owner(descriptor: int) -> int | None:
+    """The pid holding a `flock` on the file open as `descriptor`, from `/proc/locks`, or None
+    where that table is missing or does not name it (another pid namespace shows no pid)."""
+    status = os.fstat(descriptor)
+    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    try:
+        with open(PROC_LOCKS, encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        # A waiting lock's line has `->` after its number; only the holders' lines are wanted.
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else 0
+            return pid if pid > 0 else None
+    return None
 
 
 class LogdirLock:
@@ -32,62 +64,63 @@ class LogdirLock:
 
     def __init__(self, logdir: str) -> None:
         self.logdir = logdir
-        self.path = os.path.join(logdir, LOCK_FILE_NAME)
-        self._file = None
+        self._descriptor: int | None = None
 
     def acquire(self) -> "LogdirLock":
-        """Takes the lock or raises LogdirInUseError naming the logdir and the owner's pid."""
-        if "://" in self.logdir:
-            logging.warning("No run lock on %s: only local logdirs can be locked.", self.logdir)
+        """Takes the lock on the logdir directory (which must exist).
+
+        Raises:
+            LogdirInUseError: if another live process holds it; names the logdir and its pid.
+            LogdirLockError: if the directory cannot be opened.
+        """
+        path = local_path(self.logdir)
+        if path is None:
+            self._warn(
+                "only a local directory can be locked, so a second run started on it at the same "
+                "time is not refused: start one run per logdir"
+            )
             return self
-        lock_file = self._open()
         try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            owner = lock_file.read().strip() or "unknown"
-            lock_file.close()
-            raise LogdirInUseError(
-                f"logdir {self.logdir} is in use by another run (pid {owner}); wait for it to "
-                "finish, stop it, or pass a different --logdir"
+            # O_DIRECTORY: a path that is not a directory (or a link to one) fails here, never
+            # blocks (a FIFO would, opened for reading).
+            descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as error:
+            raise LogdirLockError(
+                f"logdir {self.logdir} cannot be opened to lock it ({error.strerror}); pass a "
+                "new --logdir"
             ) from None
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(f"{os.getpid()}\n")
-        lock_file.flush()
-        self._file = lock_file
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = lock_owner(descriptor)
+            os.close(descriptor)
+            # The directory itself, when its spelling hides it (a link, a relative path).
+            resolved = os.path.realpath(path)
+            where = "" if resolved == os.path.normpath(path) else f" ({resolved})"
+            raise LogdirInUseError(
+                f"logdir {self.logdir}{where} is in use by another run (pid {owner or 'unknown'}); "
+                "wait for it to finish, stop it, or pass a different --logdir"
+            ) from None
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in _CANNOT_LOCK_ERRNOS:
+                raise
+            self._warn(
+                f"its filesystem cannot lock a directory ({error.strerror}), so a second run "
+                "started on it at the same time is not refused: start one run per logdir"
+            )
+            return self
+        self._descriptor = descriptor
         return self
 
-    def _open(self) -> TextIO:
-        """Opens (or creates) the lock file, refusing anything but a regular file: a directory
-        cannot be locked, and a symbolic link would have its target overwritten with the pid."""
-        try:
-            descriptor = os.open(
-                self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-            )
-        except OSError as error:
-            what = {
-                errno.EISDIR: "is a directory",
-                errno.ELOOP: "is a symbolic link",
-            }.get(error.errno, f"cannot be opened ({error.strerror})")
-            raise LogdirLockError(
-                f"logdir {self.logdir}: {LOCK_FILE_NAME} {what}, not the run lock this app keeps "
-                f"there; move {self.path} away, or pass a new --logdir"
-            ) from None
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            os.close(descriptor)
-            raise LogdirLockError(
-                f"logdir {self.logdir}: {LOCK_FILE_NAME} is not a regular file, not the run lock "
-                f"this app keeps there; move {self.path} away, or pass a new --logdir"
-            )
-        # The pid is read back for a message only: bytes that are not text must not break it.
-        return os.fdopen(descriptor, "a+", encoding="utf-8", errors="replace")
+    def _warn(self, why: str) -> None:
+        print(f"warning: no run lock on logdir {self.logdir}: {why}", file=sys.stderr, flush=True)
 
     def release(self) -> None:
-        """Releases the lock (closing the file releases the flock)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Releases the lock (closing the descriptor releases the flock)."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
 
     def __enter__(self) -> "LogdirLock":
         return self.acquire()

@@ -2,8 +2,16 @@
 
 A signal that kills a run mid-step leaves no checkpoint of the progress since the last one; a
 signal handled here only sets a flag, and the loop saves, flushes and exits at its next boundary.
-A second signal while the first is pending gets the default behaviour (Ctrl-C twice kills), so a
-user is never stuck.
+A second signal while the first is pending stops the run at once, so a user is never stuck: the
+same signal again gets its default behaviour (Ctrl-C twice raises KeyboardInterrupt; SIGTERM twice
+kills), the other one raises `StopNow`.
+
+Why the other one is not simply given its default back too: Python runs a signal's handler some
+time after the signal arrived, and when two arrive together (SIGTERM, then SIGINT 20 ms later) it
+runs them one after the other. Had the first handler reset the second signal to its default, the
+second would find no Python handler and CPython would print `OSError: Signal 15 ignored due to
+race condition` (a traceback) and drop it. So this handler stays installed for the other signal
+as long as the block lasts.
 
 A signal the process started with ignored stays ignored, as POSIX asks of a program that catches
 signals and as Python, make and the shell's own tools do: a shell without job control (a script)
@@ -21,6 +29,26 @@ import types
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StopNow(KeyboardInterrupt):
+    """A second stop signal while the first was pending, with no Python handler of its own to
+    give it back to (SIGTERM's default is the kernel's): stop at once.
+
+    A KeyboardInterrupt, so it unwinds like a second Ctrl-C (nothing catches it on the way) and
+    `common.training_run` reports it the same way, with `description` and `signal_number`.
+    """
+
+    def __init__(self, signal_number: int, first: int) -> None:
+        self.signal_number = signal_number
+        second_name, first_name = signal.Signals(signal_number).name, signal.Signals(first).name
+        # Not "after": two signals that arrive together are handled in the order of their numbers.
+        self.description = (
+            f"a second {second_name}"
+            if signal_number == first
+            else f"a second stop signal ({second_name} while {first_name} was pending)"
+        )
+        super().__init__(self.description)
+
+
 class StopSignals:
     """Context manager: while active, SIGINT/SIGTERM set `received` instead of stopping the process.
 
@@ -34,11 +62,18 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signal_number: int, frame: types.FrameType | None) -> None:
-        del frame
-        self.received = signal_number
-        # The next one of these signals acts as if we had never caught any.
-        for handled in HANDLED_SIGNALS:
-            signal.signal(handled, self._previous.get(handled, signal.SIG_DFL))
+        if self.received is None:
+            self.received = signal_number
+            # The same signal again acts as if we had never caught any; the other one keeps
+            # this handler (see the module docstring), which stops the run at once.
+            previous = self._previous.get(signal_number, signal.SIG_DFL)
+            signal.signal(signal_number, previous)
+            return
+        previous = self._previous.get(signal_number, signal.SIG_DFL)
+        if callable(previous):  # Python's own SIGINT handler raises KeyboardInterrupt.
+            previous(signal_number, frame)
+        elif previous != signal.SIG_IGN:
+            raise StopNow(signal_number, self.received)
 
     def _say_ignored(self, signal_number: int, frame: types.FrameType | None) -> None:
         del frame

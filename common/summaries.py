@@ -27,7 +27,7 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from common import errors, run_record, tracing
+from common import errors, paths, run_record, tracing
 from common.background import BackgroundWork
 from common.errors import UserError
 
@@ -109,10 +109,19 @@ def prepare_logdir(logdir: str) -> str:
             "a --logdir whose name is UTF-8 text"
         ) from None
     try:
+        link = paths.broken_link(logdir)
+        if link is not None:  # TensorFlow sees no directory there, and fails to make one.
+            raise LogdirError(f"logdir {logdir} {link}; pass a new --logdir")
         if tf.io.gfile.exists(logdir) and not tf.io.gfile.isdir(logdir):
             raise LogdirError(f"logdir {logdir} is a file, not a directory")
         for run in ("train", "eval"):
             path = f"{logdir}/{run}"
+            link = paths.broken_link(path)
+            if link is not None:
+                raise LogdirError(
+                    f"logdir {logdir}: {run} {link}, not the directory of the {run} run's event "
+                    f"files; move {path} away, or pass a new --logdir"
+                )
             if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
                 raise LogdirError(
                     f"logdir {logdir}: {run} is a file, not the directory of the {run} run's event "
@@ -145,23 +154,34 @@ def event_files(logdir: str) -> list[str]:
     """The event files of a run: its `train/` and `eval/` writers', and its root (hparams).
 
     An old trim's leftover (`<event file>.trimmed`) is not one: see `remove_trim_leftovers`.
+
+    Raises:
+        LogdirError: if one is not a regular file: see `event_files_by_name`.
     """
-    return sorted(
-        path
-        for directory in run_directories(logdir)
-        for path in tf.io.gfile.glob(f"{directory}/{EVENT_FILE_PREFIX}*")
-        if not path.endswith(OLD_TRIM_SUFFIX)
-    )
+    return sorted(event_files_by_name(logdir).values())
 
 
 def event_files_by_name(logdir: str) -> dict[str, str]:
     """`event_files(logdir)` keyed by their names relative to `logdir` (`train/events...`), which
-    stay the same however `logdir` is spelled (a trailing `/`, a `gs://` URL)."""
+    stay the same however `logdir` is spelled (a trailing `/`, a `gs://` URL).
+
+    Raises:
+        LogdirError: if a path named like an event file is not a regular file (a directory, a
+            FIFO, a symbolic link that loops): reading it would fail, or hang (a FIFO), and no
+            run of this code made it. Looked at without opening it.
+    """
     files = {}
     for run, directory in zip(("", "train/", "eval/"), run_directories(logdir), strict=True):
         for path in tf.io.gfile.glob(f"{directory}/{EVENT_FILE_PREFIX}*"):
             if not path.endswith(OLD_TRIM_SUFFIX):
-                files[run + path.rsplit("/", 1)[-1]] = path
+                name = run + path.rsplit("/", 1)[-1]
+                reason = paths.not_a_regular_file(path)
+                if reason is not None:
+                    raise LogdirError(
+                        f"logdir {logdir}: {name} {reason}, not an event file: reading it would "
+                        f"fail or hang, TensorBoard's too; move {path} away, or pass a new --logdir"
+                    )
+                files[name] = path
     return files
 
 

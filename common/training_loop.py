@@ -870,6 +870,7 @@ def run(
         start_step = run.restore()
         if run.already_finished(config.num_steps):
             return {"steps": start_step}
+        run.check_resume()  # A refused resume says so before the debugger writes a dump.
         config_changed = False
         if start_step:  # What this command changed: said, and applied (or refused).
             text = run.restored_settings()

@@ -336,11 +336,12 @@ class TrainingRun:
         kept = self._what_is_kept()
         if isinstance(exc, KeyboardInterrupt):
             # A second Ctrl-C: the first one's handler gave the default back, so the user is
-            # never stuck; say what that cost.
+            # never stuck; say what that cost. (A signals.StopNow, SIGTERM during a SIGINT's stop,
+            # names its own signal.)
             raise Interrupted(
-                signal.SIGINT,
-                f"a second SIGINT stopped the run at once, without saving. {kept} Run the same "
-                "command again to resume.",
+                getattr(exc, "signal_number", signal.SIGINT),
+                f"{getattr(exc, 'description', 'a second SIGINT')} stopped the run at once, "
+                f"without saving. {kept} Run the same command again to resume.",
             ) from None
         if isinstance(exc, Exception) and not isinstance(exc, UserError | Interrupted):
             reported = errors.as_user_error(exc, f"in logdir {self.logdir}", kept)
@@ -585,6 +586,13 @@ class TrainingRun:
                     "older version, or another program), so it cannot be trimmed; move it away, "
                     "or pass a new --logdir"
                 )
+
+    def check_resume(self) -> None:
+        """Raises the refusal `restore` put off to the first write (a resume that would rewrite
+        what no record proves this app's), if there is one: call it once the run is known not
+        to be finished, before anything of the run is written (the debugger's dump included)."""
+        if self._refusal is not None:
+            raise self._refusal
 
     def _begin_writing(self) -> None:
         """Before the chief's first write: removes its own leftovers, repairs the list of

@@ -7,6 +7,8 @@ host answers within seconds, and otherwise the bundled 5,000-digit sample: it ne
 
 import dataclasses
 import pathlib
+import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -111,8 +113,14 @@ def load_sample(path: pathlib.Path = SAMPLE_PATH) -> Datasets:
         with np.load(path) as arrays:
             train = (arrays["train_images"], arrays["train_labels"])
             test = (arrays["test_images"], arrays["test_labels"])
-    except (OSError, KeyError, ValueError) as error:
-        raise UserError(f"cannot read the bundled MNIST sample {path}: {error}") from error
+    # A truncated or damaged .npz is a damaged zip: BadZipFile (its directory gone), zlib.error or
+    # EOFError (a member cut short).
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise UserError(
+            f"cannot read the bundled MNIST sample {path}: {error or type(error).__name__}; "
+            "restore it (git checkout -- apps/mnist_mlp/assets/mnist_sample.npz), or pass "
+            "--dataset=synthetic"
+        ) from error
     return preprocessed(
         train,
         test,

@@ -177,11 +177,24 @@ def split_and_window(
             f"both the training ({TRAIN_FRACTION:.0%}) and the eval part; it needs at least "
             f"{needed} rows (or a smaller --window_length)"
         )
+    # In float64: float32 squares overflow past 1.8e19, so a column of values around 6e23 (which
+    # float32 holds) had an infinite std, and standardized to all zeros.
+    train_part, eval_part = train_part.astype(np.float64), eval_part.astype(np.float64)
     mean = train_part.mean(axis=0)
     std = train_part.std(axis=0)
     std = np.where(std > 1e-8, std, 1.0)  # A constant channel stays constant, not NaN.
-    train_windows = make_windows((train_part - mean) / std, window_length, window_length // 4)
-    eval_windows = make_windows((eval_part - mean) / std, window_length, window_length)
+    standardized_train, standardized_eval = (train_part - mean) / std, (eval_part - mean) / std
+    # A channel nearly constant in training can put the eval part beyond float32's range.
+    too_far = np.abs(standardized_eval).max(axis=0) > FLOAT32_MAX
+    if too_far.any():
+        column = int(np.argmax(too_far))
+        raise DataFileError(
+            f"{source} column {column + 1}: its eval part lies more than {FLOAT32_MAX:.1e} "
+            "training standard deviations from the training mean, beyond float32, the "
+            "precision the model trains in"
+        )
+    train_windows = make_windows(standardized_train, window_length, window_length // 4)
+    eval_windows = make_windows(standardized_eval, window_length, window_length)
     return train_windows.astype(np.float32), eval_windows.astype(np.float32)
 
 
