@@ -53,6 +53,7 @@ from common import (
     metrics,
     phase_times,
     progress,
+    run_record,
     settings,
     step_counter,
     summaries,
@@ -609,6 +610,7 @@ def run(
         state.global_step,
         config.checkpoint_every_steps,
         strategy=strategy,
+        app=run_record.app_name(config),  # A logdir holding another app's run is refused.
         **checkpoint_objects(state),
     )
     # Checks and locks the logdir first, so a bad one fails before anything slow; the debugger's
