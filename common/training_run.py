@@ -14,11 +14,12 @@ it are dropped on resume (`summaries.trim_events_after`): TensorBoard never show
 Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint,
 and `save` refuses weights that hold a NaN or an infinity.
 
-A run rewrites only what it can prove its own: `common.run_record` keeps, in the logdir, which event
-files and checkpoints this code's runs wrote, and is updated before anything is written. The trim
-touches only those files; a logdir whose state does not add up (event files of another program and
-no checkpoint, checkpoints its runs saved that are now gone, ...) is refused in one line before
-anything is written. A checkpoint that cannot be read (a truncated file, a broken list of
+A run rewrites only what it can prove its own: `common.run_record` keeps, in the logdir, which app
+and model wrote there, which event files (with a proof of each: a name is no proof) and
+checkpoints this code's runs wrote, and is updated before anything is written. The trim touches
+only those files; a logdir whose state does not add up (another app's or model's run, event files
+of another program and no checkpoint, checkpoints its runs saved that are now gone, ...) is
+refused in one line before anything is written. A checkpoint that cannot be read (a truncated file, a broken list of
 checkpoints) is skipped, with a warning, for the newest one that restores; only one that reads
 fine but holds other variables "does not fit this model".
 
