@@ -79,6 +79,11 @@ _EVENT_FILE_NAME = re.compile(r"events\.out\.tfevents\.(\d+)\.(.+)\.(\d+)\.(\d+)
 # How much of an event file's start its proof covers: the version header (78 bytes, whole
 # seconds) and the first events after it (wall times in microseconds), which never change.
 PROOF_BYTES = 256
+# One lock for every change and write of any record, and the records of the runs live in this
+# process, for `claim_file`: the Projector's files are claimed on the eval summaries' thread,
+# beside the loop's own updates of the same record.
+_lock = threading.RLock()
+_live_records: dict[str, "RunRecord"] = {}
 
 
 class RecordError(UserError):
@@ -133,16 +138,18 @@ class RunRecord:
 
     def add_event_files(self, relative_paths: list[str]) -> None:
         """Adds event files (relative to the logdir) to the list, once each."""
-        for path in relative_paths:
-            if path not in self.event_files:
-                self.event_files.append(path)
+        with _lock:  # `write` may be serializing this record on another thread (claim_file).
+            for path in relative_paths:
+                if path not in self.event_files:
+                    self.event_files.append(path)
 
     def prove(self, files: Mapping[str, str]) -> None:
         """Lists `{relative path: path}` event files, just proven this logdir's (created by this
         run's writers, adopted, or rewritten by its trim), with the proof of their first bytes."""
-        self.add_event_files(list(files))
-        for relative_path, path in files.items():
-            self.event_file_proofs[relative_path] = file_proof(path)
+        proofs = {relative_path: file_proof(path) for relative_path, path in files.items()}
+        with _lock:
+            self.add_event_files(list(files))
+            self.event_file_proofs.update(proofs)
 
     def extend_proofs(self, files: Mapping[str, str]) -> None:
         """Lengthens the proofs that cover less than `PROOF_BYTES` of files that have grown
@@ -151,7 +158,9 @@ class RunRecord:
             proof = self.event_file_proofs.get(relative_path)
             short = proof is not None and int(proof["bytes"]) < PROOF_BYTES
             if short and proof_holds(path, proof):
-                self.event_file_proofs[relative_path] = file_proof(path)
+                longer = file_proof(path)
+                with _lock:
+                    self.event_file_proofs[relative_path] = longer
 
     def mark_ended(self) -> None:
         """Records that this process's run ended: every event file it created is listed."""
@@ -329,13 +338,6 @@ def _model(content: Mapping[str, object]) -> dict[str, object]:
 def describe_model(model: Mapping[str, object]) -> str:
     """`4 variables, 50,890 parameters`: a model's identity as messages show it."""
     return f"{model['variables']} variables, {model['parameters']:,} parameters"
-
-
-# One lock for every write of any record, and the records of the runs live in this process,
-# for `claim_file`: the Projector's files are written on the eval summaries' thread, beside the
-# loop's own updates of the same record.
-_lock = threading.RLock()
-_live_records: dict[str, RunRecord] = {}
 
 
 def write(logdir: str, record: RunRecord) -> None:

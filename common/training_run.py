@@ -19,9 +19,9 @@ and model wrote there, which event files (with a proof of each: a name is no pro
 checkpoints this code's runs wrote, and is updated before anything is written. The trim touches
 only those files; a logdir whose state does not add up (another app's or model's run, event files
 of another program and no checkpoint, checkpoints its runs saved that are now gone, ...) is
-refused in one line before anything is written. A checkpoint that cannot be read (a truncated file, a broken list of
-checkpoints) is skipped, with a warning, for the newest one that restores; only one that reads
-fine but holds other variables "does not fit this model".
+refused in one line before anything is written. A checkpoint that cannot be read (a truncated
+file, a broken list of checkpoints) is skipped, with a warning, for the newest one that restores;
+only one that reads fine but holds other variables "does not fit this model".
 
 Under a multi-worker strategy every worker runs this same code: the chief owns the logdir (lock,
 record, summaries, checkpoints); every other worker restores from the chief's checkpoints (choosing
