@@ -22,7 +22,9 @@ A run may rewrite (or remove) only files it can prove its own, and the proof is 
   list its last files), on its host and pid, created at or after its start and before the next
   run's, with a version header of that second. That covers the files a run creates between two
   updates of the record (the HParams file at the logdir's root, until the first boundary) and a
-  kill right after; a file named like an ended run's is another program's.
+  kill right after; a file named like an ended run's is another program's. What this cannot
+  tell apart: a program given a killed run's pid on its host that writes an event file here
+  before the next run starts (the window a name alone left open for ever is now that one).
 - `event_files`: the files known to be this logdir's, by name relative to the logdir: the writers'
   files are added the moment they are created, and every file adopted as above at each update.
 - `event_file_proofs`: for each listed file, the length and SHA-256 of its first bytes (up to
@@ -66,6 +68,7 @@ from collections.abc import Callable, Mapping
 
 import keras
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
 
 from common import errors
 from common.errors import UserError
@@ -193,8 +196,6 @@ def header_second(path: str) -> int | None:
     """The wall time (a whole second) of event file `path`'s version header, its first record,
     or None if it does not start with one: TensorFlow's writer stamps it with the second its name
     holds. Only the framing's length is trusted here; the event must parse as a version header."""
-    from tensorboard.compat.proto import event_pb2  # Light; kept local: this module is small.
-
     try:
         with tf.io.gfile.GFile(path, "rb") as file:
             start = file.read(PROOF_BYTES)
