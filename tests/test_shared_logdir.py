@@ -322,6 +322,24 @@ def make_killed_run_with_an_unlisted_hparams_file(logdir: pathlib.Path) -> str:
     return hparams.name
 
 
+def test_the_hparams_file_is_listed_with_its_proof_at_the_first_boundary(tmp_path):
+    """Files made after the writers are listed at the first boundary, not at the first save:
+    the window in which only a name vouches for them closes after one loop."""
+    run, _ = tiny_run(tmp_path)
+    with run:
+        run.restore()
+        run.open_writers()
+        summaries.write_hparams(str(tmp_path), {"units": 3})
+        (hparams,) = tmp_path.glob("events.out.tfevents.*")
+        assert hparams.name not in read_record_json(tmp_path)["event_files"]
+        run.end_of_loop(2)  # No checkpoint due (every 10 steps).
+        content = read_record_json(tmp_path)
+        assert hparams.name in content["event_files"]
+        assert content["event_file_proofs"][hparams.name] == run_record.file_proof(str(hparams))
+        assert "ended" not in content["runs"][-1]
+    assert read_record_json(tmp_path)["runs"][-1]["ended"] is True
+
+
 def test_an_unlisted_file_of_a_killed_run_is_adopted_while_it_can_be_proven(tmp_path):
     make_killed_run_with_an_unlisted_hparams_file(tmp_path)
     again, _ = tiny_run(tmp_path)
