@@ -12,7 +12,7 @@ plugin reads a tensor file by itself, and lists the run without any checkpoint w
 names one.
 
 Inside a training run's logdir every file is claimed before it is written
-(`run_record.claim_file`): one that is already there and that no run of the logdir recorded
+(`run_record.claim_files`): one that is already there and that no run of the logdir recorded
 writing (a user's own `projector_config.pbtxt`, say) is never overwritten; the run stops in one
 line instead, at that first write. The ones it writes are recorded, so a resumed run rewrites
 them.
@@ -59,7 +59,7 @@ def write_sprite(run_directory: str, thumbnails: np.ndarray) -> Sprite:
     """
     tf.io.gfile.makedirs(f"{run_directory}/{SUBDIRECTORY}")
     image_path = SPRITE_PATH
-    run_record.claim_file(f"{run_directory}/{image_path}")
+    run_record.claim_files([f"{run_directory}/{image_path}"])
     with tf.io.gfile.GFile(f"{run_directory}/{image_path}", "wb") as sprite_file:
         sprite_file.write(summaries.encode_png(sprite_grid(thumbnails)))
     height, width = thumbnails.shape[1:3]
@@ -137,8 +137,7 @@ class EmbeddingWriter:
             names = [METADATA_PATH, BINARY_TENSOR_PATH, TEXT_TENSOR_PATH, PROJECTOR_CONFIG_PATH]
             if self._sprite is not None and not isinstance(self._sprite, Sprite):
                 names.append(SPRITE_PATH)
-            for name in names:
-                run_record.claim_file(f"{self.run_directory}/{name}")
+            run_record.claim_files([f"{self.run_directory}/{name}" for name in names])
             self._write_metadata_and_sprite()
         tensor_path = _write_tensor(self.run_directory, tensor)
         if self._config_names != (tensor_path, tensor.shape):

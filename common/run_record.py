@@ -40,7 +40,7 @@ A run may rewrite (or remove) only files it can prove its own, and the proof is 
   records its own; without one, its event files holding points cannot be proven this app's, and
   the run is refused rather than erase them.
 - `written_files`: the other files runs wrote here (the Projector's, relative to the logdir),
-  claimed with `claim_file` before the first write: a run writes no file that exists unless
+  claimed with `claim_files` before the first write: a run writes no file that exists unless
   this list names it, so a user's file of the same name is never overwritten.
 - `saving`: the step of a checkpoint save under way (set before the save, cleared after), so a
   save killed midway leaves files (`ckpt-N_temp/`, a half `ckpt-N.*`) that are provably leftovers.
@@ -64,7 +64,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
@@ -83,7 +83,7 @@ _EVENT_FILE_NAME = re.compile(r"events\.out\.tfevents\.(\d+)\.(.+)\.(\d+)\.(\d+)
 # seconds) and the first events after it (wall times in microseconds), which never change.
 PROOF_BYTES = 256
 # One lock for every change and write of any record, and the records of the runs live in this
-# process, for `claim_file`: the Projector's files are claimed on the eval summaries' thread,
+# process, for `claim_files`: the Projector's files are claimed on the eval summaries' thread,
 # beside the loop's own updates of the same record.
 _lock = threading.RLock()
 _live_records: dict[str, "RunRecord"] = {}
@@ -141,7 +141,7 @@ class RunRecord:
 
     def add_event_files(self, relative_paths: list[str]) -> None:
         """Adds event files (relative to the logdir) to the list, once each."""
-        with _lock:  # `write` may be serializing this record on another thread (claim_file).
+        with _lock:  # `write` may be serializing this record on another thread (claim_files).
             for path in relative_paths:
                 if path not in self.event_files:
                     self.event_files.append(path)
@@ -349,7 +349,7 @@ def write(logdir: str, record: RunRecord) -> None:
 
 
 def set_live(logdir: str, record: RunRecord | None) -> None:
-    """Makes `record` the one `claim_file` updates for files under `logdir` (None: no more)."""
+    """Makes `record` the one `claim_files` updates for files under `logdir` (None: no more)."""
     with _lock:
         if record is None:
             _live_records.pop(logdir, None)
@@ -357,34 +357,40 @@ def set_live(logdir: str, record: RunRecord | None) -> None:
             _live_records[logdir] = record
 
 
-def claim_file(path: str) -> None:
-    """Call before writing `path` (not an event file): if a run of this process owns the logdir
-    it is in, the write is allowed only if the file does not exist yet (it is then recorded as
-    written here, before the write, so a later run may rewrite it) or the record names it.
+def claim_files(paths: Sequence[str]) -> None:
+    """Call before writing `paths` (not event files): if a run of this process owns the logdir
+    they are in, the writes are allowed only if each file either does not exist yet (it is then
+    recorded as written here, before the write, so a later run may rewrite it) or is named by
+    the record already. All are checked before any is recorded.
 
     Outside any run's logdir (a worker's temporary directory, a direct use of the writer), there
     is no record to prove anything to, and nothing is checked.
 
     Raises:
-        UnprovenFileError: the file exists and no run here recorded writing it; nothing is written.
+        UnprovenFileError: a file exists and no run here recorded writing it; nothing is recorded
+            (and the caller writes nothing).
     """
     with _lock:
-        owners = [logdir for logdir in _live_records if path.startswith(logdir.rstrip("/") + "/")]
-        if not owners:
-            return
-        logdir = owners[0]
-        record = _live_records[logdir]
-        relative = posixpath.normpath(path[len(logdir.rstrip("/")) :].lstrip("/"))
-        if relative in record.written_files:
-            return
-        if tf.io.gfile.exists(path):
-            raise UnprovenFileError(
-                f"logdir {logdir}: {relative} is already there, and no run of this app recorded "
-                "writing it (a file of yours?), so it is not overwritten; move it away, or pass "
-                "a new --logdir"
-            )
-        record.written_files.append(relative)
-        write(logdir, record)
+        claimed: dict[str, list[str]] = {}
+        for path in paths:
+            owners = [name for name in _live_records if path.startswith(name.rstrip("/") + "/")]
+            if not owners:
+                continue
+            logdir = owners[0]
+            relative = posixpath.normpath(path[len(logdir.rstrip("/")) :].lstrip("/"))
+            if relative in _live_records[logdir].written_files:
+                continue
+            if tf.io.gfile.exists(path):
+                raise UnprovenFileError(
+                    f"logdir {logdir}: {relative} is already there, and no run of this app "
+                    "recorded writing it (a file of yours?), so it is not overwritten; move it "
+                    "away, or pass a new --logdir"
+                )
+            claimed.setdefault(logdir, []).append(relative)
+        for logdir, relatives in claimed.items():
+            record = _live_records[logdir]
+            record.written_files.extend(relatives)
+            write(logdir, record)
 
 
 def leftovers(logdir: str) -> list[str]:

@@ -625,7 +625,7 @@ class TrainingRun:
         except Exception as error:
             self._raise_as_user_error(error, "while preparing to write")
         self._record = record
-        run_record.set_live(self.logdir, record)  # For the Projector's files: claim_file.
+        run_record.set_live(self.logdir, record)  # For the Projector's files: claim_files.
         self._manager = self._create_manager(self.logdir)
         self._writing = True
 

@@ -254,21 +254,25 @@ def test_a_resumed_run_rewrites_the_projector_files_it_recorded(tmp_path):
 
 def test_a_claim_refuses_only_inside_a_live_runs_logdir(tmp_path):
     """A direct use of the Projector's writer (no run, no record) replaces its files as before;
-    inside a live run's logdir the same claim is refused, and allowed once recorded."""
+    inside a live run's logdir a claim of an unlisted file that is there records nothing, one of
+    absent files records them all, and a recorded file may be written again."""
     path = tmp_path / "eval" / "projector_config.pbtxt"
+    other = tmp_path / "eval" / "metadata.tsv"
     path.parent.mkdir()
     path.write_text("old\n")
-    run_record.claim_file(str(path))  # No run here: nothing to prove to, nothing checked.
+    run_record.claim_files([str(path)])  # No run here: nothing to prove to, nothing checked.
     record = run_record.RunRecord()
     run_record.set_live(str(tmp_path), record)
     try:
         with pytest.raises(run_record.UnprovenFileError, match=r"eval/projector_config\.pbtxt is"):
-            run_record.claim_file(str(path))
+            run_record.claim_files([str(other), str(path)])
+        assert record.written_files == []  # The absent one was not claimed either.
         path.unlink()
-        run_record.claim_file(str(path))  # Absent: recorded, then written.
-        assert record.written_files == ["eval/projector_config.pbtxt"]
+        run_record.claim_files([str(other), str(path)])  # Absent: recorded, then written.
+        assert record.written_files == ["eval/metadata.tsv", "eval/projector_config.pbtxt"]
+        assert read_record_json(tmp_path)["written_files"] == record.written_files
         path.write_text("the run's\n")
-        run_record.claim_file(str(path))  # Recorded: the run may rewrite it.
+        run_record.claim_files([str(path)])  # Recorded: the run may rewrite it.
     finally:
         run_record.set_live(str(tmp_path), None)
 
