@@ -307,6 +307,9 @@ class TrainingRun:
             else:
                 shutil.rmtree(self.output_dir, ignore_errors=True)
         kept = self._what_is_kept()
+        if isinstance(exc, run_record.UnprovenFileError) and exc_type is not None:
+            # Refused mid-run (the Projector's first write, at the first eval): what it leaves.
+            raise run_record.UnprovenFileError(f"{exc}. {kept}") from exc
         if isinstance(exc, KeyboardInterrupt):
             # A second Ctrl-C: the first one's handler gave the default back, so the user is
             # never stuck; say what that cost.

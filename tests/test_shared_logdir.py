@@ -231,6 +231,9 @@ def test_the_users_projector_files_in_a_fresh_logdir_are_never_overwritten(tmp_p
     )
     assert_one_line_error(result, 1, str(logdir), "eval/projector/metadata.tsv")
     assert "is already there, and no run of this app recorded writing it" in result.stderr
+    assert "move it away, or pass a new --logdir. No checkpoint had been saved yet." in (
+        result.stderr
+    )
     for path, data in users.items():
         assert path.read_bytes() == data
     # Nothing of the Projector's was written beside them either: all its names are claimed first.
