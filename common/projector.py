@@ -10,6 +10,12 @@ Every file is named relative to the config, below the run directory (where the p
 assets), so a logdir copied or moved elsewhere keeps its Projector. No checkpoint is written: the
 plugin reads a tensor file by itself, and lists the run without any checkpoint when its config
 names one.
+
+Inside a training run's logdir every file is claimed before it is written
+(`run_record.claim_files`): one that is already there and that no run of the logdir recorded
+writing (a user's own `projector_config.pbtxt`, say) is never overwritten; the run stops in one
+line instead, at that first write. The ones it writes are recorded, so a resumed run rewrites
+them.
 """
 
 import dataclasses
@@ -19,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
-from common import summaries
+from common import run_record, summaries
 
 SUBDIRECTORY = "projector"  # Beside the config: the plugin reads assets only below it.
 TENSOR_NAME = "embedding"  # The name the Projector lists the embedding by.
@@ -27,6 +33,8 @@ TENSOR_NAME = "embedding"  # The name the Projector lists the embedding by.
 BINARY_TENSOR_PATH = f"{SUBDIRECTORY}/embedding.bytes"
 TEXT_TENSOR_PATH = f"{SUBDIRECTORY}/embedding.tsv"
 METADATA_PATH = f"{SUBDIRECTORY}/metadata.tsv"
+SPRITE_PATH = f"{SUBDIRECTORY}/sprite.png"
+PROJECTOR_CONFIG_PATH = "projector_config.pbtxt"  # What the plugin reads, in the run directory.
 # Enough significant digits for any float32 to read back as the same float32.
 TEXT_FORMAT = "%.9g"
 
@@ -50,7 +58,8 @@ def write_sprite(run_directory: str, thumbnails: np.ndarray) -> Sprite:
             embedding's order.
     """
     tf.io.gfile.makedirs(f"{run_directory}/{SUBDIRECTORY}")
-    image_path = f"{SUBDIRECTORY}/sprite.png"
+    image_path = SPRITE_PATH
+    run_record.claim_files([f"{run_directory}/{image_path}"])
     with tf.io.gfile.GFile(f"{run_directory}/{image_path}", "wb") as sprite_file:
         sprite_file.write(summaries.encode_png(sprite_grid(thumbnails)))
     height, width = thumbnails.shape[1:3]
@@ -112,11 +121,23 @@ class EmbeddingWriter:
 
     def write(self, embeddings: np.ndarray) -> None:
         """Writes `embeddings` ([points, dimensions] floats, stored as float32), replacing the
-        run's earlier ones; at the first call also the metadata, the sprite and the config."""
+        run's earlier ones; at the first call also the metadata, the sprite and the config.
+
+        Raises:
+            common.run_record.UnprovenFileError: in a run's logdir, if one of these files is
+                already there and no run recorded writing it; checked for all of them before the
+                first write, so none is written then.
+        """
         tensor = np.ascontiguousarray(embeddings, np.float32)
         if tensor.ndim != 2:
             raise ValueError(f"embeddings must be [points, dimensions], got shape {tensor.shape}")
         if self._config_names is None:
+            # Every name this writer may write, claimed before the first is written: a refusal
+            # leaves nothing half written (the tensor's other format is claimed too).
+            names = [METADATA_PATH, BINARY_TENSOR_PATH, TEXT_TENSOR_PATH, PROJECTOR_CONFIG_PATH]
+            if self._sprite is not None and not isinstance(self._sprite, Sprite):
+                names.append(SPRITE_PATH)
+            run_record.claim_files([f"{self.run_directory}/{name}" for name in names])
             self._write_metadata_and_sprite()
         tensor_path = _write_tensor(self.run_directory, tensor)
         if self._config_names != (tensor_path, tensor.shape):

@@ -11,9 +11,10 @@ import dataclasses
 import functools
 import re
 import struct
+import sys
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -26,6 +27,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorflow.python.lib.io import _pywrap_record_io  # TF's reader, with offsets and CRCs.
 
 from common import errors, paths, run_record, tracing
 from common.background import BackgroundWork
@@ -224,26 +226,110 @@ def remove_trim_leftovers(logdir: str) -> list[str]:
     return leftovers
 
 
-def _events(path: str) -> Iterator[tuple[bytes, event_pb2.Event]]:
-    """The records of an event file and their events, up to a torn last record (DataLossError)."""
-    for record in tf.data.TFRecordDataset(path):
-        data = record.numpy()
-        yield data, event_pb2.Event.FromString(data)
+@dataclasses.dataclass
+class EventFileRecords:
+    """What an event file holds, read record by record past any damage (see `read_records`)."""
+
+    # Every intact record in order: its bytes and its event (None if they are not an Event).
+    records: list[tuple[bytes, event_pb2.Event | None]]
+    # Byte ranges `(start, end)` holding no intact record, with intact records after them: a
+    # flipped bit, say. TensorFlow's reader (and TensorBoard's loaders) stop at the first.
+    damaged: list[tuple[int, int]]
+    # Where a torn last record starts (a kill mid-write: no intact record after it), or None.
+    torn_at: int | None
+
+
+def read_records(path: str) -> EventFileRecords:
+    """Reads event file `path` with TFRecord's framing (length, masked CRC-32C of the length,
+    data, masked CRC-32C of the data), and past a damaged record: the next intact one is found
+    by its framing, whose two checksums random bytes pass once in 2**64.
+
+    TensorFlow's own reader checks each record (`RandomRecordReader`, the one under
+    `tf.data.TFRecordDataset`, which reads by offset); where it fails, the next offset whose 12
+    framing bytes hold a valid length checksum (NumPy, over the whole rest of the file at once)
+    and whose record TensorFlow then reads is where reading resumes.
+    """
+    reader = _pywrap_record_io.RandomRecordReader(path)
+    size = tf.io.gfile.stat(path).length
+    records: list[tuple[bytes, event_pb2.Event | None]] = []
+    damaged: list[tuple[int, int]] = []
+    torn_at = None
+    offset = 0
+    content: np.ndarray | None = None  # The file's bytes, read only to resynchronise.
+    try:
+        while offset < size:
+            try:
+                data, next_offset = reader.read(offset)
+            except (tf.errors.DataLossError, IndexError):
+                if content is None:
+                    with tf.io.gfile.GFile(path, "rb") as file:
+                        content = np.frombuffer(file.read(), np.uint8)
+                resume = _next_record(reader, content, offset + 1)
+                if resume is None:
+                    torn_at = offset
+                    break
+                damaged.append((offset, resume))
+                offset = resume
+                continue
+            try:
+                event = event_pb2.Event.FromString(data)
+            except Exception:  # Framed and checksummed, but not an event: kept as it is.
+                event = None
+            records.append((data, event))
+            offset = next_offset
+    finally:
+        reader.close()
+    return EventFileRecords(records, damaged, torn_at)
+
+
+def _crc32c_table() -> np.ndarray:
+    """CRC-32C's (Castagnoli's, TFRecord's) byte table, reflected."""
+    table = np.zeros(256, np.uint32)
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table[byte] = crc
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+_RESYNC_WINDOW = 1 << 20  # Offsets checked per NumPy pass: bounded memory for any file.
+
+
+def _next_record(reader, content: np.ndarray, start: int) -> int | None:
+    """The first offset at or after `start` where an intact record begins, or None."""
+    last = len(content) - 16  # A record is at least 16 bytes: framing around empty data.
+    for window in range(start, last + 1, _RESYNC_WINDOW):
+        offsets = np.arange(window, min(window + _RESYNC_WINDOW, last + 1))
+        crc = np.full(len(offsets), 0xFFFFFFFF, np.uint32)
+        for index in range(8):  # The masked CRC-32C of the 8 length bytes at every offset.
+            crc = _CRC32C_TABLE[(crc ^ content[offsets + index]) & 0xFF] ^ (crc >> 8)
+        crc ^= np.uint32(0xFFFFFFFF)
+        masked = ((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)
+        stored = np.zeros(len(offsets), np.uint32)
+        for index in range(4):
+            stored |= content[offsets + 8 + index].astype(np.uint32) << np.uint32(8 * index)
+        for candidate in offsets[masked == stored]:
+            try:
+                reader.read(int(candidate))
+            except (tf.errors.DataLossError, IndexError):
+                continue
+            return int(candidate)
+    return None
 
 
 def largest_step(path: str) -> int:
     """The largest step of the points in event file `path`, -1 if it has none (only its header).
 
-    Reads what it can: a torn last record (a kill mid-write) ends the reading, as in the trim.
+    Reads what it can: past a damaged record, and up to a torn last record (a kill mid-write).
     """
-    largest = -1
-    try:
-        for _, event in _events(path):
-            if not event.HasField("file_version"):
-                largest = max(largest, event.step)
-    except tf.errors.DataLossError:
-        pass
-    return largest
+    steps = [
+        event.step
+        for _, event in read_records(path).records
+        if event is not None and not event.HasField("file_version")
+    ]
+    return max(steps, default=-1)
 
 
 def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None = None) -> int:
@@ -255,6 +341,12 @@ def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None =
     a temporary file first (see `trim_temporary_path`) and then renamed over the original, so a
     crash here loses nothing. `last_step=-1` keeps nothing but the files' version headers (a
     restart with no checkpoint). A file with nothing to drop is not touched.
+
+    A damaged record in the middle of a file (a flipped bit) does not end the reading: every
+    intact record after it is read too (`read_records`) and kept. TensorFlow's reader, and so
+    TensorBoard, stop at the damage and show nothing after it, so such a file is rewritten without
+    the damaged bytes (which no reader can take as a record), and one warning line on stderr names
+    them. (The trim used to stop there too, and dropped every record after the damage.)
 
     Args:
         logdir: the run's directory.
@@ -271,17 +363,26 @@ def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None =
     """
     dropped = 0
     for path in event_files(logdir) if paths is None else sorted(paths):
-        kept: list[bytes] = []
-        needs_rewrite = False
-        try:
-            for record, event in _events(path):
-                if event.HasField("file_version") or event.step <= last_step:
-                    kept.append(record)
-                else:
-                    needs_rewrite = True
-                    dropped += 1
-        except tf.errors.DataLossError:
-            needs_rewrite = True  # A torn last record: everything before it is kept.
+        read = read_records(path)
+        kept = [
+            record
+            for record, event in read.records
+            if event is None or event.HasField("file_version") or event.step <= last_step
+        ]
+        dropped += len(read.records) - len(kept)
+        # A torn last record (everything before it is kept), or damage: rewritten without it.
+        needs_rewrite = (
+            len(kept) < len(read.records) or read.torn_at is not None or bool(read.damaged)
+        )
+        if read.damaged:
+            ranges = ", ".join(f"{start}-{end - 1}" for start, end in read.damaged)
+            print(
+                f"warning: {display_path(path)}: bytes {ranges} hold no intact record (damaged), "
+                f"where TensorFlow's reader, and TensorBoard's, stop: rewritten without them, "
+                f"keeping its {len(kept)} intact records up to step {last_step}",
+                file=sys.stderr,
+                flush=True,
+            )
         if needs_rewrite:
 
             def write_kept(temporary: str, kept: list[bytes] = kept) -> None:

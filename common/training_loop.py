@@ -56,6 +56,7 @@ from common import (
     phase_times,
     progress,
     resumed_settings,
+    run_record,
     settings,
     step_counter,
     summaries,
@@ -862,6 +863,7 @@ def run(
         config.checkpoint_every_steps,
         strategy=strategy,
         run_settings=run_settings,
+        app=run_record.app_name(config),  # A logdir holding another app's run is refused.
         **checkpoint_objects(state),
     )
     # Checks and locks the logdir first, so a bad one fails before anything slow; the debugger's

@@ -14,13 +14,14 @@ it are dropped on resume (`summaries.trim_events_after`): TensorBoard never show
 Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint,
 and `save` refuses weights that hold a NaN or an infinity.
 
-A run rewrites only what it can prove its own: `common.run_record` keeps, in the logdir, which event
-files and checkpoints this code's runs wrote, and is updated before anything is written. The trim
-touches only those files; a logdir whose state does not add up (event files of another program and
-no checkpoint, checkpoints its runs saved that are now gone, ...) is refused in one line before
-anything is written. A checkpoint that cannot be read (a truncated file, a broken list of
-checkpoints) is skipped, with a warning, for the newest one that restores; only one that reads
-fine but holds other variables "does not fit this model".
+A run rewrites only what it can prove its own: `common.run_record` keeps, in the logdir, which app
+and model wrote there, which event files (with a proof of each: a name is no proof) and
+checkpoints this code's runs wrote, and is updated before anything is written. The trim touches
+only those files; a logdir whose state does not add up (another app's or model's run, event files
+of another program and no checkpoint, checkpoints its runs saved that are now gone, ...) is
+refused in one line before anything is written. A checkpoint that cannot be read (a truncated
+file, a broken list of checkpoints) is skipped, with a warning, for the newest one that restores;
+only one that reads fine but holds other variables "does not fit this model".
 
 Under a multi-worker strategy every worker runs this same code: the chief owns the logdir (lock,
 record, summaries, checkpoints); every other worker restores from the chief's checkpoints (choosing
@@ -118,6 +119,10 @@ class CheckpointMismatchError(UserError):
 class LogdirStateError(UserError):
     """The logdir's contents do not add up: the run would have to rewrite what it cannot prove
     its own, or start over on top of an earlier run's work. Nothing was written."""
+
+
+class OtherAppError(LogdirStateError):
+    """The logdir holds a run of another app (its record says which). Nothing was written."""
 
 
 @dataclasses.dataclass
@@ -233,6 +238,7 @@ class TrainingRun:
         max_to_keep: int = 3,
         strategy: tf.distribute.Strategy | None = None,
         run_settings: str | None = None,
+        app: str | None = None,
         **trackables: object,
     ) -> None:
         """Prepares, but touches nothing until the `with` block starts.
@@ -245,7 +251,11 @@ class TrainingRun:
             strategy: the run's tf.distribute strategy (default: the current one).
             run_settings: a text saved in every checkpoint beside the trackables (the run's
                 settings, `common.resumed_settings.describe`), read back by `restored_settings`.
-            **trackables: what to save, e.g. `model=model, optimizer=optimizer`.
+            app: which app this is (`run_record.app_name(config)`), kept in the logdir's record:
+                a logdir holding another app's run is refused. None: not checked.
+            **trackables: what to save, e.g. `model=model, optimizer=optimizer`. The Keras
+                models among them are this run's model, kept in the record as a fingerprint
+                (`run_record.model_identity`): a logdir holding another model's run is refused.
         """
         self.logdir = logdir
         self.global_step = global_step
@@ -255,6 +265,10 @@ class TrainingRun:
         # Where this worker writes: the logdir on the chief; set on entry for the others.
         self.output_dir = logdir
         self._checkpoint = tf.train.Checkpoint(global_step=global_step, **trackables)
+        self._app = app
+        self._model = run_record.model_identity(
+            {name: value for name, value in trackables.items() if isinstance(value, keras.Layer)}
+        )
         # What restores a checkpoint of an older version, which holds no settings' text: the
         # saved objects without it, so that every object still matches.
         self._restoring = self._checkpoint
@@ -289,7 +303,8 @@ class TrainingRun:
         self._restored = False
         self._latest: str | None = None
         self._record: run_record.RunRecord | None = None
-        self._own_event_files: list[str] = []
+        self._own_event_files: dict[str, str] = {}  # By name relative to the logdir.
+        self._recorded_after_first_loop = False
         self._state_to_write: list[int] | None = None
         self._remove_state = False
         self._files_to_remove: list[str] = []
@@ -330,10 +345,14 @@ class TrainingRun:
         finally:
             self._stop_signals.__exit__()
             if self.is_chief:
+                self._record_end()
                 self._lock.release()
             else:
                 shutil.rmtree(self.output_dir, ignore_errors=True)
         kept = self._what_is_kept()
+        if isinstance(exc, run_record.UnprovenFileError) and exc_type is not None:
+            # Refused mid-run (the Projector's first write, at the first eval): what it leaves.
+            raise run_record.UnprovenFileError(f"{exc}. {kept}") from exc
         if isinstance(exc, KeyboardInterrupt):
             # A second Ctrl-C: the first one's handler gave the default back, so the user is
             # never stuck; say what that cost. (A signals.StopNow, SIGTERM during a SIGINT's stop,
@@ -432,6 +451,11 @@ class TrainingRun:
         self._restored = True
         record = run_record.read(self.logdir) if self.is_chief else None
         self._record = record
+        if record is not None and record.app and self._app and record.app != self._app:
+            raise OtherAppError(
+                f"logdir {self.logdir} holds a run of {record.app}, not of {self._app}: its "
+                "files would be trimmed or overwritten; pass a new --logdir"
+            )
         found = _find_checkpoints(self._checkpoint_directory)
         candidates = self._candidates(found, record)
         restored_step, skipped = self._restore_newest(candidates)
@@ -454,6 +478,7 @@ class TrainingRun:
                 f"{'; '.join(problems)}; pass a new --logdir"
             )
         if self.is_chief:
+            self._check_model(record)
             self._plan_repairs(found, record, candidates, restored_step, bool(problems))
             try:
                 self._check_event_files(record, restored_step)
@@ -565,14 +590,40 @@ class TrainingRun:
             if record.saving not in kept:
                 self._files_to_remove += found.files.get(record.saving, [])
 
+    def _check_model(self, record: run_record.RunRecord | None) -> None:
+        """Refuses a logdir whose record says another model wrote it (checked after the
+        checkpoint, whose own mismatch names the variable; this one also holds without one)."""
+        if record is None or record.model is None or self._model is None:
+            return
+        if record.model["fingerprint"] == self._model["fingerprint"]:
+            return
+        theirs, ours = (run_record.describe_model(m) for m in (record.model, self._model))
+        if theirs == ours:
+            theirs += f", fingerprint {record.model['fingerprint']}"
+            ours += f", fingerprint {self._model['fingerprint']}"
+        raise CheckpointMismatchError(
+            f"logdir {self.logdir} holds a run of another model ({theirs}), which does not fit "
+            f"this model ({ours}): its points would be erased; pass a new --logdir"
+        )
+
     def _check_event_files(self, record: run_record.RunRecord | None, restored_step: int | None):
         """Keeps the event files the record proves this logdir's for the trim, and refuses if
         another one holds points the resumed run would write again."""
         last = -1 if restored_step is None else restored_step
-        self._own_event_files = []
+        self._own_event_files = {}
+        # An older version's record says nothing of the app or model: only a checkpoint that
+        # restores proves its files this model's; without one they are emptied by no one.
+        unproven_owner = record is not None and record.app is None and record.model is None
         for name, path in summaries.event_files_by_name(self.logdir).items():
-            if record is not None and record.is_ours(name):
-                self._own_event_files.append(path)
+            if record is not None and record.is_ours(name, path):
+                if unproven_owner and restored_step is None and summaries.largest_step(path) >= 0:
+                    raise LogdirStateError(
+                        f"logdir {self.logdir}: its record, from an older version, does not say "
+                        f"which app or model wrote {name}, which holds points, and no checkpoint "
+                        "proves them this model's; starting over would erase them: move them "
+                        "away, or pass a new --logdir"
+                    )
+                self._own_event_files[name] = path
             elif summaries.largest_step(path) > last:
                 if restored_step is None:
                     raise LogdirStateError(
@@ -629,6 +680,8 @@ class TrainingRun:
                 tf.io.gfile.remove(state_path)
             record = self._record or run_record.RunRecord()
             record.add_this_run()
+            record.app = record.app or self._app
+            record.model = record.model or self._model
             record.saving = None
             if self.last_saved_step is not None:  # Adopts an older version's checkpoints, too.
                 record.last_saved = max(record.last_saved or 0, self.last_saved_step)
@@ -636,6 +689,7 @@ class TrainingRun:
         except Exception as error:
             self._raise_as_user_error(error, "while preparing to write")
         self._record = record
+        run_record.set_live(self.logdir, record)  # For the Projector's files: claim_files.
         self._manager = self._create_manager(self.logdir)
         self._writing = True
 
@@ -647,12 +701,33 @@ class TrainingRun:
         raise reported from error
 
     def _record_event_files(self) -> None:
-        """Adds the event files this run created (its name is in theirs) to the record."""
+        """Adds the event files this run created (its name is in theirs, its second in their
+        header) to the record, with their proofs, and lengthens the proofs of growing files."""
         record = self._record
-        names = [
-            name for name in summaries.event_files_by_name(self.logdir) if record.is_ours(name)
-        ]
-        record.add_event_files(names)
+        files = summaries.event_files_by_name(self.logdir)
+        record.extend_proofs(files)
+        record.prove(
+            {
+                name: path
+                for name, path in files.items()
+                if name not in record.event_file_proofs and record.is_ours(name, path)
+            }
+        )
+
+    def _record_end(self) -> None:
+        """At the end of the chief's run, however it ends but a kill: lists the event files it
+        created since the last update and marks it ended, so no file named like its own is
+        adopted later (see common/run_record.py). Best effort: without the mark, a later run
+        adopts by name as before, with the same checks."""
+        if not self._writing or self._record is None:
+            return
+        run_record.set_live(self.logdir, None)
+        try:
+            self._record_event_files()
+            self._record.mark_ended()
+            run_record.write(self.logdir, self._record)
+        except (tf.errors.OpError, OSError):
+            pass
 
     def already_finished(self, num_steps: int) -> bool:
         """True (and says so on the console) if the restored run has done `num_steps` already;
@@ -679,7 +754,9 @@ class TrainingRun:
             self._begin_writing()
             last = self.last_saved_step if self.last_saved_step is not None else -1
             try:
-                summaries.trim_events_after(self.logdir, last, paths=self._own_event_files)
+                summaries.trim_events_after(
+                    self.logdir, last, paths=list(self._own_event_files.values())
+                )
             except Exception as error:
                 self._raise_as_user_error(error, "while dropping points after the checkpoint")
             existing = set(summaries.event_files_by_name(self.logdir))
@@ -688,8 +765,14 @@ class TrainingRun:
             try:
                 # The writers' files by name, not only by the pid in it: that needs the clock
                 # to have stayed at or after the run's recorded start.
-                self._record.add_event_files(
-                    sorted(set(summaries.event_files_by_name(self.logdir)) - existing)
+                files = summaries.event_files_by_name(self.logdir)
+                # The trim's rewritten files are proven anew (their first bytes may change).
+                self._record.prove(
+                    {
+                        name: files[name]
+                        for name in sorted(set(files) - existing | set(self._own_event_files))
+                        if name in files
+                    }
                 )
                 self._record_event_files()
                 run_record.write(self.logdir, self._record)
@@ -840,6 +923,15 @@ class TrainingRun:
         last = self.last_saved_step or 0
         if step // self.checkpoint_every_steps > last // self.checkpoint_every_steps:
             self.save(step)
+        elif self.is_chief and not self._recorded_after_first_loop and self._writing:
+            # The files made since the writers (the HParams file at the root) are listed at the
+            # first boundary, not only at the first save: until then only their name vouches.
+            try:
+                self._record_event_files()
+                run_record.write(self.logdir, self._record)
+            except Exception as error:
+                self._raise_as_user_error(error, "while recording the new event files")
+        self._recorded_after_first_loop = True
 
 
 def settings_in(checkpoint_path: str) -> str | None:
