@@ -1,6 +1,6 @@
-"""Every relative link and image in README.md and docs/*.md names a file that exists, and every
-`#anchor` a heading of the page it points at (GitHub's anchors: lowercase, punctuation dropped,
-spaces to hyphens). The README's long sections moved to docs/, so a moved or renamed page, or an
+"""Every relative link and image in README.md, WORKSPACE.md, docs/*.md and the apps' READMEs names
+a file that exists, and every `#anchor` a heading of the page it points at (GitHub's anchors:
+lowercase, punctuation dropped, spaces to hyphens). The README's long sections moved to docs/, so a moved or renamed page, or an
 image path left as it was from the repository root, fails here rather than on GitHub.
 """
 
@@ -10,7 +10,12 @@ import re
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+PAGES = [
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "WORKSPACE.md",
+    *sorted((REPO_ROOT / "docs").glob("*.md")),
+    *sorted((REPO_ROOT / "apps").glob("*/README.md")),
+]
 
 # [text](target) and ![alt](target); the target ends at whitespace or the closing parenthesis.
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
