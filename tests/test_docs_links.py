@@ -1,7 +1,8 @@
 """Every relative link and image in README.md, WORKSPACE.md, docs/*.md and the apps' READMEs names
 a file that exists, and every `#anchor` a heading of the page it points at (GitHub's anchors:
-lowercase, punctuation dropped, spaces to hyphens). The README's long sections moved to docs/, so a moved or renamed page, or an
-image path left as it was from the repository root, fails here rather than on GitHub.
+lowercase, punctuation dropped, spaces to hyphens). The README's long sections moved to docs/, so
+a moved or renamed page, or an image path left as it was from the repository root, fails here
+rather than on GitHub.
 """
 
 import pathlib
