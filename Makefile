@@ -29,7 +29,7 @@ help:
 	@echo "make inspect LOGDIR=$(LOGS)/mnist_mlp   what TensorBoard will show, and logging mistakes"
 	@echo "make test           run the test suite"
 	@echo "make lint           ruff check and format check"
-	@echo "make results        re-measure the README results tables"
+	@echo "make results        re-measure the results tables (docs/results.md, the apps' READMEs)"
 	@echo "make bench          speed: this repo's loop vs model.fit and others (ratios, JSON)"
 	@echo "make screenshots    PNGs of each app's dashboards from headless chromium"
 	@echo "make clean          remove $(LOGS)/ and caches (keeps .venv; 'make distclean' removes it too)"

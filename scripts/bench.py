@@ -687,7 +687,7 @@ def bench_workload(workload: Workload, steps: int, repeats: int) -> dict:
     }
 
 
-# What single runs of one method move by on this shared 2-core machine (README "Speed"): the noise
+# What single runs of one method move by on this shared 2-core machine (docs/speed.md): the noise
 # floor assumed when one round gives no spread to measure.
 SINGLE_ROUND_NOISE = 0.20
 

@@ -1,4 +1,4 @@
-"""Measures the figures in the README results tables: `make results` (or `python scripts/...`).
+"""Measures the figures in the results tables (docs/results.md, each app's README): `make results`.
 
 Runs each app's configurations with several seeds, in this process, into temporary logdirs, and
 prints one Markdown table per app (mean and min-max over seeds), with the machine and date. Full

@@ -1,6 +1,6 @@
 """common.inspect_logdir on logdirs written by the mistaken code itself, and on real app runs.
 
-Each broken logdir is made the way users make it (the README's "popular advice" patterns and the
+Each broken logdir is made the way users make it (docs/popular-advice.md's patterns and the
 others the inspector names), so a test here shows that the inspector catches the real artifact,
 not a hand-made imitation of it.
 """
