@@ -320,7 +320,7 @@ def create_writers(logdir: str, first_step: int = 0) -> SummaryWriters:
 
 
 def write_restart_markers(writer: tf.summary.SummaryWriter, first_step: int) -> None:
-    """Writes the event that makes a live TensorBoard forget the points a crashed run left after
+    """Writes the events that make a live TensorBoard forget the points a crashed run left after
     its checkpoint: `session_log { status: START }` at `first_step`, twice.
 
     A resumed run's trim (`trim_events_after`) removes those points from the files, but a
@@ -329,7 +329,8 @@ def write_restart_markers(writer: tf.summary.SummaryWriter, first_step: int) -> 
     step on when a point at that step or an earlier one arrives, so the resumed run's own points
     replace them. The Python loader (`--load_fast=false`) does not: it kept both, every step
     from the checkpoint to the kill shown twice until the server restarted (tensorboard#1272).
-    What it honours is TensorFlow 1's restart marker: in its `_CheckForRestartAndMaybePurge`, a
+    What it honours is TensorFlow 1's restart marker: in its `_CheckForRestartAndMaybePurge` (on
+    with `--purge_orphaned_data`, the default, for files of version 2, TF2's), a
     `SessionLog.START` event at step N drops every point of the run (all tags) whose step is N or
     more. It takes the first START it sees in a run for the run's beginning and purges nothing
     then; so each new file begins with two, and the second one purges whether or not the earlier
