@@ -377,6 +377,8 @@ def write_hparams(logdir: str, settings: dict[str, object]) -> None:
         if value is None or isinstance(value, bool | int | float | str)
     }
     writer = tf.summary.create_file_writer(logdir)
+    # A run killed before its first checkpoint starts over and writes these again, at step 0.
+    write_restart_markers(writer, 0)
     with writer.as_default():
         hparams_api.hparams(values, trial_id=trial_id(logdir))
     writer.close()

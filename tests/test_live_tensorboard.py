@@ -13,11 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import plugin_event_accumulator
+from tensorboard.compat.proto import event_pb2
 
 from common import summaries
 from scripts import screenshots
@@ -26,14 +26,14 @@ from tests.app_cli import REPO_ROOT, run_app
 from tests.test_tensorboard_server import Server
 
 LOADERS = ("false", "true")  # --load_fast: the Python loader, the Rust data server.
-# Ten steps a loop, a checkpoint every 100: the kill comes at least 30 steps after one, long before
-# the next.
+# Ten steps a loop, a checkpoint every 200: the kill comes 30 steps after one, 17 loops (over a
+# second here) before the next.
 MNIST = (
     "--dataset=synthetic",
     "--batch_size=16",
     "--steps_per_loop=10",
     "--eval_every_steps=20",
-    "--checkpoint_every_steps=100",
+    "--checkpoint_every_steps=200",
 )
 
 
@@ -66,9 +66,23 @@ def served_steps(server: Server, run: str) -> list[int]:
     """The steps of `run`'s loss the live server answers with, in its order ([] before any)."""
     try:
         points = server.get("/data/plugin/scalars/scalars", run=run, tag="loss")
-    except (urllib.error.URLError, ValueError):  # The run or tag is not loaded yet.
+    except (OSError, ValueError):  # The run or tag is not loaded yet (an HTTP error), a reset.
         return []
     return [step for _, step, _ in points]
+
+
+def served_tags(server: Server) -> set[tuple[str, str, str]]:
+    """(kind, run, tag) of every scalar, histogram and image series the Time Series tab lists."""
+    listed = server.get("/data/plugin/timeseries/tags")
+    tags = {
+        (kind, run, tag)
+        for kind in ("scalars", "histograms")
+        for run, run_tags in listed[kind]["runTagInfo"].items()
+        for tag in run_tags
+    }
+    for tag, runs in listed["images"]["tagRunSampledInfo"].items():
+        tags |= {("images", run, tag) for run in runs}
+    return tags
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +136,7 @@ def resumed_under_live_servers(tmp_path_factory):
                     lambda server=server, run=run, steps=steps: served_steps(server, run) == steps,
                     f"{run} loaded live",
                 )
-        tags_before = {
-            load_fast: server.get("/data/plugin/scalars/tags")["train"]
-            for load_fast, server in servers.items()
-        }
+        tags_before = {load_fast: served_tags(server) for load_fast, server in servers.items()}
         end = (written["train"][-1] // 20 + 2) * 20  # Past every dropped step; an eval's step.
         resumed = run_app("mnist_mlp", *MNIST, f"--num_steps={end}", f"--logdir={logdir}")
         assert resumed.returncode == 0, resumed.stderr
@@ -146,8 +157,8 @@ def test_a_live_server_shows_each_step_once_after_a_kill_and_a_resume(
         )
         assert served_steps(server, run) == list(range(every, end + 1, every)), (run, saved)
         assert written_steps(server.logdir, run) == list(range(every, end + 1, every))
-    # The restart marker is no point and no tag.
-    assert server.get("/data/plugin/scalars/tags")["train"] == tags_before[load_fast]
+    # The restart markers are no point and no tag.
+    assert served_tags(server) == tags_before[load_fast]
 
 
 def loss_steps(accumulator: plugin_event_accumulator.EventAccumulator) -> list[int]:
@@ -193,13 +204,15 @@ def test_the_python_loader_forgets_the_dropped_points_at_the_restart_marker(
 
 
 def test_each_new_event_file_begins_with_two_restart_markers_at_its_first_step(tmp_path):
-    writers = summaries.create_writers(str(tmp_path), first_step=101)
-    writers.close()
-    for run in ("train", "eval"):
+    summaries.create_writers(str(tmp_path), first_step=101).close()
+    summaries.write_hparams(str(tmp_path), {"learning_rate": 0.1})  # A new run's, at step 0.
+    for run, first_step in (("train", 101), ("eval", 101), (".", 0)):
         [path] = (tmp_path / run).glob("events*")
-        records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
-        header, *markers = [summaries.event_pb2.Event.FromString(r) for r in records]
+        header, *rest = [
+            event_pb2.Event.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(str(path))
+        ]
         assert header.file_version == "brain.Event:2"
-        assert [(e.step, e.session_log.status) for e in markers] == [
-            (101, summaries.event_pb2.SessionLog.START)
-        ] * 2
+        starts = [(event.step, event.session_log.status) for event in rest[:2]]
+        assert starts == [(first_step, event_pb2.SessionLog.START)] * 2
+        assert not any(event.HasField("session_log") for event in rest[2:])
