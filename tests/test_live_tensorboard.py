@@ -57,6 +57,14 @@ def last_written_step(logdir) -> int:
     )
 
 
+def steps_past_checkpoint(logdir) -> int:
+    """How far the train files reach past the newest checkpoint; -1 before the first one. (The
+    files are read first: a checkpoint saved in between makes this small, never large.)"""
+    last = last_written_step(logdir)
+    saved = checkpoint_step(logdir)
+    return -1 if saved is None else last - saved
+
+
 def written_steps(logdir, run: str) -> list[int]:
     """The steps of `run`'s loss in its files, as a freshly started TensorBoard would read them."""
     return [step for step, _ in events.scalars(events.load_run(logdir / run), "loss")]
@@ -116,13 +124,16 @@ def resumed_under_live_servers(tmp_path_factory):
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stack.enter_context(open(logdir.parent / "stderr", "w")),
         )
+
+        def past_checkpoint() -> bool:
+            if process.poll() is not None:  # Failed: say why now, not at the timeout.
+                raise AssertionError((logdir.parent / "stderr").read_text())
+            return steps_past_checkpoint(logdir) >= 30
+
         try:
-            wait_for(
-                lambda: last_written_step(logdir) - (checkpoint_step(logdir) or 10**9) >= 30,
-                "points 30 steps after a checkpoint",
-            )
+            wait_for(past_checkpoint, "points 30 steps after a checkpoint")
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=60)
         finally:
