@@ -12,6 +12,7 @@ import functools
 import re
 import struct
 import sys
+import time
 import uuid
 import zlib
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.pr_curve import metadata as pr_curve_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorflow.python.lib.io import _pywrap_record_io  # TF's reader, with offsets and CRCs.
+from tensorflow.python.ops import summary_ops_v2  # import_event: tf.summary has no session log.
 
 from common import errors, paths, run_record, tracing
 from common.background import BackgroundWork
@@ -395,18 +397,65 @@ def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None =
     return dropped
 
 
-def create_writers(logdir: str) -> SummaryWriters:
+def create_writers(logdir: str, first_step: int = 0) -> SummaryWriters:
     """Checks `logdir` (see `prepare_logdir`) and opens writers on `<logdir>/train` and `/eval`.
 
     A new writer appends a new event file beside any earlier ones; see `trim_events_after` for
-    keeping a resumed run's curves clean.
+    keeping a resumed run's curves clean in the files, and `write_restart_markers` (which each
+    new file begins with) for keeping them clean in a TensorBoard that is already showing them.
+
+    Args:
+        logdir: the run's directory.
+        first_step: the first step this run writes: 0 for a new run, S + 1 for one resumed from
+            the checkpoint of step S.
     """
     prepare_logdir(logdir)
-    return SummaryWriters(
+    writers = SummaryWriters(
         logdir=logdir,
         train=tf.summary.create_file_writer(f"{logdir}/train"),
         eval=tf.summary.create_file_writer(f"{logdir}/eval"),
     )
+    write_restart_markers(writers.train, first_step)
+    write_restart_markers(writers.eval, first_step)
+    return writers
+
+
+def write_restart_markers(writer: tf.summary.SummaryWriter, first_step: int) -> None:
+    """Writes the events that make a live TensorBoard forget the points a crashed run left after
+    its checkpoint: `session_log { status: START }` at `first_step`, twice.
+
+    A resumed run's trim (`trim_events_after`) removes those points from the files, but a
+    TensorBoard that is showing the run has read them already and never rereads a file. The
+    fast loader (the Rust data server, TensorBoard's default) forgets a series' points from a
+    step on when a point at that step or an earlier one arrives, so the resumed run's own points
+    replace them. The Python loader (`--load_fast=false`) does not: it kept both, every step
+    from the checkpoint to the kill shown twice until the server restarted (tensorboard#1272).
+    What it honours is TensorFlow 1's restart marker: in its `_CheckForRestartAndMaybePurge` (on
+    with `--purge_orphaned_data`, the default, for files of version 2, TF2's), a
+    `SessionLog.START` event at step N drops every point of the run (all tags) whose step is N or
+    more. It takes the first START it sees in a run for the run's beginning and purges nothing
+    then; so each new file begins with two, and the second one purges whether or not the earlier
+    files hold one (an older version of this code wrote none).
+
+    The marker is no summary: neither loader shows it as a point or a tag (the fast one ignores
+    session logs), and at `first_step`, before the run's first point there, it drops nothing
+    the resumed run keeps. A reader that purges at every START (the legacy `EventAccumulator`)
+    finds nothing to drop in trimmed files. `tf.summary` cannot write a session log
+    (`write_raw_pb` takes a `Summary`), so the Event is imported into the writer's own file,
+    where it lands after the file's version header and before any of the run's points.
+
+    Args:
+        writer: a writer just created, before anything is written to it.
+        first_step: the first step its run writes (0, or the resumed checkpoint's step + 1).
+    """
+    start = event_pb2.Event(
+        wall_time=time.time(),
+        step=first_step,
+        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+    )
+    with writer.as_default():  # import_event writes to the default writer; the scope flushes.
+        for _ in range(2):
+            summary_ops_v2.import_event(tf.constant(start.SerializeToString()))
 
 
 def write_hparams(logdir: str, settings: dict[str, object]) -> None:
@@ -429,6 +478,8 @@ def write_hparams(logdir: str, settings: dict[str, object]) -> None:
         if value is None or isinstance(value, bool | int | float | str)
     }
     writer = tf.summary.create_file_writer(logdir)
+    # A run killed before its first checkpoint starts over and writes these again, at step 0.
+    write_restart_markers(writer, 0)
     with writer.as_default():
         hparams_api.hparams(values, trial_id=trial_id(logdir))
     writer.close()

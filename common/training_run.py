@@ -748,7 +748,9 @@ class TrainingRun:
         """Drops points written after the restored checkpoint, then opens the train/eval writers.
 
         Only event files the logdir's record proves this app's runs wrote are trimmed; the
-        writers' new files are added to it at once.
+        writers' new files are added to it at once. Each new file begins with a restart marker at
+        the step after the checkpoint (`summaries.write_restart_markers`), so a TensorBoard that
+        already showed the dropped points forgets them too.
         """
         if self.is_chief:
             self._begin_writing()
@@ -760,7 +762,8 @@ class TrainingRun:
             except Exception as error:
                 self._raise_as_user_error(error, "while dropping points after the checkpoint")
             existing = set(summaries.event_files_by_name(self.logdir))
-        self.writers = summaries.create_writers(self.output_dir)
+        first_step = 0 if self.last_saved_step is None else self.last_saved_step + 1
+        self.writers = summaries.create_writers(self.output_dir, first_step=first_step)
         if self.is_chief:
             try:
                 # The writers' files by name, not only by the pid in it: that needs the clock

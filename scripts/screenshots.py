@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,10 +76,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def tensorboard_server(
-    logdir: str, graph_runs: int = 1, timeout_seconds: float = 120
+    logdir: str, graph_runs: int = 1, timeout_seconds: float = 120, flags: Sequence[str] = ()
 ) -> Iterator[str]:
     """A `tensorboard` on a free loopback port over `logdir`, yielded (as its URL) once it serves
-    the graphs of at least `graph_runs` runs; always stopped, within a bounded wait."""
+    the graphs of at least `graph_runs` runs; always stopped, within a bounded wait. `flags` are
+    passed on (`--load_fast=false`, say)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -90,6 +91,7 @@ def tensorboard_server(
             "--host=127.0.0.1",
             f"--port={port}",
             "--reload_interval=1",
+            *flags,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
