@@ -7,7 +7,8 @@ command changed. Most settings apply by themselves, as the app builds everything
 its variables, and the checkpoint's value would win over the new `--learning_rate` unannounced.
 So each optimizer's learning rate *as built* is recorded too; where the one built now differs,
 it is set on the restored optimizer. Where the built values agree, the restored learning rate is
-kept, whatever the run did to it since (a decay by assignment, say).
+kept, whatever the run did to it since (a decay by assignment, say). A checkpoint of an older
+version records none: there the rate built now is set wherever it differs from the restored one.
 
 A change the checkpoint cannot take (a layer's width) fails the restore itself, in one line
 (`training_run.CheckpointMismatchError`); `mismatch_hint` adds which settings changed.
@@ -15,6 +16,7 @@ A change the checkpoint cannot take (a layer's width) fails the restore itself, 
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,11 +84,22 @@ def apply(
     Raises:
         SettingChangeRefusedError: for a changed setting declared `fixed_on_resume`.
     """
+    built_now = json.loads(current)["learning_rates"]
     if previous is None:
-        return [
+        lines = [
             f"resumed from step {step}: its checkpoint does not record the settings it was "
             "trained with (an older version), so none can be compared; this command's apply"
         ]
+        # Nothing tells a new --learning_rate from the old one: the command's wins, and says so.
+        for name, optimizer in optimizers.items():
+            rate, restored = built_now.get(name), float(optimizer.learning_rate.numpy())
+            if rate is not None and not math.isclose(rate, restored, rel_tol=1e-6):
+                optimizer.learning_rate.assign(rate)
+                lines.append(
+                    f"the restored {name}'s learning rate is set to {rate:g}, as built now (its "
+                    f"checkpoint held {restored:g})"
+                )
+        return lines
     changed = changes(previous, config)
     for name, (before, now) in changed.items():
         reason = _fixed_on_resume(type(config), name)
@@ -97,7 +110,6 @@ def apply(
                 "--logdir"
             )
     built_before = previous.get("learning_rates", {})
-    built_now = json.loads(current)["learning_rates"]
     lines = [
         f"resumed with a changed setting: --{name}={_show(before)} -> {_show(now)}"
         for name, (before, now) in changed.items()

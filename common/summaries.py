@@ -329,7 +329,10 @@ def largest_step(path: str) -> int:
     steps = [
         event.step
         for _, event in read_records(path).records
-        if event is not None and not event.HasField("file_version")
+        # Points only: not the version header, nor the restart markers (write_restart_markers).
+        if event is not None
+        and not event.HasField("file_version")
+        and not event.HasField("session_log")
     ]
     return max(steps, default=-1)
 

@@ -119,6 +119,8 @@ class TrainState:
     strategy: tf.distribute.Strategy
     # The run's settings, for a step that needs one (a loss weight): `state.config.<name>`.
     config: settings.TrainingSettings | None = None
+    # Which models each optimizer updates (`create`'s groups): whose gradients its scale judges.
+    optimizer_models: dict[str, tuple[keras.Model, ...]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def create(
@@ -183,6 +185,7 @@ class TrainState:
             global_batch_size=config.batch_size,
             strategy=tf.distribute.get_strategy(),
             config=config,
+            optimizer_models={name: tuple(group[1]) for name, group in groups.items()},
         )
         # Its slot variables now rather than inside the first step: a tf.function that creates
         # variables is traced twice, and its graph fills up with initializers. Each optimizer
@@ -271,18 +274,26 @@ class TrainState:
         not stop the run; a non-finite loss does, and so do non-finite gradients once the loss
         scale has fallen below `training_run.MIN_LOSS_SCALE` (every step skipped: NaN data, or a
         model float16 cannot hold). Call it after `apply_gradients`. With several optimizers
-        and no `optimizer`, the lowest of their scales decides.
+        and no `optimizer`, `gradients` in `trainable_variables`' order, each optimizer's are
+        judged by its own scale.
         """
-        chosen = [optimizer] if optimizer is not None else list(self.optimizers.values())
-        scales = [scale for scale in map(loss_scale, chosen) if scale is not None]
-        lowest = None
-        if scales:
-            lowest = (
-                scales[0]
-                if len(scales) == 1
-                else tf.reduce_min([tf.convert_to_tensor(scale) for scale in scales])
-            )
-        return training_run.loss_or_nan(loss, gradients, loss_scale=lowest)
+        if optimizer is not None or len(self.optimizers) == 1:
+            scale = loss_scale(optimizer or self.optimizer)
+            return training_run.loss_or_nan(loss, gradients, loss_scale=scale)
+        # Several: each optimizer's gradients judged by its own scale (one may be far below
+        # another's), those of variables no optimizer updates by none.
+        of_variable = {
+            id(variable): gradient
+            for variable, gradient in zip(self.trainable_variables, gradients, strict=True)
+        }
+        judged: set[int] = set()
+        for name, models in self.optimizer_models.items():
+            variables = [v for model in models for v in model.trainable_variables]
+            judged.update(id(variable) for variable in variables)
+            group = [of_variable[id(variable)] for variable in variables]
+            loss = training_run.loss_or_nan(loss, group, loss_scale(self.optimizers[name]))
+        rest = [gradient for key, gradient in of_variable.items() if key not in judged]
+        return training_run.loss_or_nan(loss, rest) if rest else loss
 
 
 def for_mixed_precision(
@@ -298,6 +309,14 @@ def for_mixed_precision(
     """
     if mixed_precision == "mixed_float16" and loss_scale(optimizer) is None:
         return ReplicaAgreeingLossScaleOptimizer(optimizer)
+    user_scaled = loss_scale(optimizer) is not None and not optimizer.built
+    if user_scaled and not isinstance(optimizer, ReplicaAgreeingLossScaleOptimizer):
+        # A user's own Keras LossScaleOptimizer: the same settings, replicas agreeing.
+        return ReplicaAgreeingLossScaleOptimizer(
+            optimizer.inner_optimizer,
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps,
+        )
     return optimizer
 
 
@@ -418,7 +437,7 @@ def make_train_step(
         if not (isinstance(outputs, tuple | list) and len(outputs) == 2):
             raise TypeError(
                 f"{getattr(train_step, '__name__', 'train_step')} must return (loss, gradients): "
-                "`return training_loop.loss_or_nan(loss, gradients), gradients`, the gradients "
+                "`return state.loss_or_nan(loss, gradients), gradients`, the gradients "
                 f"in state.trainable_variables' order; it returned {type(outputs).__name__}"
             )
         return tuple(outputs)
@@ -660,12 +679,6 @@ def snapshot_tensors(state: TrainState, snapshot: Sequence[np.ndarray]) -> list[
         tf.constant(value, dtype=variable.dtype)
         for variable, value in zip(model_variables(state), snapshot, strict=True)
     ]
-
-
-def trainable_values(state: TrainState, values: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-    """Of every model variable's `values` (`model_variables`' order), the trainable variables',
-    in `state.trainable_variables`' order."""
-    return values_of(state, values, state.trainable_variables)
 
 
 def values_of(
@@ -926,8 +939,24 @@ def run(
             the app's on_eval at those weights, once the eval's results are in."""
             variables = histogrammed_variables(state)
             values = snapshot_tensors(state, snapshot)
+            if gradients is not None and _skipped_by_loss_scaling(state, gradients):
+                if run.is_chief:
+                    print(
+                        f"eval at step {step}: its last train step overflowed float16 and the "
+                        "loss scaling skipped it (nothing applied), so no gradient histograms "
+                        "at this step",
+                        flush=True,
+                    )
+                gradients = None
             if gradients is not None:  # None for the non-trainable variables after them.
-                gradients = list(gradients) + [None] * (len(variables) - len(gradients))
+                trainable = len(state.trainable_variables)
+                if len(gradients) != trainable:
+                    raise TypeError(
+                        f"the train step returned {len(gradients)} gradients for {trainable} "
+                        "trainable variables: return one per variable of "
+                        "state.trainable_variables, in its order (None where there is none)"
+                    )
+                gradients = list(gradients) + [None] * (len(variables) - trainable)
             summaries.write_variable_histograms(
                 writers.train,
                 variables,
@@ -943,7 +972,9 @@ def run(
         write_train_scalars = summaries.ScalarWriter(writers.train)
         write_eval_scalars = summaries.ScalarWriter(writers.eval)
         if config_changed:  # The Text tab's config as of the resume, beside step 0's.
-            _write_config_text(config, writers, start_step)
+            # At the resumed run's first step: a later resume from the same checkpoint trims it
+            # (and writes its own), so the Text tab never shows two configs at one step.
+            _write_config_text(config, writers, start_step + 1)
         if start_step == 0:
             _write_run_description(config, run.output_dir, writers, datasets.description)
             if scalars_layout:
@@ -1056,6 +1087,14 @@ def run(
     extra = final_metrics() if final_metrics else {}
     extra["eval_step_traces"] = evaluate.tracing_count()
     return _finish(loop, start_step, times, state, train_function, console_names, extra)
+
+
+def _skipped_by_loss_scaling(state: TrainState, gradients: Sequence[Any]) -> bool:
+    """True if an optimizer scales the loss and `gradients` (summed, dense) are not all finite:
+    a step the loss scaling skipped, whose gradients were never applied."""
+    if all(loss_scale(optimizer) is None for optimizer in state.optimizers.values()):
+        return False
+    return not all(np.isfinite(np.asarray(gradient)).all() for gradient in gradients)
 
 
 @contextlib.contextmanager

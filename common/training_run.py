@@ -726,7 +726,7 @@ class TrainingRun:
             self._record_event_files()
             self._record.mark_ended()
             run_record.write(self.logdir, self._record)
-        except (tf.errors.OpError, OSError):
+        except Exception:  # Best effort: the block's own error, if any, is the one to report.
             pass
 
     def already_finished(self, num_steps: int) -> bool:

@@ -287,7 +287,7 @@ def test_settings_changed_on_resume_are_applied_and_said_one_line_each(tmp_path,
     assert float(state.optimizers["discriminator"].learning_rate.numpy()) == pytest.approx(4e-3)
     # The Text tab's config: step 0's, then the resume's with the new values.
     configs = train.Tensors("config")
-    assert [event.step for event in configs] == [0, 3]
+    assert [event.step for event in configs] == [0, 4]  # The resumed run's first step.
     assert "| learning_rate | 0.0001 |" in configs[1].tensor_proto.string_val[0].decode()
 
 
@@ -373,11 +373,16 @@ def test_a_checkpoint_of_an_older_version_without_settings_still_restores(tmp_pa
         state.global_step.assign(3)
         run.save(3)
     assert training_run.settings_in(f"{tmp_path}/checkpoints/ckpt-3") is None
-    lines = resumed_settings.apply(None, config, state.optimizers, "{}", 3)
+    built = resumed_settings.describe(config, state.optimizers)  # learning_rate 1e-3.
+    state.optimizer.learning_rate.assign(0.5)  # What that older checkpoint restored.
+    lines = resumed_settings.apply(None, config, state.optimizers, built, 3)
     assert lines == [
         "resumed from step 3: its checkpoint does not record the settings it was trained with "
-        "(an older version), so none can be compared; this command's apply"
+        "(an older version), so none can be compared; this command's apply",
+        "the restored optimizer's learning rate is set to 0.001, as built now (its checkpoint "
+        "held 0.5)",
     ]
+    assert float(state.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
     restored = training_loop.TrainState.create(config, [dense_model("m", 2, 1)], {}, {})
     with training_run.TrainingRun(
         str(tmp_path),

@@ -51,9 +51,14 @@ def train_step(
     batch_gradients = tf.distribute.get_replica_context().all_reduce(
         tf.distribute.ReduceOp.SUM, gradients
     )
-    metrics["gradient_norm/global"].update_state(tf.linalg.global_norm(batch_gradients))
+    global_norm = tf.linalg.global_norm(batch_gradients)
+    # 0 for a step whose gradients overflowed float16 (mixed_float16: the loss scaling skipped
+    # it, and nothing was applied), so the loop's mean norms are of the steps taken; else 1.
+    taken = tf.cast(tf.math.is_finite(global_norm), tf.float32)
+    metrics["gradient_norm/global"].update_state(tf.math.multiply_no_nan(global_norm, taken), taken)
     for variable, gradient in zip(state.trainable_variables, batch_gradients, strict=True):
-        metrics[f"gradient_norm/{variable.path}"].update_state(tf.norm(gradient))
+        norm = tf.math.multiply_no_nan(tf.norm(gradient), taken)
+        metrics[f"gradient_norm/{variable.path}"].update_state(norm, taken)
     # The loss for the loop's check, NaN if a gradient is even where the loss looks finite (see
     # TrainState.loss_or_nan); and this replica's gradients, which the loop sums over the
     # replicas (once a loop, not at every step) and writes as histograms at each eval.
