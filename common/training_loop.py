@@ -86,6 +86,12 @@ class Datasets(Protocol):
     description: str
 
 
+# For the helpers a train step calls: plain Python over Python values (which optimizer, whether a
+# scale exists), so AutoGraph's conversion, which would rewrite their `if`s and `for`s at every
+# trace, is skipped: it added 0.3 s to mnist_mlp's one-time trace of the step (0.45 -> 0.8 s).
+_NOT_CONVERTED = tf.autograph.experimental.do_not_convert
+
+
 class ModelNotBuiltError(errors.UserError):
     """A model has no weights yet, so nothing could train or restore it."""
 
@@ -230,6 +236,7 @@ class TrainState:
     # with or without it (each is the identity, adding no op, unless the optimizer scales the
     # loss, as it does under mixed_float16: see for_mixed_precision).
 
+    @_NOT_CONVERTED
     def scale_loss(
         self, loss: tf.Tensor, optimizer: keras.optimizers.Optimizer | None = None
     ) -> tf.Tensor:
@@ -243,6 +250,7 @@ class TrainState:
         scale = loss_scale(optimizer or self.optimizer)
         return loss if scale is None else loss * scale
 
+    @_NOT_CONVERTED
     def unscale(
         self,
         scaled_gradients: Sequence[tf.Tensor | None],
@@ -262,6 +270,7 @@ class TrainState:
             return list(scaled_gradients)
         return [_divide(gradient, scale) for gradient in scaled_gradients]
 
+    @_NOT_CONVERTED
     def loss_or_nan(
         self,
         loss: tf.Tensor,
@@ -342,6 +351,7 @@ class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         super().apply(grads, trainable_variables)
 
 
+@_NOT_CONVERTED
 def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
     """The optimizer's dynamic loss scale (a float32 variable), or None if it scales no loss."""
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -349,6 +359,7 @@ def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
     return None
 
 
+@_NOT_CONVERTED
 def _add(gradient: tf.Tensor | tf.IndexedSlices | None, value: tf.Tensor) -> Any:
     """`gradient + value` (a float32 scalar), keeping an embedding's sparse gradient sparse."""
     if gradient is None:
@@ -359,6 +370,7 @@ def _add(gradient: tf.Tensor | tf.IndexedSlices | None, value: tf.Tensor) -> Any
     return gradient + tf.cast(value, gradient.dtype)
 
 
+@_NOT_CONVERTED
 def _divide(gradient: tf.Tensor | tf.IndexedSlices | None, scale: Any) -> Any:
     """`gradient / scale`, keeping an embedding's sparse gradient sparse."""
     if gradient is None:

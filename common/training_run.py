@@ -72,6 +72,8 @@ NON_FINITE_ADVICE = (
 MIN_LOSS_SCALE = 1.0
 
 
+# Plain Python around its ops: AutoGraph's conversion at every trace of a step would only cost.
+@tf.autograph.experimental.do_not_convert
 def loss_or_nan(
     loss: tf.Tensor,
     gradients: Sequence[tf.Tensor | None],
