@@ -214,15 +214,21 @@ def _is_layer_reference(value: Any) -> bool:
     )
 
 
-def _layer_references(structure: Any) -> list[list[Any]]:
-    """The layer references in a nested structure, in `keras.tree.flatten`'s order."""
-    if _is_layer_reference(structure):
+def _leaves(structure: Any, is_leaf: Callable[[Any], bool]) -> list[Any]:
+    """The items of a nested structure that `is_leaf`, in `keras.tree.flatten`'s order (dict keys
+    sorted); anything else that is not a dict, list or tuple is left out."""
+    if is_leaf(structure):
         return [structure]
     if isinstance(structure, dict):
-        return [item for key in sorted(structure) for item in _layer_references(structure[key])]
+        return [item for key in sorted(structure) for item in _leaves(structure[key], is_leaf)]
     if isinstance(structure, list | tuple):
-        return [item for element in structure for item in _layer_references(element)]
+        return [item for element in structure for item in _leaves(element, is_leaf)]
     return []
+
+
+def _layer_references(structure: Any) -> list[list[Any]]:
+    """The layer references in a nested structure, in `keras.tree.flatten`'s order."""
+    return _leaves(structure, _is_layer_reference)
 
 
 def _is_keras_tensor(value: Any) -> bool:
@@ -242,13 +248,7 @@ def _is_flat_argument(argument: Any) -> bool:
 
 def _keras_tensors(structure: Any) -> list[dict[str, Any]]:
     """The serialized Keras tensors in a call's arguments, in `keras.tree.flatten`'s order."""
-    if _is_keras_tensor(structure):
-        return [structure]
-    if isinstance(structure, dict):
-        return [item for key in sorted(structure) for item in _keras_tensors(structure[key])]
-    if isinstance(structure, list | tuple):
-        return [item for element in structure for item in _keras_tensors(element)]
-    return []
+    return _leaves(structure, _is_keras_tensor)
 
 
 def write_keras_graph(
