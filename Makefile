@@ -89,10 +89,10 @@ new-app:
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir $(LOGS) --host localhost --port $(PORT)
 
-# Any logdir, not only this repo's: exits 1 when it flags a mistake (see common/inspect_logdir.py).
+# Any logdir, not only this repo's: exits 1 when it flags a mistake (see tools/inspect_logdir/).
 # The usage check comes first, so a forgotten LOGDIR fails at once, before any venv is built.
 inspect: inspect-usage $(STAMP)
-	$(PYTHON) -m common.inspect_logdir "$(LOGDIR)"
+	$(PYTHON) -m tools.inspect_logdir "$(LOGDIR)"
 
 inspect-usage:
 	@test -n "$(LOGDIR)" || { echo "error: usage: make inspect LOGDIR=$(LOGS)/mnist_mlp" >&2; exit 2; }

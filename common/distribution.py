@@ -67,7 +67,7 @@ def split_cpu(num_cpu_devices: int) -> None:
 
 def set_compute_threads() -> int:
     """Gives TensorFlow's ops every core but one, which the input pipeline's own thread takes
-    (`common.input_pipeline.INPUT_THREADS`); returns the intra-op thread count now in force (0:
+    (`common.loop.input_pipeline.INPUT_THREADS`); returns the intra-op thread count now in force (0:
     TensorFlow's default, every core).
 
     By default both share every core: on 2 cores, the step's ops on 2 threads and the pipeline's

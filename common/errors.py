@@ -2,7 +2,7 @@
 
 Also the machine's limits that a user can act on (a full disk, memory, a path that cannot be
 written), recognized here without importing TensorFlow: `common.cli` uses them before TensorFlow is
-loaded, and `common.training_run` to add which checkpoint is kept.
+loaded, and `common.loop.training_run` to add which checkpoint is kept.
 """
 
 import errno

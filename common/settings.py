@@ -23,7 +23,7 @@ from typing import Any
 # keeps the two lists equal).
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 # --mixed_precision's choices: "none" is float32 throughout; the others are Keras's
-# mixed-precision policies of those names (common.training_loop sets the policy and, for
+# mixed-precision policies of those names (common.loop.training_loop sets the policy and, for
 # mixed_float16, wraps the optimizer for dynamic loss scaling).
 MIXED_PRECISION_NAMES = ("none", "mixed_float16", "mixed_bfloat16")
 # numpy's and Python's seeds must fit in 32 bits (keras.utils.set_random_seed seeds both).
@@ -61,7 +61,7 @@ def setting(
         check: any other condition on the value.
         fixed_on_resume: why a resumed run cannot take a new value (what the checkpoint holds
             instead), if it cannot: a resume that changes it is then refused in one line (see
-            `common.resumed_settings`). None: a new value applies on resume.
+            `common.checkpoints.resumed_settings`). None: a new value applies on resume.
     """
     metadata = {
         "help": help_text,
@@ -84,7 +84,7 @@ FINITE = Check(math.isfinite, "must be a finite number")
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
-    """The settings of the outer loop (`common.training_loop`), which every app takes."""
+    """The settings of the outer loop (`common.loop.training_loop`), which every app takes."""
 
     num_steps: int = setting(
         2000, "Number of training steps.", lower_bound=1, upper_bound=MAX_STEPS

@@ -8,7 +8,8 @@ apps' own input pipeline), it measures, in one process, on the same model, data 
   step_function_record_if  the same with a scalar summary under record_if every 100 steps, inside
                         the step: the popular way to log from a custom loop
   repo_loop             this repo's loop, not a copy: the app's own TrainState and train step
-                        (its create_state and train_step) run by common.training_loop, the app's
+                        (its create_state and train_step) run by common.loop.training_loop, the
+                        app's
                         default steps_per_loop steps per tf.function call, and at each boundary
                         the NaN check, the train metrics read and reset and the train scalars
                         written, as training_loop.run does them
@@ -16,7 +17,7 @@ apps' own input pipeline), it measures, in one process, on the same model, data 
   repo_loop_1000        steps_per_loop=1000: what a longer loop buys
   repo_loop_jit         repo_loop with the step XLA-compiled (`--jit_compile`)
   repo_loop_textbook_pipeline  repo_loop fed by `cache().shuffle().repeat().batch()` instead of
-                        the apps' pipeline (common.input_pipeline): what that pipeline buys
+                        the apps' pipeline (common.loop.input_pipeline): what that pipeline buys
   fit                   model.fit, defaults (Keras 3 on TensorFlow resolves jit_compile to False)
   fit_spe32             model.fit with steps_per_execution=32, the baseline of the ratios
   fit_spe32_jit         model.fit with steps_per_execution=32 and jit_compile=True
@@ -41,14 +42,15 @@ Each measurement warms up first (tracing and the data cache are not timed), then
 steps; methods are interleaved round-robin over `--repeats` rounds, and the median is reported, so
 drift on a shared machine hits them all alike. The result is ratios within this run; the absolute
 numbers are this machine's, named in the output. It also measures the one-time cost of the graph
-trace (common.graphs.trace_step_graph) and a float32 matmul's throughput as the machine's ceiling.
+trace (common.summaries.graphs.trace_step_graph) and a float32 matmul's throughput as the machine's
+ceiling.
 
 Then, end to end (`--end_to_end_pairs`, default 3; 0 skips it): each app's own command at its
 defaults, as a user runs it (whole process: TensorFlow's import, the graph trace, evals,
 histograms, checkpoints), against `scripts/fit_baseline.py` doing the same work with `model.fit`
 (same model, data, steps, eval cadence, TensorBoard callback with histograms, BackupAndRestore),
 alternated; and where the app's time goes, from the `time:` line each run prints
-(common.phase_times): start-up before the run's clock, then each phase, and the boundary work
+(common.loop.phase_times): start-up before the run's clock, then each phase, and the boundary work
 (evals, eval summaries, boundaries, checkpoints, close) against the issue's targets.
 
 Usage: python scripts/bench.py [--steps 2000] [--repeats 3] [--workloads mnist_mlp,vae_timeseries]
@@ -94,16 +96,10 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from apps.vae_timeseries import model as vae_model
 from apps.vae_timeseries import train as vae_train
-from common import (
-    distribution,
-    graphs,
-    input_pipeline,
-    metrics,
-    phase_times,
-    training_loop,
-    training_run,
-)
+from common import distribution
 from common import summaries as summaries_lib
+from common.loop import input_pipeline, phase_times, training_loop, training_run
+from common.summaries import graphs, metrics
 from scripts import fit_baseline
 from scripts.measure_results import machine_name
 
@@ -130,7 +126,7 @@ class Workload:
     # The same model and loss the Keras way, for model.fit: (model, loss for compile()).
     create_fit_model: Callable[[], tuple[keras.Model, Callable]]
     # The app's own TrainState and train step (its create_state and train_step): what repo_loop
-    # runs, through common.training_loop, exactly as the app does.
+    # runs, through common.loop.training_loop, exactly as the app does.
     create_state: Callable[[], tuple[training_loop.TrainState, training_loop.TrainStep]]
     features: np.ndarray
     labels: np.ndarray
@@ -308,7 +304,7 @@ WORKLOADS = {
 def batches(
     workload: Workload, textbook: bool = False, features_only: bool = False
 ) -> tf.data.Dataset:
-    """The apps' pipeline (common.input_pipeline), the same for every method; or, with
+    """The apps' pipeline (common.loop.input_pipeline), the same for every method; or, with
     `textbook`, the usual `cache().shuffle().repeat().batch()` it replaces."""
     examples = tf.data.Dataset.from_tensor_slices(
         workload.features if features_only else (workload.features, workload.labels)
@@ -419,7 +415,7 @@ def bench_repo_loop(
     jit_compile: bool = False,
     textbook: bool = False,
 ):
-    """This repo's loop: the app's own TrainState and train step, run by common.training_loop's
+    """This repo's loop: the app's own TrainState and train step, run by common.loop.training_loop's
     train_loop, with the boundary's train scalars as `training_loop.run` reads and writes them;
     by default at the app's steps_per_loop."""
     steps_per_loop = steps_per_loop or workload.steps_per_loop

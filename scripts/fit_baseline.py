@@ -3,7 +3,8 @@ end-to-end section.
 
     python scripts/fit_baseline.py --app mnist_mlp --logdir /tmp/fit_mnist [--num_steps 2000]
 
-Same model, data, batch size, optimizer, pipeline (`common.input_pipeline`), number of steps, eval
+Same model, data, batch size, optimizer, pipeline (`common.loop.input_pipeline`), number of steps,
+eval
 set and cadence (`eval_every_steps`: fit's epochs are that long, with `validation_data`),
 checkpoint cadence (`BackupAndRestore(save_freq=checkpoint_every_steps)`) and TensorBoard logging
 (the TensorBoard callback, weight histograms at every eval, scalars every `steps_per_loop`
@@ -35,7 +36,8 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import model as regression_model
 from apps.vae_timeseries import config as vae_config
 from apps.vae_timeseries import data as vae_data
-from common import distribution, input_pipeline
+from common import distribution
+from common.loop import input_pipeline
 
 APPS = ("mnist_mlp", "regression_tape", "vae_timeseries")
 # The app's command that this baseline matches (bench.py runs both).

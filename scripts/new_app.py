@@ -64,7 +64,7 @@ README_TEMPLATE = """\
 A new app, copied from one of this repository's with `make new-app`: it trains and logs as its
 source did until you change it. What is particular to the source task is listed under "Make it
 yours"; the outer loop (the graph trace, loops, summaries, eval, checkpoints, resume, signals, NaN
-stops, tf.distribute) is `common.training_loop` and needs no change.
+stops, tf.distribute) is `common.loop.training_loop` and needs no change.
 
 ## Run it
 

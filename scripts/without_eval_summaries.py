@@ -7,7 +7,8 @@ data, loops, evals, scalars and checkpoints. Only the jobs the loop hands to the
 thread (weight and gradient histograms, the app's on_eval: curves, pictures, embeddings) are
 dropped, so the difference between the two runs is what the summaries cost the run. An app's final
 metrics drawn from its on_eval (conditional_dropout's `eval/min_loss`) are left out. Counts the
-eval step takes for its summaries (PR curves', a confusion matrix's: `common.metrics`) are still
+eval step takes for its summaries (PR curves', a confusion matrix's: `common.summaries.metrics`)
+are still
 taken: they are part of the eval, measured with it, and only their drawing is dropped.
 """
 
@@ -18,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import background, training_loop
+from common.loop import background, training_loop
 
 
 def main() -> None:

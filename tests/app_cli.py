@@ -32,7 +32,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *
 def files_and_contents(directory: pathlib.Path) -> dict[pathlib.Path, bytes]:
     """Every file under `directory` with its bytes: compare before and after to prove no damage.
 
-    A run's lock is held on the logdir itself (common/run_lock.py) and writes no file, so a
+    A run's lock is held on the logdir itself (common/logdir/run_lock.py) and writes no file, so a
     `.lock` is compared like any other file (it is a user's).
     """
     return {path: path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}

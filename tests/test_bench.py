@@ -110,9 +110,9 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
 
 
 def test_the_time_line_parses_into_its_total_and_phases():
-    """The line common.phase_times prints above `final:`: phase names with spaces, a negative
+    """The line common.loop.phase_times prints above `final:`: phase names with spaces, a negative
     `other`, the phases not met left out."""
-    from common import phase_times
+    from common.loop import phase_times
 
     stdout = (
         "step 100 loss=0.5\n"

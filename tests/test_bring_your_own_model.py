@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import resumed_settings, settings, training_loop, training_run
+from common import settings
+from common.checkpoints import resumed_settings
+from common.loop import training_loop, training_run
 from tests import tensorboard_events as events
 
 

@@ -3,7 +3,7 @@ are not (issue 26, items 2, 3, 4 and 7's histograms).
 
 Each test builds a small model of the kind a user brings (two models with layers of the same name,
 a sub-model, batch norm and dropout, named inputs and outputs, a subclassed model), runs it with
-`common.training_loop.run`, and reads what TensorBoard shows back through its own loader
+`common.loop.training_loop.run`, and reads what TensorBoard shows back through its own loader
 (`tests.tensorboard_events`), its server where the failure was the server's, and `make inspect`.
 """
 
@@ -19,9 +19,12 @@ import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.util import tensor_util
 
-from common import graphs, inspect_logdir, settings, training_loop
+from common import settings
+from common.loop import training_loop
+from common.summaries import graphs
 from scripts import screenshots
 from tests import tensorboard_events as events
+from tools import inspect_logdir
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,8 @@ import pathlib
 import re
 import runpy
 
-from common import inspect_logdir
 from tests import tensorboard_events as events
+from tools import inspect_logdir
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 

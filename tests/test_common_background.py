@@ -1,4 +1,5 @@
-"""common.background: the eval summaries' thread runs jobs in order, off the caller's thread, and
+"""common.loop.background: the eval summaries' thread runs jobs in order, off the caller's thread,
+and
 never loses an error or a job."""
 
 import contextlib
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from common.background import BackgroundWork
+from common.loop.background import BackgroundWork
 
 
 def test_jobs_run_in_order_on_another_thread_and_wait_returns_when_all_are_done():

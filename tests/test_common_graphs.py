@@ -1,12 +1,14 @@
-"""common.graphs: the op graph of a real train step, the Keras graph, and the model summary."""
+"""common.summaries.graphs: the op graph of a real train step, the Keras graph, and the model
+summary."""
 
 import keras
 import pytest
 import tensorflow as tf
 from tensorboard.plugins.graph import keras_util
 
-from common import graphs, inspect_logdir
+from common.summaries import graphs
 from tests import tensorboard_events as events
+from tools import inspect_logdir
 
 # Ops that prove the graph is the whole step, not only the forward pass.
 FORWARD_OPS = {"MatMul", "BiasAdd", "Relu", "SparseSoftmaxCrossEntropyWithLogits"}

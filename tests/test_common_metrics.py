@@ -1,4 +1,5 @@
-"""common.metrics: a loop boundary reads every metric and resets it, in one TensorFlow call."""
+"""common.summaries.metrics: a loop boundary reads every metric and resets it, in one TensorFlow
+call."""
 
 import functools
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import distribution, metrics, summaries
+from common import distribution, summaries
+from common.summaries import metrics
 
 
 def test_read_and_reset_returns_the_results_then_starts_every_metric_afresh():

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from common import phase_times
+from common.loop import phase_times
 
 
 def test_phases_sum_what_ran_inside_them_and_the_line_adds_up():

@@ -1,4 +1,4 @@
-"""common.progress: console lines a person reads."""
+"""common.loop.progress: console lines a person reads."""
 
 import re
 
@@ -6,7 +6,7 @@ import pytest
 
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
-from common import progress
+from common.loop import progress
 
 
 def test_numbers_are_readable():

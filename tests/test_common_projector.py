@@ -1,4 +1,5 @@
-"""common.projector: an embedding the Projector plugin reads from a tensor file named relative to
+"""common.summaries.projector: an embedding the Projector plugin reads from a tensor file named
+relative to
 its run, checked against TensorBoard's own plugin code (not a reimplementation of it)."""
 
 import os
@@ -11,7 +12,7 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.projector import projector_plugin
 from werkzeug import test as werkzeug_test
 
-from common import projector
+from common.summaries import projector
 from tests import tensorboard_events as events
 
 POINTS, DIMENSIONS = 20, 3

@@ -1,8 +1,9 @@
-"""common.step_counter: the int64 global step that stamps summaries and lives in checkpoints."""
+"""common.loop.step_counter: the int64 global step that stamps summaries and lives in
+checkpoints."""
 
 import tensorflow as tf
 
-from common import step_counter
+from common.loop import step_counter
 from tests import tensorboard_events as events
 
 

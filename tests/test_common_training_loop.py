@@ -1,4 +1,4 @@
-"""common.training_loop's pieces: where loops end, when eval runs, the state the steps use."""
+"""common.loop.training_loop's pieces: where loops end, when eval runs, the state the steps use."""
 
 import dataclasses
 import threading
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import metrics, settings, training_loop
+from common import settings
+from common.loop import training_loop
+from common.summaries import metrics
 from tests import tensorboard_events as events
 
 

@@ -1,4 +1,5 @@
-"""common.training_run: checkpoints, resume, the logdir lock, NaN stops and graceful signals."""
+"""common.loop.training_run: checkpoints, resume, the logdir lock, NaN stops and graceful
+signals."""
 
 import os
 import signal
@@ -7,7 +8,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-from common import errors, run_lock, step_counter, summaries, training_run
+from common import errors, summaries
+from common.logdir import run_lock
+from common.loop import step_counter, training_run
 from tests import tensorboard_events as events
 
 

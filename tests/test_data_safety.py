@@ -23,15 +23,9 @@ import tensorflow as tf
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
-from common import (
-    cli,
-    errors,
-    input_pipeline,
-    run_record,
-    step_counter,
-    summaries,
-    training_run,
-)
+from common import cli, errors, summaries
+from common.logdir import run_record
+from common.loop import input_pipeline, step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
 from tests.sigint import children_start_with_sigint

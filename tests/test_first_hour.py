@@ -18,7 +18,9 @@ import tensorboard
 import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from common import metrics, progress, startup, summaries, tracing
+from common import startup, summaries
+from common.loop import progress, tracing
+from common.summaries import metrics
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, run_app
 

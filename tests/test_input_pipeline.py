@@ -1,4 +1,5 @@
-"""common.input_pipeline: full reshuffles every epoch, fixed shapes, deterministic, clear errors."""
+"""common.loop.input_pipeline: full reshuffles every epoch, fixed shapes, deterministic, clear
+errors."""
 
 import collections
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import input_pipeline
 from common.errors import UserError
+from common.loop import input_pipeline
 
 
 def example_ids(dataset: tf.data.Dataset, num_batches: int) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""common.inspect_logdir on logdirs written by the mistaken code itself, and on real app runs.
+"""tools.inspect_logdir on logdirs written by the mistaken code itself, and on real app runs.
 
 Each broken logdir is made the way users make it (docs/popular-advice.md's patterns and the
 others the inspector names), so a test here shows that the inspector catches the real artifact,
@@ -21,7 +21,9 @@ from tensorboard.plugins import projector as tensorboard_projector
 from apps.conditional_dropout import train as dropout_train
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import train as regression_train
-from common import graphs, inspect_logdir, projector, summaries
+from common import summaries
+from common.summaries import graphs, projector
+from tools import inspect_logdir
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
@@ -174,7 +176,7 @@ def write_projector_run(
     run: pathlib.Path, columns: int = 1, sprite: bool = True, embeddings: np.ndarray | None = None
 ) -> None:
     """A run (one scalar, so TensorBoard lists it) with 20 embeddings of 3 dimensions written by
-    `common.projector`, with `columns` metadata columns and a sprite of 4x4 thumbnails."""
+    `common.summaries.projector`, with `columns` metadata columns and a sprite of 4x4 thumbnails."""
     write_scalars(run, [("loss", 1, 1.0)])
     points = 20
     metadata = {"label": [index % 10 for index in range(points)]}
@@ -261,7 +263,7 @@ def test_projector_of_a_moved_logdir_is_kept(tmp_path):
 
 def test_projector_tensor_file_is_listed_without_tensorflow(tmp_path, monkeypatch):
     # TensorBoard without TensorFlow reads tensor files through its own stand-in, but no
-    # checkpoint: the embedding common.projector writes is still shown.
+    # checkpoint: the embedding common.summaries.projector writes is still shown.
     write_projector_run(tmp_path / "eval")
     write_checkpoint_projector_run(tmp_path / "checkpointed")
     monkeypatch.setattr(inspect_logdir, "_import_tensorflow", lambda: None)
@@ -438,7 +440,7 @@ def test_tiny_conditional_dropout_run_is_clean(tmp_path):
 def test_command_line_exit_codes(tmp_path, capsys):
     def run(path: pathlib.Path) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "common.inspect_logdir", str(path)],
+            [sys.executable, "-m", "tools.inspect_logdir", str(path)],
             cwd=REPOSITORY,
             capture_output=True,
             text=True,

@@ -25,7 +25,9 @@ import tensorflow as tf
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
-from common import run_record, step_counter, summaries, training_run
+from common import summaries
+from common.logdir import run_record
+from common.loop import step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
 

@@ -19,7 +19,8 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
-from common import distribution, errors, settings, training_loop, training_run
+from common import distribution, errors, settings
+from common.loop import training_loop, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import files_and_contents
 from tests.conftest import NUM_TEST_CPU_DEVICES

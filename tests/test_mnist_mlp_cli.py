@@ -2,7 +2,7 @@
 
 import pytest
 
-from common import phase_times
+from common.loop import phase_times
 from tests import tensorboard_events as events
 from tests.app_cli import assert_one_line_error, files_and_contents, run_app
 

@@ -18,7 +18,8 @@ import tensorflow as tf
 from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
-from common import errors, run_lock
+from common import errors
+from common.logdir import run_lock
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
 from tests.sigint import children_start_with_sigint

@@ -30,7 +30,9 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
-from common import run_lock, run_record, summaries, training_run
+from common import summaries
+from common.logdir import run_lock, run_record
+from common.loop import training_run
 from tests.app_cli import REPO_ROOT, assert_one_line_error, run_app
 
 CONFIG = regression_train.Config(
@@ -248,7 +250,7 @@ def test_a_fifo_named_like_an_event_file_fails_in_one_line_and_hangs_nothing(tmp
         )
         assert listing(target) == before
     inspected = subprocess.run(
-        [sys.executable, "-m", "common.inspect_logdir", str(logdir)],
+        [sys.executable, "-m", "tools.inspect_logdir", str(logdir)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

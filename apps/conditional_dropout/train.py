@@ -6,7 +6,7 @@ Two graphs land in TensorBoard, under two tags of the `train` run:
   `graph/inference_step`  the model with `training=False`: no dropout, no random ops, no `If`.
 `--dropout_off_at_step` flips the variables mid-run: dropout stops at once, and nothing is retraced
 (the returned `train_step_traces` stays 1). The dropout switches are model weights, so a resumed run
-keeps their state. The outer loop is `common.training_loop.run`, as in every app.
+keeps their state. The outer loop is `common.loop.training_loop.run`, as in every app.
 
 What lands in `<logdir>`:
   train/  both graphs, the Keras graph, model summary, config and dataset text; scalars `loss`,
@@ -15,7 +15,7 @@ What lands in `<logdir>`:
           `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   `loss` and `accuracy` through the inference graph, and the PR curve `pr_curve`, every
           `eval_every_steps`: the curve's counts are taken in the eval step, by a
-          `common.metrics.PRCurveCounts` beside the loss, so drawing it runs no model.
+          `common.summaries.metrics.PRCurveCounts` beside the loss, so drawing it runs no model.
 """
 
 import functools
@@ -24,7 +24,9 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, metrics, summaries, tracing, training_loop
+from common import distribution, summaries
+from common.loop import tracing, training_loop
+from common.summaries import metrics
 
 from . import data
 from . import model as model_lib

@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common import input_pipeline
 from common.errors import UserError
+from common.loop import input_pipeline
 
 from . import host_probe
 from .config import DATASET_NAMES, HOST_PROBE_SECONDS, MNIST_DOWNLOAD_HOST

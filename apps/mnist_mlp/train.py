@@ -3,7 +3,7 @@
 This file holds what is the app's own: the loss, one replica's train step and eval step, and the
 model, optimizer and metrics they use. The outer loop (the graph trace at step one, many steps per
 `tf.function` call, summaries, eval, checkpoints, resume, signals, NaN stops, tf.distribute) is
-`common.training_loop.run`, the same for every app.
+`common.loop.training_loop.run`, the same for every app.
 
 What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, the model summary, the
@@ -12,7 +12,8 @@ What lands in `<logdir>`:
           and `gradients/global_norm` at every eval; the Custom Scalars layout at step 0.
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
           a PR curve per digit and the confusion matrix, from counts the eval step takes beside
-          the loss (`common.metrics.PRCurveCounts` and `ConfusionMatrix`), and, from one model
+          the loss (`common.summaries.metrics.PRCurveCounts` and `ConfusionMatrix`), and, from one
+          model
           call on the first `visuals.NUM_EMBEDDED` eval digits, the misclassified ones among them
           and the Projector's hidden-layer embeddings (`eval/projector/`; see visuals.py).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
@@ -21,7 +22,9 @@ What lands in `<logdir>`:
 import keras
 import tensorflow as tf
 
-from common import input_pipeline, metrics, summaries, training_loop
+from common import summaries
+from common.loop import input_pipeline, training_loop
+from common.summaries import metrics
 
 from . import data, visuals
 from . import model as model_lib

@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from common import metrics, projector, summaries
+from common import summaries
+from common.summaries import metrics, projector
 
 NUM_CLASSES = 10
 DIGIT_SIDE = 28

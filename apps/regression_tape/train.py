@@ -2,7 +2,7 @@
 
 The popular version of this example logs the loss every step and leaves its data and loss to the
 reader. Here both are explicit (`data.py`, `per_example_loss`), the step also measures the norm of
-each variable's gradient, and the outer loop is `common.training_loop.run`, as in every app.
+each variable's gradient, and the outer loop is `common.loop.training_loop.run`, as in every app.
 
 What lands in `<logdir>`:
   train/  the step's op graph (tag `graph/train_step`), the Keras graph, model summary, config and
@@ -16,7 +16,8 @@ What lands in `<logdir>`:
 import keras
 import tensorflow as tf
 
-from common import summaries, training_loop
+from common import summaries
+from common.loop import training_loop
 
 from . import data
 from . import model as model_lib

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import projector, summaries
+from common import summaries
+from common.summaries import projector
 
 NUM_IMAGES = 3
 IMAGE_SCALE = 4  # Each value becomes a 4x4 pixel block, so 32 channels read clearly.

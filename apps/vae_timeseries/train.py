@@ -5,7 +5,7 @@ informative latent code, KL wants it to look like the N(0, I) prior. With `kl_wa
 rises linearly from 0 to 1, so the decoder learns to use the code before KL squeezes it; beta is
 computed from the global step inside the graph, so the schedule costs no retrace. The ELBO reported
 is -(reconstruction + KL) at beta 1, per window (up to a constant: the reconstruction term is the
-Gaussian log-likelihood with unit variance). The outer loop is `common.training_loop.run`.
+Gaussian log-likelihood with unit variance). The outer loop is `common.loop.training_loop.run`.
 
 What lands in `<logdir>`:
   train/  the whole VAE step's op graph (tag `graph/train_step`); conceptual graphs and model
@@ -27,7 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import input_pipeline, metrics, projector, summaries, training_loop
+from common import summaries
+from common.loop import input_pipeline, training_loop
+from common.summaries import metrics, projector
 
 from . import data, images
 from . import model as model_lib

@@ -14,7 +14,8 @@ it are dropped on resume (`summaries.trim_events_after`): TensorBoard never show
 Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint,
 and `save` refuses weights that hold a NaN or an infinity.
 
-A run rewrites only what it can prove its own: `common.run_record` keeps, in the logdir, which app
+A run rewrites only what it can prove its own: `common.logdir.run_record` keeps, in the logdir,
+which app
 and model wrote there, which event files (with a proof of each: a name is no proof) and
 checkpoints this code's runs wrote, and is updated before anything is written. The trim touches
 only those files; a logdir whose state does not add up (another app's or model's run, event files
@@ -48,10 +49,12 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from common import distribution, errors, resumed_settings, run_record, summaries
+from common import distribution, errors, summaries
+from common.checkpoints import resumed_settings
 from common.errors import Interrupted, NonFiniteLossError, NonFiniteWeightsError, UserError
-from common.run_lock import LogdirLock
-from common.signals import StopSignals
+from common.logdir import run_record
+from common.logdir.run_lock import LogdirLock
+from common.loop.signals import StopSignals
 
 CHECKPOINT_DIRECTORY = "checkpoints"
 # Where a checkpoint keeps its run's settings (`run_settings`), beside the model and optimizer.
@@ -252,7 +255,8 @@ class TrainingRun:
             max_to_keep: how many checkpoints to keep on disk.
             strategy: the run's tf.distribute strategy (default: the current one).
             run_settings: a text saved in every checkpoint beside the trackables (the run's
-                settings, `common.resumed_settings.describe`), read back by `restored_settings`.
+                settings, `common.checkpoints.resumed_settings.describe`), read back by
+                `restored_settings`.
             app: which app this is (`run_record.app_name(config)`), kept in the logdir's record:
                 a logdir holding another app's run is refused. None: not checked.
             **trackables: what to save, e.g. `model=model, optimizer=optimizer`. The Keras
@@ -448,7 +452,7 @@ class TrainingRun:
                 optimizer.
             LogdirStateError: if no checkpoint can be read, or the logdir holds what its record
                 cannot account for (see the module docstring).
-            common.run_record.RecordError: if the logdir's record is not readable.
+            common.logdir.run_record.RecordError: if the logdir's record is not readable.
         """
         self._restored = True
         record = run_record.read(self.logdir) if self.is_chief else None
@@ -719,7 +723,7 @@ class TrainingRun:
     def _record_end(self) -> None:
         """At the end of the chief's run, however it ends but a kill: lists the event files it
         created since the last update and marks it ended, so no file named like its own is
-        adopted later (see common/run_record.py). Best effort: without the mark, a later run
+        adopted later (see common/logdir/run_record.py). Best effort: without the mark, a later run
         adopts by name as before, with the same checks."""
         if not self._writing or self._record is None:
             return
@@ -808,7 +812,7 @@ class TrainingRun:
         """Flushes the writers, then saves a checkpoint numbered `step`; returns its path.
 
         Every scalar up to `step` is on disk before the checkpoint. The eval summaries of `step`
-        (histograms, pictures, curves) may still be on their own thread (common/background.py):
+        (histograms, pictures, curves) may still be on their own thread (common/loop/background.py):
         the save does not wait for them, so training goes on; a crash before they are written
         costs that one eval's pictures, never a scalar. The run waits for them before it ends.
 

@@ -31,9 +31,11 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorflow.python.lib.io import _pywrap_record_io  # TF's reader, with offsets and CRCs.
 from tensorflow.python.ops import summary_ops_v2  # import_event: tf.summary has no session log.
 
-from common import errors, paths, run_record, tracing
-from common.background import BackgroundWork
+from common import errors
 from common.errors import UserError
+from common.logdir import paths, run_record
+from common.loop import tracing
+from common.loop.background import BackgroundWork
 
 
 class LogdirError(UserError):
@@ -357,7 +359,7 @@ def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None =
         logdir: the run's directory.
         last_step: the step of the checkpoint the run resumes from, or -1.
         paths: the event files to trim, which the caller has proven its own (see
-            `common.training_run`); None trims every event file of `logdir`.
+            `common.loop.training_run`); None trims every event file of `logdir`.
 
     Returns:
         How many events were dropped.
@@ -516,7 +518,7 @@ class ScalarWriter:
         """
         self.writer = writer
         # Traced through tracing.per_run_function: TensorFlow would count every run's writer as
-        # retracing one function (see common/tracing.py).
+        # retracing one function (see common/loop/tracing.py).
         self._write = tracing.EagerThenTraced(functools.partial(write_scalars, writer))
 
     def __call__(self, scalars: dict[str, float], step: int) -> None:
@@ -802,7 +804,8 @@ def pr_curve_counts(
 ) -> np.ndarray:
     """`[2, num_thresholds]` float64 counts of true (row 0) and false (row 1) examples in each
     probability bucket, `floor(probability * (num_thresholds - 1))`, as the plugin's `pb`
-    buckets them: what `common.metrics.PRCurveCounts` counts in a graph, batch by batch."""
+    buckets them: what `common.summaries.metrics.PRCurveCounts` counts in a graph, batch by
+    batch."""
     labels = np.asarray(labels, np.float64).ravel()
     bucket_indices = np.int32(np.floor(np.asarray(probabilities).ravel() * (num_thresholds - 1)))
     histogram_range = (0, num_thresholds - 1)
@@ -841,7 +844,7 @@ def write_pr_curves(
         writer: where the curves go (an app's eval writer).
         curves: `{tag: counts}`, the tag the curve's name in the dashboard, the counts
             `[2, num_thresholds]` of true and false examples per probability bucket (a
-            `common.metrics.PRCurveCounts` result, or `pr_curve_counts`).
+            `common.summaries.metrics.PRCurveCounts` result, or `pr_curve_counts`).
         step: the step the curves are stamped with.
     """
     write_summary(writer, pr_curves_summary(curves), step)

@@ -1,6 +1,6 @@
 """What TensorBoard will show for a logdir, and the classic logging mistakes in it, each with a fix.
 
-Usage: `python -m common.inspect_logdir LOGDIR` (or `make inspect LOGDIR=...`). It reads any
+Usage: `python -m tools.inspect_logdir LOGDIR` (or `make inspect LOGDIR=...`). It reads any
 logdir, not only this repo's, through TensorBoard's own loader (`EventAccumulator`, every point
 kept: by default it keeps only 10 tensors per tag) and prints, per run (every folder holding event
 files): op graphs with their node counts, conceptual (Keras) graphs, scalar tags with their step
@@ -65,7 +65,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 from tensorboard.util import tensor_util
 
-from common import paths
+from common.logdir import paths
 
 EXIT_CLEAN = 0
 EXIT_FLAGGED = 1
@@ -90,7 +90,8 @@ FIXES = {
     "an eager call has no graph: trace a tf.function, or write its concrete function's graph",
     "unreadable-graph": "write op graphs with tf.summary.trace_export or tf.summary.graph, and "
     "a conceptual graph as the config TensorBoard's keras_util reads "
-    "(common.graphs.write_keras_graph turns a model's dict inputs and outputs into lists), or none",
+    "(common.summaries.graphs.write_keras_graph turns a model's dict inputs and outputs into "
+    "lists), or none",
     "conceptual-graph-no-layers": "write no conceptual graph of a subclassed keras.Model: its op "
     "graph (graph/train_step) is the view of it; or build the model as a Functional one",
     "tag-written-twice": "give every value its own tag: tag variables by their model too where "
@@ -108,9 +109,10 @@ FIXES = {
     "the same tags, so their curves overlay on one chart",
     "projector-missing-checkpoint": "write the embedding as a tensor file below the run's folder "
     "(float32 bytes, or TSV when they decode as UTF-8) and name it by tensor_path relative to "
-    "projector_config.pbtxt, with tensor_shape (common.projector.write_embeddings does); with a "
-    "checkpoint, set model_checkpoint_path to the absolute prefix tf.train.Checkpoint.write "
-    "returned and tensor_name to a 2-D variable in it (tf.train.list_variables shows them)",
+    "projector_config.pbtxt, with tensor_shape (common.summaries.projector.write_embeddings "
+    "does); with a checkpoint, set model_checkpoint_path to the absolute prefix "
+    "tf.train.Checkpoint.write returned and tensor_name to a 2-D variable in it "
+    "(tf.train.list_variables shows them)",
     "projector-missing-metadata": "write the metadata TSV below the run's folder and name it "
     "relative to projector_config.pbtxt",
     "projector-metadata-mismatch": "write one TSV row per embedding point: no header row for a "
@@ -311,9 +313,9 @@ def format_report(logdir: str, reports: list[RunReport], findings: list[Finding]
 
 
 def main(argv: list[str]) -> int:
-    """The command line: `python -m common.inspect_logdir LOGDIR`. Returns the exit code."""
+    """The command line: `python -m tools.inspect_logdir LOGDIR`. Returns the exit code."""
     if len(argv) != 2:
-        print("error: usage: python -m common.inspect_logdir LOGDIR", file=sys.stderr)
+        print("error: usage: python -m tools.inspect_logdir LOGDIR", file=sys.stderr)
         return EXIT_USAGE
     logdir = argv[1]
     if not os.path.exists(logdir):

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Iterator
 
-# The loop's phases, in the order a run meets them (see common.training_loop.run).
+# The loop's phases, in the order a run meets them (see common.loop.training_loop.run).
 PHASES = (
     "setup",  # Restore, datasets and pipelines, writers, the run's description at step 0.
     "first step",  # Step one inside the graph trace: tracing, the step, the graph summaries.
@@ -25,7 +25,7 @@ PHASES = (
     "boundaries",  # Train scalars, the console line, the app's on_boundary.
     "evals",  # The eval passes (the first one includes the eval loop's tracing).
     # The loop's share of the eval's summaries: its weights snapshot, handing the histograms,
-    # gradients and the app's on_eval to their thread (common/background.py), and any wait for
+    # gradients and the app's on_eval to their thread (common/loop/background.py), and any wait for
     # that thread (with two evals' work pending, and for the last eval's at the run's end).
     "eval summaries",
     "checkpoints",  # Checkpoint saves, each with its writer flush.
@@ -47,7 +47,7 @@ class PhaseTimes:
         self.counts: dict[str, int] = {}  # Entries per phase.
         self._start = time.perf_counter()
         self._inner_seconds: list[float] = []  # Per open phase: time in phases inside it.
-        # The eval summaries' own thread's CPU time, beside the phases (common/background.py).
+        # The eval summaries' own thread's CPU time, beside the phases (common/loop/background.py).
         self.background_seconds: float | None = None
 
     @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """What a local path is, found without opening it: a FIFO opened for reading blocks until a writer
 comes (forever, for a run or `make inspect`), and a symbolic link that loops fails deep inside
-TensorFlow. TensorFlow-free, so `common.inspect_logdir` can use it without TensorFlow.
+TensorFlow. TensorFlow-free, so `tools.inspect_logdir` can use it without TensorFlow.
 """
 
 import errno

@@ -47,22 +47,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import (
-    distribution,
-    errors,
-    graphs,
-    input_pipeline,
-    metrics,
-    phase_times,
-    progress,
-    resumed_settings,
-    run_record,
-    settings,
-    step_counter,
-    summaries,
-    tracing,
-    training_run,
-)
+from common import distribution, errors, settings, summaries
+from common.checkpoints import resumed_settings
+from common.logdir import run_record
+from common.loop import input_pipeline, phase_times, progress, step_counter, tracing, training_run
+from common.summaries import graphs, metrics
 
 # What a train step returns for the loop's non-finite check, beside its gradients: see
 # training_run.loss_or_nan.
@@ -427,7 +416,7 @@ def make_train_step(
             and `loss_or_nan(loss, gradients), gradients` returned (this replica's gradients, of
             its share of the batch, in `state.trainable_variables`' order).
         jit_compile: XLA-compile the step (its graph is then written from the concrete function,
-            see common.graphs, as a traced export of an XLA step is empty).
+            see common.summaries.graphs, as a traced export of an XLA step is empty).
 
     Returns:
         `step(*batch) -> (loss, gradients)`: the replicas' losses summed, the whole batch's mean
@@ -852,8 +841,9 @@ def run(
             summaries (images, curves, embeddings), or what it keeps of the results.
             `eval_results` holds every eval metric's result: a float for a scalar, a NumPy
             array otherwise (counts a PR curve or a confusion matrix is drawn from, taken in
-            the eval's own pass: see common/metrics.py), which only on_eval sees. It runs on
-            the summaries' thread (common/background.py), in order, while training goes on,
+            the eval's own pass: see common/summaries/metrics.py), which only on_eval sees. It runs
+            on
+            the summaries' thread (common/loop/background.py), in order, while training goes on,
             inside `weights_as_of`: calling the models eagerly there reads their weights as
             they were at `step` (a `tf.function` would read the live ones). What it writes
             names its writer and step (`writers.eval.as_default(step=step)`).
@@ -871,7 +861,7 @@ def run(
         result is on_eval's alone), whatever `final_metrics` adds, and
         `steps`, `resumed_from_step`, `examples_per_second` (inside the loops only),
         `wall_time_seconds` (all of this call), `train_step_traces` and `eval_step_traces` (1:
-        never retraced), and `time/<phase>` (see common.phase_times).
+        never retraced), and `time/<phase>` (see common.loop.phase_times).
 
     Raises:
         common.errors.UserError: for an unusable logdir, unavailable data, a checkpoint of

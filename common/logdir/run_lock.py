@@ -20,7 +20,7 @@ import os
 import sys
 
 from common.errors import UserError
-from common.paths import local_path
+from common.logdir.paths import local_path
 
 # The file older versions locked and wrote their pid into: now left alone like any file in the
 # logdir (a leftover one, or a user's notes).

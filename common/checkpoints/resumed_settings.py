@@ -1,7 +1,7 @@
 """Settings changed on resume: each change said in one line and applied, never silently ignored.
 
 Every checkpoint holds the settings of the run that saved it (`describe`, a JSON string that
-`common.training_run.TrainingRun` saves beside the model), so a resumed run can tell what its
+`common.loop.training_run.TrainingRun` saves beside the model), so a resumed run can tell what its
 command changed. Most settings apply by themselves, as the app builds everything from its config
 (the data, the loss, the loop's cadence). One does not: the optimizer's learning rate is one of
 its variables, and the checkpoint's value would win over the new `--learning_rate` unannounced.

@@ -37,7 +37,7 @@ class BackgroundWork:
         """Args:
         max_pending: jobs submitted and not yet finished, at most; `submit` waits beyond.
         wait_phase: a context manager around every wait for the thread (in `submit`, `wait`):
-            how the loop counts that time as the summaries' (see common/phase_times.py).
+            how the loop counts that time as the summaries' (see common/loop/phase_times.py).
         """
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="summaries")
         self._pending: list[concurrent.futures.Future] = []

@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
-from common import run_record, summaries
+from common import summaries
+from common.logdir import run_record
 
 SUBDIRECTORY = "projector"  # Beside the config: the plugin reads assets only below it.
 TENSOR_NAME = "embedding"  # The name the Projector lists the embedding by.
@@ -124,7 +125,7 @@ class EmbeddingWriter:
         run's earlier ones; at the first call also the metadata, the sprite and the config.
 
         Raises:
-            common.run_record.UnprovenFileError: in a run's logdir, if one of these files is
+            common.logdir.run_record.UnprovenFileError: in a run's logdir, if one of these files is
                 already there and no run recorded writing it; checked for all of them before the
                 first write, so none is written then.
         """

@@ -34,7 +34,7 @@ class StopNow(KeyboardInterrupt):
     give it back to (SIGTERM's default is the kernel's): stop at once.
 
     A KeyboardInterrupt, so it unwinds like a second Ctrl-C (nothing catches it on the way) and
-    `common.training_run` reports it the same way, with `description` and `signal_number`.
+    `common.loop.training_run` reports it the same way, with `description` and `signal_number`.
     """
 
     def __init__(self, signal_number: int, first: int) -> None:

@@ -1,0 +1,1 @@
+"""Checkpoints: restore with fallback, save only finite weights, settings changed on resume."""

@@ -1,0 +1,1 @@
+"""The training loop: the outer loop, its train state, steps, stops and progress."""

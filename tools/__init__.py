@@ -1,0 +1,1 @@
+"""Tools a user runs on their own things, beside the library the apps import."""
