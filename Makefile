@@ -108,9 +108,9 @@ results: $(STAMP)
 screenshots: $(STAMP)
 	$(PYTHON) scripts/screenshots.py $(ARGS)
 
-# Speed: this repo's loop against model.fit and the usual loops (a few minutes; see scripts/bench.py).
+# Speed: this repo's loop against model.fit and the usual loops (a few minutes; see scripts/bench/).
 bench: $(STAMP)
-	$(PYTHON) scripts/bench.py $(ARGS)
+	$(PYTHON) -m scripts.bench $(ARGS)
 
 freeze: $(STAMP)
 	$(PYTHON) -m pip freeze --disable-pip-version-check

@@ -33,7 +33,8 @@ def test_bench_runs_on_a_tiny_size_and_writes_its_json(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            "scripts/bench.py",
+            "-m",
+            "scripts.bench",
             "--steps=20",
             "--repeats=1",
             "--examples=512",
@@ -135,13 +136,13 @@ def test_the_time_line_parses_into_its_total_and_phases():
 def test_the_vaes_fit_baseline_learns_with_its_kl_term_as_an_added_loss():
     """The VAE's fit baseline is a different model from the app's (its KL term an add_loss): it
     must build and fit. (In-process and tiny: the whole bench on the VAE takes a minute.)"""
-    from scripts import bench
+    from scripts.bench import fit_models
 
-    model, loss = bench.vae_fit_model(window_length=8, num_channels=2, latent_dim=2)
+    model, loss = fit_models.vae_fit_model(window_length=8, num_channels=2, latent_dim=2)
     model.compile(optimizer="adam", loss=loss, steps_per_execution=2)
     windows = np.random.default_rng(0).normal(size=(16, 8, 2)).astype("float32")
     history = model.fit(windows, windows, batch_size=8, epochs=1, verbose=0)
-    assert any(isinstance(layer, bench.KLDivergenceLoss) for layer in model.layers)
+    assert any(isinstance(layer, fit_models.KLDivergenceLoss) for layer in model.layers)
     assert math.isfinite(history.history["loss"][-1])
     model(windows)  # A forward pass collects the added losses: the KL term is among them.
     assert len(model.losses) == 1 and math.isfinite(float(model.losses[0]))
@@ -152,7 +153,7 @@ def test_eval_summaries_at_a_multiple_of_each_apps_default_length(monkeypatch):
     each pair alike; --eval_summaries_steps, when given, wins."""
     from apps.conditional_dropout.config import Config as DropoutConfig
     from apps.regression_tape.config import Config as RegressionConfig
-    from scripts import bench
+    from scripts.bench import eval_summaries
 
     commands = []
 
@@ -160,8 +161,10 @@ def test_eval_summaries_at_a_multiple_of_each_apps_default_length(monkeypatch):
         commands.append(command)
         return 1.0, "time: 1.00 s = setup 0.10 + loops 0.80 + other 0.10\n"
 
-    monkeypatch.setattr(bench, "run_process", fake_process)
-    bench.bench_eval_summaries(["conditional_dropout", "regression_tape"], pairs=1, length=10)
+    monkeypatch.setattr(eval_summaries, "run_process", fake_process)
+    eval_summaries.bench_eval_summaries(
+        ["conditional_dropout", "regression_tape"], pairs=1, length=10
+    )
     steps = [flag for command in commands for flag in command if flag.startswith("--num_steps")]
     dropout_steps, regression_steps = (
         10 * DropoutConfig().num_steps,
@@ -169,5 +172,5 @@ def test_eval_summaries_at_a_multiple_of_each_apps_default_length(monkeypatch):
     )
     assert steps == 2 * [f"--num_steps={dropout_steps}"] + 2 * [f"--num_steps={regression_steps}"]
     commands.clear()
-    bench.bench_eval_summaries(["conditional_dropout"], pairs=1, num_steps=40, length=10)
+    eval_summaries.bench_eval_summaries(["conditional_dropout"], pairs=1, num_steps=40, length=10)
     assert all("--num_steps=40" in command for command in commands) and len(commands) == 2

@@ -24,6 +24,7 @@ from apps.regression_tape import train as regression_train
 from common import summaries
 from common.summaries import graphs, projector
 from tools import inspect_logdir
+from tools.inspect_logdir import projector as inspect_projector
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
@@ -266,7 +267,7 @@ def test_projector_tensor_file_is_listed_without_tensorflow(tmp_path, monkeypatc
     # checkpoint: the embedding common.summaries.projector writes is still shown.
     write_projector_run(tmp_path / "eval")
     write_checkpoint_projector_run(tmp_path / "checkpointed")
-    monkeypatch.setattr(inspect_logdir, "_import_tensorflow", lambda: None)
+    monkeypatch.setattr(inspect_projector, "_import_tensorflow", lambda: None)
     reports, findings = inspect_logdir.inspect_logdir(str(tmp_path))
     assert findings == []
     lines = {report.name: report.lines for report in reports}
