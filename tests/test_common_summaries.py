@@ -286,10 +286,16 @@ def test_pictures_and_curves_in_one_event_read_back_as_their_plugins_expect(tmp_
     "shape", [(1, 1, 1), (7, 5, 1), (272, 448, 1), (3, 9, 3), (278, 278, 3), (4, 6, 2), (5, 3, 4)]
 )
 def test_pngs_decode_to_their_pixels_in_tensorflow_and_pillow(shape):
+    """Pillow's PNG holds what TensorFlow's own encoder's does: the same pixels, channels kept."""
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     png = summaries.encode_png(image)
-    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+    decoded_by_tensorflow = tf.io.decode_png(png).numpy()
+    np.testing.assert_array_equal(decoded_by_tensorflow, image)
+    np.testing.assert_array_equal(
+        decoded_by_tensorflow, tf.io.decode_png(tf.io.encode_png(image)).numpy()
+    )
     with Image.open(io.BytesIO(png)) as decoded:
+        assert decoded.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[shape[-1]]
         np.testing.assert_array_equal(np.asarray(decoded).reshape(shape), image)
 
 
