@@ -187,16 +187,24 @@ def test_nested_logdir_is_created(tmp_path):
 
 
 def test_histogram_buckets_match_tensorboards_own():
-    """NumPy's buckets are what `tf.summary.histogram` would write: same edges, same counts."""
+    """The buckets (TensorBoard's `histogram_pb`'s) are what `tf.summary.histogram` would write:
+    same edges, same counts, for small and large, spread and constant values."""
     from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 
     rng = np.random.default_rng(0)
-    samples = (rng.normal(size=(64, 10)), np.full(7, 2.5), np.array([1.0, 1.0, 4.0]))
+    samples = (
+        rng.normal(size=(64, 10)),
+        np.full(7, 2.5),
+        np.array([1.0, 1.0, 4.0]),
+        np.full(100_000, -0.125, np.float32),
+        rng.normal(size=100_000).astype(np.float32),
+    )
     # Values on bucket edges, where rounding decides the bucket: TensorBoard's rule, not NumPy's.
     for values in (*samples, np.arange(91) / 90 * 3 - 1.1, np.arange(121) / 120 * 3 - 1.1):
         ours = summaries.histogram_buckets(values)
         theirs = histogram_summary._buckets(tf.constant(values), bucket_count=30).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    # No values, no buckets, as before histogram_pb (which writes 30 empty ones).
     assert summaries.histogram_buckets(np.zeros([0, 4])).shape == (0, 3)
     # Weights gone to NaN or Inf (the step before the loop stops): the finite ones, no error.
     buckets = summaries.histogram_buckets(np.array([np.nan, -np.inf, 1.0, 3.0]))
