@@ -212,15 +212,22 @@ def test_histogram_buckets_match_tensorboards_own():
     assert summaries.histogram_buckets(np.array([np.nan, np.inf])).shape == (0, 3)
 
 
-def test_pr_curve_data_is_what_the_plugins_own_pb_computes():
+def test_pr_curves_from_our_counts_are_what_the_plugins_own_pb_computes():
+    """pr_curve_counts and pr_curve_from_counts stay ours (the eval step adds counts up): their
+    curve is the plugin's, bit for bit, at the default thresholds and at few."""
     from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
     rng = np.random.default_rng(1)
     labels, probabilities = rng.random(300) > 0.6, rng.random(300).astype(np.float32)
-    theirs = pr_curve_summary.pb("curve", labels, probabilities).value[0].tensor
-    np.testing.assert_array_equal(
-        summaries.pr_curve_data(labels, probabilities), tf.make_ndarray(theirs)
-    )
+    for num_thresholds in (summaries.PR_CURVE_THRESHOLDS, 11, 2):
+        theirs = pr_curve_summary.pb("curve", labels, probabilities, num_thresholds).value[0]
+        ours = summaries.pr_curve_from_counts(
+            summaries.pr_curve_counts(labels, probabilities, num_thresholds)
+        )
+        np.testing.assert_array_equal(ours, tf.make_ndarray(theirs.tensor))
+        np.testing.assert_array_equal(
+            summaries.pr_curve_data(labels, probabilities, num_thresholds), ours
+        )
 
 
 def test_pr_curves_from_counts_read_back_as_the_plugins_own_pb_in_one_event(tmp_path):
