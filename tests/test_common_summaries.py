@@ -187,16 +187,24 @@ def test_nested_logdir_is_created(tmp_path):
 
 
 def test_histogram_buckets_match_tensorboards_own():
-    """NumPy's buckets are what `tf.summary.histogram` would write: same edges, same counts."""
+    """The buckets (TensorBoard's `histogram_pb`'s) are what `tf.summary.histogram` would write:
+    same edges, same counts, for small and large, spread and constant values."""
     from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 
     rng = np.random.default_rng(0)
-    samples = (rng.normal(size=(64, 10)), np.full(7, 2.5), np.array([1.0, 1.0, 4.0]))
+    samples = (
+        rng.normal(size=(64, 10)),
+        np.full(7, 2.5),
+        np.array([1.0, 1.0, 4.0]),
+        np.full(100_000, -0.125, np.float32),
+        rng.normal(size=100_000).astype(np.float32),
+    )
     # Values on bucket edges, where rounding decides the bucket: TensorBoard's rule, not NumPy's.
     for values in (*samples, np.arange(91) / 90 * 3 - 1.1, np.arange(121) / 120 * 3 - 1.1):
         ours = summaries.histogram_buckets(values)
         theirs = histogram_summary._buckets(tf.constant(values), bucket_count=30).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    # No values, no buckets, as before histogram_pb (which writes 30 empty ones).
     assert summaries.histogram_buckets(np.zeros([0, 4])).shape == (0, 3)
     # Weights gone to NaN or Inf (the step before the loop stops): the finite ones, no error.
     buckets = summaries.histogram_buckets(np.array([np.nan, -np.inf, 1.0, 3.0]))
@@ -204,15 +212,22 @@ def test_histogram_buckets_match_tensorboards_own():
     assert summaries.histogram_buckets(np.array([np.nan, np.inf])).shape == (0, 3)
 
 
-def test_pr_curve_data_is_what_the_plugins_own_pb_computes():
+def test_pr_curves_from_our_counts_are_what_the_plugins_own_pb_computes():
+    """pr_curve_counts and pr_curve_from_counts stay ours (the eval step adds counts up): their
+    curve is the plugin's, bit for bit, at the default thresholds and at few."""
     from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
     rng = np.random.default_rng(1)
     labels, probabilities = rng.random(300) > 0.6, rng.random(300).astype(np.float32)
-    theirs = pr_curve_summary.pb("curve", labels, probabilities).value[0].tensor
-    np.testing.assert_array_equal(
-        summaries.pr_curve_data(labels, probabilities), tf.make_ndarray(theirs)
-    )
+    for num_thresholds in (summaries.PR_CURVE_THRESHOLDS, 11, 2):
+        theirs = pr_curve_summary.pb("curve", labels, probabilities, num_thresholds).value[0]
+        ours = summaries.pr_curve_from_counts(
+            summaries.pr_curve_counts(labels, probabilities, num_thresholds)
+        )
+        np.testing.assert_array_equal(ours, tf.make_ndarray(theirs.tensor))
+        np.testing.assert_array_equal(
+            summaries.pr_curve_data(labels, probabilities, num_thresholds), ours
+        )
 
 
 def test_pr_curves_from_counts_read_back_as_the_plugins_own_pb_in_one_event(tmp_path):
@@ -286,10 +301,16 @@ def test_pictures_and_curves_in_one_event_read_back_as_their_plugins_expect(tmp_
     "shape", [(1, 1, 1), (7, 5, 1), (272, 448, 1), (3, 9, 3), (278, 278, 3), (4, 6, 2), (5, 3, 4)]
 )
 def test_pngs_decode_to_their_pixels_in_tensorflow_and_pillow(shape):
+    """Pillow's PNG holds what TensorFlow's own encoder's does: the same pixels, channels kept."""
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     png = summaries.encode_png(image)
-    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+    decoded_by_tensorflow = tf.io.decode_png(png).numpy()
+    np.testing.assert_array_equal(decoded_by_tensorflow, image)
+    np.testing.assert_array_equal(
+        decoded_by_tensorflow, tf.io.decode_png(tf.io.encode_png(image)).numpy()
+    )
     with Image.open(io.BytesIO(png)) as decoded:
+        assert decoded.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[shape[-1]]
         np.testing.assert_array_equal(np.asarray(decoded).reshape(shape), image)
 
 

@@ -265,8 +265,9 @@ def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
 def pillow_misclassified_grid(
     images: np.ndarray, labels: np.ndarray, predicted: np.ndarray
 ) -> np.ndarray:
-    """The misclassified grid as Pillow draws it, digit by digit and caption by caption (the
-    pictures' first version): what visuals' NumPy drawing must be, pixel for pixel."""
+    """The misclassified grid as Pillow draws it, digit by digit (pasted, resized) and caption by
+    caption: what visuals' grid (digits tiled by NumPy, captions by Pillow) must be, pixel for
+    pixel."""
     wrong = np.flatnonzero(labels != predicted)[: visuals.MAX_MISCLASSIFIED]
     side, caption = visuals.DIGIT_SIDE * visuals.DIGIT_SCALE, visuals.CAPTION_HEIGHT
     rows = max(1, -(-len(wrong) // visuals.GRID_COLUMNS))
@@ -284,26 +285,6 @@ def pillow_misclassified_grid(
     return np.asarray(grid)[..., None]
 
 
-def pillow_confusion_matrix(counts: np.ndarray) -> np.ndarray:
-    """The confusion matrix as Pillow draws it, cell by cell (the pictures' first version)."""
-    counts = counts.round().astype(np.int64)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    cell, margin = visuals.CELL, visuals.MARGIN
-    image = Image.new("RGB", (margin + 10 * cell, margin + 10 * cell), "white")
-    draw = ImageDraw.Draw(image)
-    for digit in range(10):
-        draw.text((margin + digit * cell + cell // 2 - 3, 3), str(digit), fill="black")
-        draw.text((5, margin + digit * cell + cell // 2 - 6), str(digit), fill="black")
-    for true in range(10):
-        for guess in range(10):
-            shade = int(255 * (1 - shares[true, guess]))
-            left, top = margin + guess * cell, margin + true * cell
-            draw.rectangle((left, top, left + cell - 1, top + cell - 1), fill=(shade, shade, 255))
-            ink = "white" if shade < 128 else "black"
-            draw.text((left + 2, top + cell // 2 - 6), str(counts[true, guess]), fill=ink)
-    return np.asarray(image)
-
-
 @pytest.mark.parametrize("num_wrong", [0, 1, 9, 40])
 def test_misclassified_grid_is_pillows_drawing_pixel_for_pixel(num_wrong):
     images, labels = (
@@ -317,27 +298,54 @@ def test_misclassified_grid_is_pillows_drawing_pixel_for_pixel(num_wrong):
     np.testing.assert_array_equal(grid, pillow_misclassified_grid(images, labels, predicted))
 
 
-def test_confusion_matrix_is_pillows_drawing_pixel_for_pixel():
+def test_confusion_matrix_cells_each_show_their_count_as_pillow_writes_it_alone():
+    """Every cell holds its count as ImageDraw.text writes it on a cell of that shade alone: the
+    number readable, on its shade, in its ink, uncovered by its neighbours' and cut only at its
+    own edge (a five-digit count)."""
     rng = np.random.default_rng(0)
-    # Counts of one to five digits (a fifth is cut at its cell's edge, as Pillow's next cell
-    # covered it), light and dark cells, and a digit never seen.
+    # Counts of one to five digits, light and dark cells, and a digit never seen.
     counts = rng.integers(0, 10, (10, 10)) * 10 ** rng.integers(0, 4, (10, 10))
     counts[np.diag_indices(10)] = rng.integers(100, 9999, 10)
     counts[3, 3], counts[4] = 54321, 0
     image = visuals.confusion_matrix_image(counts.astype(np.float64))
-    np.testing.assert_array_equal(image, pillow_confusion_matrix(counts.astype(np.float64)))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    cell, margin = visuals.CELL, visuals.MARGIN
+    for true in range(10):
+        for guess in range(10):
+            shade = int(255 * (1 - shares[true, guess]))
+            expected = Image.new("RGB", (cell, cell), (shade, shade, 255))
+            ink = "white" if shade < 128 else "black"
+            ImageDraw.Draw(expected).text(
+                visuals.COUNT_POSITION, str(counts[true, guess]), fill=ink
+            )
+            top, left = margin + true * cell, margin + guess * cell
+            np.testing.assert_array_equal(
+                image[top : top + cell, left : left + cell],
+                np.asarray(expected),
+                err_msg=f"cell {true}, {guess}: {counts[true, guess]}",
+            )
+    frame = image.copy()
+    frame[margin:, margin:] = 255
+    np.testing.assert_array_equal(frame, visuals._confusion_matrix_frame())  # Labels intact.
+    assert visuals._confusion_matrix_frame()[margin:, margin:].min() == 255  # Not drawn on.
 
 
-def test_texts_from_glyphs_are_pillows_texts():
-    texts = [f"{true}>{guess}" for true in range(10) for guess in range(10)] + ["1234", "7"]
-    masks = visuals.text_masks(texts, length=4)
-    for text, mask in zip(texts, masks, strict=True):
-        canvas = Image.new("L", mask.shape[::-1], 0)
-        ImageDraw.Draw(canvas).text((0, 0), text, fill=255)
-        np.testing.assert_array_equal(mask, np.asarray(canvas), err_msg=text)
-    assert len({mask.tobytes() for mask in masks}) == len(texts)  # Each text its own pixels.
-    with pytest.raises(ValueError, match=r"not .a.: add them to visuals\.CHARACTERS"):
-        visuals.text_masks(["7>a"], length=3)
+def test_captions_of_the_misclassified_grid_tell_their_digits_apart():
+    """Each caption `true>predicted` is its own picture: no two pairs look alike."""
+    images = np.zeros((90, 784), np.float32)
+    labels = np.repeat(np.arange(10), 9)
+    predicted = (labels + 1 + np.tile(np.arange(9), 10)) % 10  # Every wrong pair, once.
+    side = visuals.DIGIT_SIDE * visuals.DIGIT_SCALE
+    height = visuals.CAPTION_HEIGHT + side
+    captions = set()
+    for start in range(0, 90, visuals.MAX_MISCLASSIFIED):
+        chunk = slice(start, start + visuals.MAX_MISCLASSIFIED)
+        grid = visuals.misclassified_grid(images[chunk], labels[chunk], predicted[chunk])
+        for position in range(len(labels[chunk])):
+            row, column = divmod(position, visuals.GRID_COLUMNS)
+            band = grid[row * height : row * height + visuals.CAPTION_HEIGHT]
+            captions.add(band[:, column * side : (column + 1) * side].tobytes())
+    assert len(captions) == 90
 
 
 def test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite(tiny_run):
@@ -386,7 +394,7 @@ def test_each_eval_draws_its_own_pictures_and_the_projector_holds_the_latest(tmp
         pictures["misclassified", 6], pillow_misclassified_grid(images, labels, (labels + 1) % 10)
     )
     np.testing.assert_array_equal(
-        pictures["confusion_matrix", 6], pillow_confusion_matrix(results["confusion_matrix"])
+        pictures["confusion_matrix", 6], visuals.confusion_matrix_image(results["confusion_matrix"])
     )
     embedding, embeddings, metadata = events.projector_embedding(tmp_path / "eval")
     np.testing.assert_array_equal(embeddings, np.full((50, 3), 3.5, np.float32))  # The latest.
