@@ -7,10 +7,15 @@ at the next multiple of `steps_per_loop`, at the run's last step, or at the next
 must run at exactly (`Schedule.at_steps`), whichever comes first (`steps_to_next_boundary`). At
 every boundary each action due there runs, in turn:
 
-    schedule = Schedule(every_steps=1000, at_end=True)   # When: see Schedule.
-    actions = [Callback(print_step, at_steps=(500,)), TrainScalars(lambda: {"beta": beta()})]
+    actions = [
+        Callback(switch_dropout_off, at_steps=[500]),  # A loop ends at step 500: it runs there.
+        TrainScalars(lambda: {"beta": beta()}),        # At every boundary, beside the loss.
+    ]
     training_loop.run(config, logdir, state, train_step, eval_step, load_datasets,
                       actions=actions)
+
+Each says when in a `Schedule` (every boundary; the first boundary at or past each multiple of
+N; given steps; the run's last step); an eval is `Schedule(every_steps=N, at_end=True)`.
 
 The loop's own work at a boundary is made of actions too (common/loop/standard_actions.py: the
 train scalars, the progress line, checkpoints, the profile window; common/loop/evaluation.py:
@@ -119,8 +124,8 @@ class Action:
         self.num_steps = 0  # The run's last step: see `start`.
 
     def start(self, step: int, num_steps: int) -> None:
-        """Before the first inner loop (and before a new run's first step): the step the run
-        starts from (0, or a resumed run's checkpoint) and its last step."""
+        """Before the first inner loop: the step the run started from (0, or a resumed run's
+        checkpoint), from which `every_steps` counts, and the run's last step."""
         self.last_step = step
         self.num_steps = num_steps
 
@@ -140,7 +145,8 @@ class Action:
 
     def scalars(self, boundary: Boundary) -> dict[str, float]:
         """More train scalars for this boundary, written to `train/` with the loop's own (and
-        shown and returned as `train/<tag>`). None by default."""
+        shown and returned as `train/<tag>`). Asked of every app action at every boundary, before
+        any action runs; none by default."""
         del boundary
         return {}
 

@@ -1,6 +1,6 @@
 """What a run does once, before its first inner loop: what a resume changed, the debugger's dump,
-the run's description at step 0 (HParams, the config and dataset text), and step one inside the
-graph trace.
+what it runs on (the console's first lines), the run's description at step 0 (HParams, the config
+and dataset text), and step one inside the graph trace.
 """
 
 import contextlib
@@ -12,9 +12,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from common import settings, summaries
+from common import distribution, settings, summaries
 from common.checkpoints import resumed_settings
-from common.loop import steps, train_state, training_run
+from common.loop import progress, steps, train_state, training_run
 from common.summaries import graphs
 
 # --debugger: the dump's folder in the run's directory, and how many of the latest op executions
@@ -47,6 +47,15 @@ def apply_resumed_settings(
     return bool(previous and set(resumed_settings.changes(previous, config)) - {"num_steps"})
 
 
+def start_debugger(training: training_run.TrainingRun, stack: contextlib.ExitStack) -> None:
+    """`--debugger`: `dump_debug_info` into the run's directory until `stack` closes (before the
+    run's lock is released), said on the chief. Before any step is traced: only functions
+    traced after it are seen."""
+    training.debugger_dir = stack.enter_context(dump_debug_info(training.output_dir))
+    if training.is_chief:
+        print(f"debugger: recording op health into {training.debugger_dir}", flush=True)
+
+
 @contextlib.contextmanager
 def dump_debug_info(output_dir: str) -> Iterator[str]:
     """Records every op's output health into `<output_dir>/debugger/<time>` while it runs.
@@ -71,6 +80,21 @@ def dump_debug_info(output_dir: str) -> Iterator[str]:
         # Writes the buffers out (also when a NaN stops the run) and stops instrumenting, so
         # whatever runs next in this process is not slowed down.
         tf.debugging.experimental.disable_dump_debug_info()
+
+
+def print_where_it_runs(
+    training: training_run.TrainingRun,
+    config: settings.TrainingSettings,
+    strategy: tf.distribute.Strategy,
+    dataset_description: str,
+    logdir: str,
+) -> None:
+    """The data, the logdir and how to view it (the chief's), and the devices (every worker's)."""
+    if training.is_chief:
+        print(f"dataset: {dataset_description}", flush=True)
+        print(f"logdir:  {logdir}   (view with: {progress.view_command(logdir)})", flush=True)
+    if strategy.num_replicas_in_sync > 1:
+        print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
 
 
 def write_run_description(

@@ -172,12 +172,11 @@ def run(
             training, config, state, run_settings, start_step
         )
         if config.debugger:  # Before any step is traced: only functions traced after it are seen.
-            dump = run_start.dump_debug_info(training.output_dir)
-            training.debugger_dir = debugger.enter_context(dump)
-            if training.is_chief:
-                print(f"debugger: recording op health into {training.debugger_dir}", flush=True)
+            run_start.start_debugger(training, debugger)
         datasets = load_datasets()
-        _print_where_it_runs(training, config, state.strategy, datasets.description, logdir)
+        run_start.print_where_it_runs(
+            training, config, state.strategy, datasets.description, logdir
+        )
         controller = _Controller(config, training, state, train_step, datasets, start_step, times)
         evaluate = evaluation.make_evaluate(
             state, eval_step, datasets.eval, eval_batch_size or config.batch_size
@@ -368,21 +367,6 @@ class _Controller:
         print(self.times.line(), flush=True)
         print("final: " + progress.format_metrics(shown), flush=True)
         return {**results, **self.times.as_metrics()}
-
-
-def _print_where_it_runs(
-    training: training_run.TrainingRun,
-    config: settings.TrainingSettings,
-    strategy: tf.distribute.Strategy,
-    dataset_description: str,
-    logdir: str,
-) -> None:
-    """The data, the logdir and how to view it (the chief's), and the devices (every worker's)."""
-    if training.is_chief:
-        print(f"dataset: {dataset_description}", flush=True)
-        print(f"logdir:  {logdir}   (view with: {progress.view_command(logdir)})", flush=True)
-    if strategy.num_replicas_in_sync > 1:
-        print(distribution.describe(strategy, config.strategy, config.batch_size), flush=True)
 
 
 def _default_progress(state: train_state.TrainState) -> list[str]:
