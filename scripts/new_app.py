@@ -100,7 +100,7 @@ return training_loop.run(config, logdir, state, train_step, eval_step, load_data
 `training_loop.run` traces step one into the Graphs tab, runs `--steps_per_loop` steps per
 `tf.function` call, logs the train metrics under their keys in `create_state` at every loop
 boundary and the eval metrics every `--eval_every_steps`, checkpoints, and resumes. Its docstring
-lists the hooks for more: extra scalars, eval summaries, a switch at a given step.
+lists what an app adds: actions (extra scalars, a switch at a given step), its own eval summaries.
 
 ## Make it yours
 

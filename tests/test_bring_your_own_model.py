@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from common import settings
 from common.checkpoints import resumed_settings
-from common.loop import training_loop, training_run
+from common.loop import actions, steps, train_state, training_loop, training_run
 from tests import tensorboard_events as events
 
 
@@ -41,10 +41,10 @@ def dense_model(name: str, inputs: int, outputs: int, activation=None) -> keras.
     )
 
 
-def gan_state(config: GanConfig) -> training_loop.TrainState:
+def gan_state(config: GanConfig) -> train_state.TrainState:
     generator = dense_model("generator", 2, 2)
     discriminator = dense_model("discriminator", 2, 1)
-    return training_loop.TrainState.create(
+    return train_state.TrainState.create(
         config,
         [generator, discriminator],
         {"generator_loss": keras.metrics.Mean(), "discriminator_loss": keras.metrics.Mean()},
@@ -59,7 +59,7 @@ def gan_state(config: GanConfig) -> training_loop.TrainState:
     )
 
 
-def gan_train_step(state: training_loop.TrainState, real: tf.Tensor):
+def gan_train_step(state: train_state.TrainState, real: tf.Tensor):
     """Two tapes and two optimizers; the loss weight comes from the config, through the state.
     Each loss is scaled by its own optimizer (the identity unless --mixed_precision=mixed_float16
     gives each a loss scale)."""
@@ -99,12 +99,12 @@ def gan_train_step(state: training_loop.TrainState, real: tf.Tensor):
     return state.loss_or_nan(generator_loss + discriminator_loss, gradients), gradients
 
 
-def gan_eval_step(state: training_loop.TrainState, real: tf.Tensor) -> None:
+def gan_eval_step(state: train_state.TrainState, real: tf.Tensor) -> None:
     logits = state.models[1](real, training=False)
     state.eval_metrics["discriminator_accuracy"].update_state(tf.ones_like(logits), logits)
 
 
-def train_gan(logdir, config: GanConfig, **hooks) -> tuple[training_loop.TrainState, dict]:
+def train_gan(logdir, config: GanConfig, **hooks) -> tuple[train_state.TrainState, dict]:
     examples = tf.data.Dataset.from_tensor_slices(
         np.stack([np.linspace(0, 1, 32), np.linspace(1, 2, 32)], 1).astype(np.float32)
     )
@@ -152,14 +152,14 @@ def test_two_optimizers_each_hold_their_own_models_and_both_resume(tmp_path):
 
 def test_a_checkpoint_keeps_each_optimizer_under_its_name(tmp_path):
     state = gan_state(GanConfig())
-    assert set(training_loop.checkpoint_objects(state)) == {
+    assert set(train_state.checkpoint_objects(state)) == {
         "generator",
         "discriminator",
         "generator_optimizer",
         "discriminator_optimizer",
     }
     with pytest.raises(ValueError, match="not in models"):
-        training_loop.TrainState.create(
+        train_state.TrainState.create(
             GanConfig(),
             [state.models[0]],
             {},
@@ -185,8 +185,8 @@ def test_an_unbuilt_subclassed_model_is_refused_in_one_line_that_says_how():
     with pytest.warns(UserWarning, match="does not have a `build"):
         built_by_shape.build((None, 2))  # Keras marks it built, and makes no weights.
     for model in (Subclassed(), built_by_shape):
-        with pytest.raises(training_loop.ModelNotBuiltError) as refused:
-            training_loop.TrainState.create(GanConfig(), [model], {}, {})
+        with pytest.raises(train_state.ModelNotBuiltError) as refused:
+            train_state.TrainState.create(GanConfig(), [model], {}, {})
         message = str(refused.value)
         assert "\n" not in message and "'subclassed' has no weights yet" in message
         assert "call it once on example inputs" in message
@@ -196,7 +196,7 @@ def test_a_subclassed_model_built_by_a_call_trains_and_resumes(tmp_path):
     def make_state():
         model = Subclassed()
         model(tf.zeros([1, 2]))  # What the refusal says to do.
-        return training_loop.TrainState.create(
+        return train_state.TrainState.create(
             GanConfig(), [model], {"loss": keras.metrics.Mean()}, {"loss": keras.metrics.Mean()}
         )
 
@@ -206,7 +206,7 @@ def test_a_subclassed_model_built_by_a_call_trains_and_resumes(tmp_path):
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return training_loop.loss_or_nan(loss, gradients), gradients
+        return steps.loss_or_nan(loss, gradients), gradients
 
     def eval_step(state, real):
         state.eval_metrics["loss"].update_state(tf.square(state.model(real) - 1.0))
@@ -243,7 +243,7 @@ def test_a_layer_that_makes_its_weights_inside_the_step_is_explained_in_one_line
     model = HalfBuilt()
     with pytest.warns(UserWarning, match="unbuilt state"):
         model(tf.zeros([1, 2]))  # Builds `first` only: `late` runs in training alone.
-    state = training_loop.TrainState.create(GanConfig(), [model], {}, {})
+    state = train_state.TrainState.create(GanConfig(), [model], {}, {})
 
     def train_step(state, real):
         with tf.GradientTape() as tape:
@@ -255,7 +255,7 @@ def test_a_layer_that_makes_its_weights_inside_the_step_is_explained_in_one_line
         return loss, gradients
 
     examples = tf.data.Dataset.from_tensor_slices(np.ones([16, 2], np.float32))
-    with pytest.raises(training_loop.ModelNotBuiltError) as refused:
+    with pytest.raises(train_state.ModelNotBuiltError) as refused:
         training_loop.run(
             GanConfig(),
             str(tmp_path),
@@ -306,7 +306,7 @@ def test_a_resume_with_the_same_settings_keeps_a_learning_rate_the_run_changed(t
         gan_train_step,
         gan_eval_step,
         lambda: Datasets(*[tf.data.Dataset.from_tensor_slices(np.ones([8, 2], np.float32))] * 2),
-        on_boundary=decay,
+        actions=[actions.Callback(decay)],  # At every boundary.
     )
     text = training_run.settings_in(f"{tmp_path}/checkpoints/ckpt-3")
     assert json.loads(text)["settings"]["num_steps"] == 3
@@ -343,7 +343,7 @@ def test_a_change_to_a_setting_the_checkpoint_fixes_is_refused_in_one_line(tmp_p
 def test_a_checkpoint_that_does_not_fit_names_the_settings_changed_since(tmp_path):
     train_gan(tmp_path, GanConfig(num_steps=3))
     config = GanConfig(num_steps=6, seed=3)
-    state = training_loop.TrainState.create(
+    state = train_state.TrainState.create(
         config,
         [dense_model("generator", 2, 3)],
         {},
@@ -354,7 +354,7 @@ def test_a_checkpoint_that_does_not_fit_names_the_settings_changed_since(tmp_pat
         state.global_step,
         3,
         run_settings=resumed_settings.describe(config, state.optimizers),
-        **training_loop.checkpoint_objects(state),
+        **train_state.checkpoint_objects(state),
     )
     with run, pytest.raises(training_run.CheckpointMismatchError) as refused:
         run.restore()
@@ -366,9 +366,9 @@ def test_a_checkpoint_that_does_not_fit_names_the_settings_changed_since(tmp_pat
 def test_a_checkpoint_of_an_older_version_without_settings_still_restores(tmp_path, capsys):
     """Saved by a TrainingRun given no settings (as before this record existed)."""
     config = GanConfig(num_steps=3)
-    state = training_loop.TrainState.create(config, [dense_model("m", 2, 1)], {}, {})
+    state = train_state.TrainState.create(config, [dense_model("m", 2, 1)], {}, {})
     with training_run.TrainingRun(
-        str(tmp_path), state.global_step, 3, **training_loop.checkpoint_objects(state)
+        str(tmp_path), state.global_step, 3, **train_state.checkpoint_objects(state)
     ) as run:
         run.restore()
         run.open_writers()
@@ -385,13 +385,13 @@ def test_a_checkpoint_of_an_older_version_without_settings_still_restores(tmp_pa
         "held 0.5)",
     ]
     assert float(state.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
-    restored = training_loop.TrainState.create(config, [dense_model("m", 2, 1)], {}, {})
+    restored = train_state.TrainState.create(config, [dense_model("m", 2, 1)], {}, {})
     with training_run.TrainingRun(
         str(tmp_path),
         restored.global_step,
         3,
         run_settings=resumed_settings.describe(config, restored.optimizers),
-        **training_loop.checkpoint_objects(restored),
+        **train_state.checkpoint_objects(restored),
     ) as run:
         assert run.restore() == 3 and run.restored_settings() is None
 
@@ -435,7 +435,7 @@ def test_dict_batches_and_two_heads_train_with_a_metric_per_head(tmp_path):
     }
     model = keras.Model(inputs, outputs, name="two_heads")
     heads = list(outputs)
-    state = training_loop.TrainState.create(
+    state = train_state.TrainState.create(
         GanConfig(num_steps=3),
         [model],
         {f"loss/{head}": keras.metrics.Mean() for head in heads},
@@ -451,7 +451,7 @@ def test_dict_batches_and_two_heads_train_with_a_metric_per_head(tmp_path):
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         for head in heads:
             state.train_metrics[f"loss/{head}"].update_state(losses[head])
-        return training_loop.loss_or_nan(loss, gradients), gradients
+        return steps.loss_or_nan(loss, gradients), gradients
 
     def eval_step(state, features, labels):
         predictions = state.model(features, training=False)

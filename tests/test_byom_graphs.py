@@ -20,7 +20,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.util import tensor_util
 
 from common import settings
-from common.loop import training_loop
+from common.loop import actions, steps, train_state, training_loop
 from common.summaries import graphs
 from scripts import screenshots
 from tests import tensorboard_events as events
@@ -56,7 +56,7 @@ def mlp(name: str, outputs: int = 2) -> keras.Model:
 def run_loop(logdir, models, forward, examples=None, config=TinyConfig(), **hooks):
     """Trains `models` on `examples` with the real loop (and its `hooks`); the loss is the mean
     of `forward(batch, training)` (a tensor, or the sum of a dict's means)."""
-    state = training_loop.TrainState.create(
+    state = train_state.TrainState.create(
         config, models, {"loss": keras.metrics.Mean()}, {"loss": keras.metrics.Mean()}
     )
 
@@ -71,7 +71,7 @@ def run_loop(logdir, models, forward, examples=None, config=TinyConfig(), **hook
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return training_loop.loss_or_nan(loss, gradients), gradients
+        return steps.loss_or_nan(loss, gradients), gradients
 
     def eval_step(state, batch):
         state.eval_metrics["loss"].update_state(mean_loss(batch, training=False))
@@ -198,7 +198,7 @@ def test_batch_norm_statistics_are_histogrammed_beside_the_weights_and_seeds_are
         tmp_path,
         [model],
         lambda batch, training: model(batch, training=training),
-        on_boundary=lambda step: seen.setdefault(step, moving_mean.numpy().copy()),
+        actions=[actions.Callback(lambda step: seen.setdefault(step, moving_mean.numpy().copy()))],
     )
 
     tags = histogram_tags(tmp_path)

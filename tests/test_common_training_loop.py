@@ -1,4 +1,4 @@
-"""common.loop.training_loop's pieces: where loops end, when eval runs, the state the steps use."""
+"""common.loop's pieces: where loops end, when eval runs, the state the steps use, a tiny run."""
 
 import dataclasses
 import threading
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import settings
-from common.loop import training_loop
+from common import settings, summaries
+from common.loop import actions, steps, train_state, training_loop
 from common.summaries import metrics
 from tests import tensorboard_events as events
 
@@ -28,22 +28,25 @@ def tiny_model(name: str = "tiny") -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(1, name="dense")(inputs), name=name)
 
 
-def test_loops_end_on_multiples_of_steps_per_loop_at_the_end_and_at_boundary_steps():
+def test_loops_end_on_multiples_of_steps_per_loop_at_the_end_and_at_an_actions_steps():
+    at_five = [actions.Action(actions.Schedule(at_steps=(5,)))]
     ends, step = [], 0
     while step < 10:
-        step += training_loop.next_loop_steps(step, 10, 3, boundary_steps=[5])
+        step += actions.steps_to_next_boundary(step, 10, 3, at_five)
         ends.append(step)
     assert ends == [3, 5, 6, 9, 10]
-    assert training_loop.next_loop_steps(10, 10, 3) == 0  # Done: a boundary with no loop.
-    assert training_loop.next_loop_steps(0, 10, 3, boundary_steps=[0, 3, 12]) == 3  # Not inside.
+    assert actions.steps_to_next_boundary(10, 10, 3) == 0  # Done: a boundary with no loop.
+    outside = [actions.Action(actions.Schedule(at_steps=(0, 3, 12)))]
+    assert actions.steps_to_next_boundary(0, 10, 3, outside) == 3  # Not inside.
 
 
 def test_eval_runs_at_the_first_boundary_past_each_multiple_and_at_the_end():
     config = TinyConfig()
+    schedule = actions.Schedule(every_steps=config.eval_every_steps, at_end=True)
     boundaries = [3, 5, 6, 9, 10]
     evals, last = [], 0
     for step in boundaries:
-        if training_loop.eval_is_due(step, last, config):
+        if schedule.is_due(step, last, config.num_steps):
             evals.append(step)
             last = step
     assert evals == [5, 9, 10]
@@ -51,13 +54,13 @@ def test_eval_runs_at_the_first_boundary_past_each_multiple_and_at_the_end():
 
 def test_batches_become_step_arguments():
     pair = (tf.zeros([2]), tf.ones([2]))
-    assert training_loop.as_tuple(pair) is pair
+    assert steps.as_tuple(pair) is pair
     lone = tf.zeros([2])
-    assert training_loop.as_tuple(lone) == (lone,)
+    assert steps.as_tuple(lone) == (lone,)
 
 
 def test_the_state_builds_the_optimizer_and_averages_over_the_global_batch():
-    state = training_loop.TrainState.create(
+    state = train_state.TrainState.create(
         TinyConfig(learning_rate=0.5), [tiny_model()], {"loss": keras.metrics.Mean()}, {}
     )
     assert state.optimizer.built and float(state.optimizer.learning_rate.numpy()) == 0.5
@@ -68,16 +71,16 @@ def test_the_state_builds_the_optimizer_and_averages_over_the_global_batch():
 
 
 def test_a_checkpoint_names_one_model_model_and_several_by_name():
-    one = training_loop.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
-    assert set(training_loop.checkpoint_objects(one)) == {"model", "optimizer"}
-    two = training_loop.TrainState.create(
+    one = train_state.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
+    assert set(train_state.checkpoint_objects(one)) == {"model", "optimizer"}
+    two = train_state.TrainState.create(
         TinyConfig(), [tiny_model("encoder"), tiny_model("decoder")], {}, {}
     )
-    assert set(training_loop.checkpoint_objects(two)) == {"encoder", "decoder", "optimizer"}
+    assert set(train_state.checkpoint_objects(two)) == {"encoder", "decoder", "optimizer"}
 
 
 def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
-    state = training_loop.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
+    state = train_state.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
 
     def train_step(state, features):
         del features
@@ -85,8 +88,8 @@ def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
         gradients = [tf.ones_like(variable) for variable in state.trainable_variables]
         return tf.where(state.global_step < 3, 1.0, np.nan), gradients
 
-    step = training_loop.make_train_step(state, train_step)
-    loop = training_loop.make_train_loop(step)
+    step = steps.make_train_step(state, train_step)
+    loop = steps.make_train_loop(step)
     iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([4, 2])).repeat())
     assert float(loop(iterator, tf.constant(2))) == 1.0
     assert int(state.global_step.numpy()) == 2
@@ -99,7 +102,7 @@ def test_train_loop_runs_the_steps_and_stops_at_the_first_non_finite_loss():
 def test_run_steps_returns_the_last_steps_gradients_only_when_asked(profiled):
     """With gradients: all steps but the last in the loop, the last through the step itself,
     whose gradients come out; none after a NaN, and none when not asked (the loop alone)."""
-    state = training_loop.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
+    state = train_state.TrainState.create(TinyConfig(), [tiny_model()], {}, {})
 
     def train_step(state, features):
         del features
@@ -108,15 +111,13 @@ def test_run_steps_returns_the_last_steps_gradients_only_when_asked(profiled):
         gradients = [before + tf.zeros_like(variable) for variable in state.trainable_variables]
         return tf.where(state.global_step < 5, 1.0, np.nan), gradients
 
-    step = training_loop.make_train_step(state, train_step)
-    loop = training_loop.make_train_loop(step)
+    step = steps.make_train_step(state, train_step)
+    loop = steps.make_train_loop(step)
     iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([4, 2])).repeat())
 
     def run_steps(num_steps, with_gradients):
         profile_from = int(state.global_step.numpy()) if profiled else None
-        return training_loop.run_steps(
-            loop, step, iterator, num_steps, with_gradients, profile_from
-        )
+        return steps.run_steps(loop, step, iterator, num_steps, with_gradients, profile_from)
 
     loss, gradients = run_steps(3, with_gradients=True)
     assert float(loss) == 1.0 and int(state.global_step.numpy()) == 3
@@ -144,15 +145,15 @@ class TinyDatasets:
 TINY_RUN = TinyConfig(checkpoint_every_steps=100)  # Loops end at 3, 6, 9, 10; evals at 6, 9, 10.
 
 
-def tiny_state() -> training_loop.TrainState:
+def tiny_state() -> train_state.TrainState:
     metrics = [{"loss": keras.metrics.Mean()} for _ in ("train", "eval")]
-    return training_loop.TrainState.create(TINY_RUN, [tiny_model()], *metrics)
+    return train_state.TrainState.create(TINY_RUN, [tiny_model()], *metrics)
 
 
 def run_tiny(
-    tmp_path, state, eval_step=None, train_step=None, config=TINY_RUN, **hooks
+    tmp_path, state, eval_step=None, train_step=None, config=TINY_RUN, **options
 ) -> dict[str, float]:
-    """A tiny run of `config`, every step of which moves the weights, with the loop's `hooks`."""
+    """A tiny run of `config`, every step of which moves the weights, with `run`'s `options`."""
 
     def mean_output_step(state, features):
         with tf.GradientTape() as tape:
@@ -160,7 +161,7 @@ def run_tiny(
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return training_loop.loss_or_nan(loss, gradients), gradients
+        return steps.loss_or_nan(loss, gradients), gradients
 
     def mean_output(state, features):
         state.eval_metrics["loss"].update_state(state.model(features, training=False))
@@ -173,7 +174,7 @@ def run_tiny(
         train_step or mean_output_step,
         eval_step or mean_output,
         lambda: TinyDatasets(examples, examples),
-        **hooks,
+        **options,
     )
 
 
@@ -192,7 +193,12 @@ def test_on_eval_runs_late_on_its_own_thread_but_sees_the_weights_of_its_step(tm
     def on_boundary(step):  # On the loop's thread, before the next loop: the eval's weights.
         at_boundary[step] = state.model(ones).numpy()
 
-    results = run_tiny(tmp_path, state, on_eval=on_eval, on_boundary=on_boundary)
+    results = run_tiny(
+        tmp_path,
+        state,
+        app_summaries=training_loop.AppSummaries(on_eval=on_eval),
+        actions=[actions.Callback(on_boundary)],  # At every boundary.
+    )
     assert results["steps"] == 10 and sorted(in_on_eval) == [6, 9, 10]
     assert threading.get_ident() not in threads
     for step in (6, 9):  # The weights moved after these: a live read would see step 10's.
@@ -205,7 +211,7 @@ def test_an_error_in_the_eval_summaries_fails_the_run_with_that_error(tmp_path):
         raise ValueError(f"on_eval broke at step {step}")
 
     with pytest.raises(ValueError, match="on_eval broke at step 6"):
-        run_tiny(tmp_path, tiny_state(), on_eval=on_eval)
+        run_tiny(tmp_path, tiny_state(), app_summaries=training_loop.AppSummaries(on_eval=on_eval))
 
 
 def test_a_failed_eval_fails_the_run_with_its_error_and_the_summaries_do_not_wait_for_it(tmp_path):
@@ -219,13 +225,18 @@ def test_a_failed_eval_fails_the_run_with_its_error_and_the_summaries_do_not_wai
         raise ValueError("the eval step broke")
 
     with pytest.raises(ValueError, match="the eval step broke"):
-        run_tiny(tmp_path, tiny_state(), on_eval=on_eval, eval_step=failing_eval_step)
+        run_tiny(
+            tmp_path,
+            tiny_state(),
+            app_summaries=training_loop.AppSummaries(on_eval=on_eval),
+            eval_step=failing_eval_step,
+        )
 
 
 def test_an_eval_metric_with_an_array_result_reaches_on_eval_alone(tmp_path, capsys):
     """Counts taken in the eval's own pass (a PR curve's) go to on_eval as an array; the eval
     scalars, the console and the returned metrics keep the scalars."""
-    state = training_loop.TrainState.create(
+    state = train_state.TrainState.create(
         TINY_RUN,
         [tiny_model()],
         {"loss": keras.metrics.Mean()},
@@ -241,7 +252,12 @@ def test_an_eval_metric_with_an_array_result_reaches_on_eval_alone(tmp_path, cap
     def on_eval(step, results, writers):
         seen[step] = results
 
-    results = run_tiny(tmp_path, state, eval_step=eval_step, on_eval=on_eval)
+    results = run_tiny(
+        tmp_path,
+        state,
+        eval_step=eval_step,
+        app_summaries=training_loop.AppSummaries(on_eval=on_eval),
+    )
     assert sorted(seen) == [6, 9, 10]
     for step_results in seen.values():
         assert isinstance(step_results["loss"], float)
@@ -262,7 +278,7 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
     state = tiny_state()
     applied = [tf.Variable(tf.zeros_like(variable)) for variable in state.trainable_variables]
     written, expected = {}, {}
-    write_variable_histograms = training_loop.summaries.write_variable_histograms
+    write_variable_histograms = summaries.write_variable_histograms
 
     def recording_write(writer, variables, step, values, gradients, **options):
         written[step] = [np.asarray(gradient) for gradient in gradients]
@@ -277,14 +293,19 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
         for copy, gradient in zip(applied, gradients, strict=True):
             copy.assign(gradient)
         state.train_metrics["loss"].update_state(loss)
-        return training_loop.loss_or_nan(loss, gradients), gradients
+        return steps.loss_or_nan(loss, gradients), gradients
 
     def on_boundary(step):  # On the loop's thread, before the next loop: the last step's.
         expected[step] = [copy.numpy() for copy in applied]
 
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(training_loop.summaries, "write_variable_histograms", recording_write)
-        run_tiny(tmp_path, state, train_step=squared_output_step, on_boundary=on_boundary)
+        monkeypatch.setattr(summaries, "write_variable_histograms", recording_write)
+        run_tiny(
+            tmp_path,
+            state,
+            train_step=squared_output_step,
+            actions=[actions.Callback(on_boundary)],
+        )
     assert sorted(written) == [6, 9, 10]
     for step, gradients in written.items():
         for gradient, applied_gradient in zip(gradients, expected[step], strict=True):
@@ -322,7 +343,7 @@ def test_a_train_step_that_returns_the_loss_alone_is_told_what_to_return(tmp_pat
             loss = state.average_loss(tf.squeeze(state.model(features, training=True), -1))
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
-        return training_loop.loss_or_nan(loss, gradients)
+        return steps.loss_or_nan(loss, gradients)
 
     with pytest.raises(TypeError, match=r"loss_only_step must return \(loss, gradients\)"):
         run_tiny(tmp_path, tiny_state(), train_step=loss_only_step)

@@ -192,7 +192,7 @@ def test_the_gradient_summaries_do_not_change_the_training(tmp_path):
     """Evals and their summaries at every loop, or only at the end: the same training, to the
     last bit. The summaries' thread reads a weights snapshot while training goes on, and the
     gradients it writes are the train step's own (the last step's before each eval, a call of
-    the step apart from the loop's others: `training_loop.run_steps`), so neither may draw from
+    the step apart from the loop's others: `steps.run_steps`), so neither may draw from
     the dropout layers' random generators or change a variable the run trains with."""
     every_loop = dataclasses.replace(
         TINY, num_steps=44, eval_every_steps=2, checkpoint_every_steps=100, dropout_off_at_step=100

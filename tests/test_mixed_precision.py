@@ -20,7 +20,7 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
 from common import distribution, errors, settings
-from common.loop import training_loop, training_run
+from common.loop import mixed_precision, train_state, training_loop, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import files_and_contents
 from tests.conftest import NUM_TEST_CPU_DEVICES
@@ -71,7 +71,7 @@ def checkpoint_value(logdir, name: str) -> np.ndarray:
 
 
 def test_every_choice_of_the_setting_has_a_keras_policy():
-    assert tuple(training_loop.MIXED_PRECISION_POLICIES) == settings.MIXED_PRECISION_NAMES
+    assert tuple(mixed_precision.POLICIES) == settings.MIXED_PRECISION_NAMES
     assert settings.TrainingSettings().mixed_precision == "none"
 
 
@@ -122,7 +122,7 @@ def test_with_mirrored_replicas_every_replica_skips_the_step_one_replica_overflo
         features = keras.Input(shape=(4,))
         hidden = keras.layers.Dense(4, name="hidden")(features)
         model = keras.Model(features, keras.layers.Dense(1, dtype="float32")(hidden))
-        state = training_loop.TrainState.create(config, [model], {}, {})
+        state = train_state.TrainState.create(config, [model], {}, {})
     weights = [variable.numpy() for variable in model.variables]
     # The first replica gets the two small targets, the second two that overflow float16's
     # gradients at any scale above 1.

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from common import distribution, summaries
-from common.loop import tracing, training_loop
+from common.loop import actions, steps, tracing, train_state, training_loop
 from common.summaries import metrics
 
 from . import data
@@ -57,8 +57,8 @@ def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def train_step(
-    state: training_loop.TrainState, features: tf.Tensor, labels: tf.Tensor
-) -> training_loop.StepOutputs:
+    state: train_state.TrainState, features: tf.Tensor, labels: tf.Tensor
+) -> steps.StepOutputs:
     """One replica's share of a train step, with dropout where the layers' switches say."""
     with tf.GradientTape() as tape:
         logits = state.model(features, training=True)  # Dropout in an If on each `enabled`.
@@ -88,7 +88,7 @@ def dropout_is_on(model: keras.Model) -> tf.Tensor:
 
 def eval_step(
     inference_step: Callable[[tf.Tensor], tf.Tensor],
-    state: training_loop.TrainState,
+    state: train_state.TrainState,
     features: tf.Tensor,
     labels: tf.Tensor,
 ) -> None:
@@ -100,7 +100,7 @@ def eval_step(
     state.eval_metrics["pr_curve"].update_state(labels, tf.sigmoid(logits))
 
 
-def create_state(config: Config) -> training_loop.TrainState:
+def create_state(config: Config) -> train_state.TrainState:
     """The model with its dropout switches, Adam, and metrics (dropout_enabled for train too;
     the PR curve's counts for eval). Call it in the strategy's scope, so every variable is
     mirrored on every replica."""
@@ -113,7 +113,7 @@ def create_state(config: Config) -> training_loop.TrainState:
     eval_metrics = {"loss": keras.metrics.Mean()}
     eval_metrics["accuracy"] = keras.metrics.BinaryAccuracy(threshold=0.0)
     eval_metrics["pr_curve"] = metrics.PRCurveCounts()  # An array result: on_eval's alone.
-    return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+    return train_state.TrainState.create(config, [model], train_metrics, eval_metrics)
 
 
 def train_and_evaluate(
@@ -142,12 +142,11 @@ def train_and_evaluate(
     )
 
     def switch_dropout_off(step: int) -> None:
-        if step == config.dropout_off_at_step:
-            # The runtime switch: assigning the layers' variables changes what the traced If op
-            # runs from the next step on. No retrace.
-            model_lib.set_dropout_enabled(model, False)
-            if distribution.is_chief(strategy):
-                print(f"step {step}: dropout turned off", flush=True)
+        # The runtime switch: assigning the layers' variables changes what the traced If op runs
+        # from the next step on. No retrace.
+        model_lib.set_dropout_enabled(model, False)
+        if distribution.is_chief(strategy):
+            print(f"step {step}: dropout turned off", flush=True)
 
     eval_losses: list[float] = []
 
@@ -169,13 +168,15 @@ def train_and_evaluate(
             *(f"{run}/{tag}" for run in ("train", "eval") for tag in ("loss", "accuracy")),
             "train/steps_per_second",
         ],
-        on_eval=on_eval,
-        # A loop ends at the switch, so it flips at exactly that step.
-        boundary_steps=[config.dropout_off_at_step],
-        on_boundary=switch_dropout_off,
-        # Traced on its first call, made here on zeros: its signature fixes the graph.
-        extra_graphs=[("inference_step", inference_step, (tf.zeros([1, data.NUM_FEATURES]),))],
-        scalars_layout=SCALARS_LAYOUT,
+        app_summaries=training_loop.AppSummaries(
+            on_eval=on_eval,
+            scalars_layout=SCALARS_LAYOUT,
+            # Traced on its first call, made here on zeros: its signature fixes the graph.
+            graphs=[("inference_step", inference_step, (tf.zeros([1, data.NUM_FEATURES]),))],
+        ),
+        # Due at that step alone, and a loop ends there, so the switch flips at exactly that
+        # step (0, the default, is never reached: dropout stays on).
+        actions=[actions.Callback(switch_dropout_off, at_steps=[config.dropout_off_at_step])],
         final_metrics=lambda: {
             "eval/min_loss": min(eval_losses),
             "inference_step_traces": inference_step.experimental_get_tracing_count(),

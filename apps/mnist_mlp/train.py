@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from common import summaries
-from common.loop import input_pipeline, training_loop
+from common.loop import input_pipeline, steps, train_state, training_loop
 from common.summaries import metrics
 
 from . import data, visuals
@@ -50,8 +50,8 @@ def per_example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def train_step(
-    state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor
-) -> training_loop.StepOutputs:
+    state: train_state.TrainState, images: tf.Tensor, labels: tf.Tensor
+) -> steps.StepOutputs:
     """One replica's share of a train step; the optimizer sums the replicas' gradients."""
     with tf.GradientTape() as tape:
         logits = state.model(images, training=True)
@@ -71,7 +71,7 @@ def train_step(
     return state.loss_or_nan(loss, gradients), gradients
 
 
-def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Tensor) -> None:
+def eval_step(state: train_state.TrainState, images: tf.Tensor, labels: tf.Tensor) -> None:
     """One replica's share of an eval batch, per example: the last batch is smaller. Besides the
     scalars, the counts on_eval draws the PR curves and the confusion matrix from."""
     logits = state.model(images, training=False)
@@ -81,7 +81,7 @@ def eval_step(state: training_loop.TrainState, images: tf.Tensor, labels: tf.Ten
     state.eval_metrics["confusion_matrix"].update_state(labels, logits)
 
 
-def create_state(config: Config) -> training_loop.TrainState:
+def create_state(config: Config) -> train_state.TrainState:
     """The model, Adam, a loss and an accuracy metric for each of train and eval, and for eval
     the counts of a PR curve per digit and of the confusion matrix (array results: on_eval's).
     Call it in the strategy's scope, so every variable is mirrored on every replica."""
@@ -92,7 +92,7 @@ def create_state(config: Config) -> training_loop.TrainState:
     )
     eval_metrics["pr_curve"] = metrics.PRCurveCounts(num_classes=model_lib.NUM_CLASSES)
     eval_metrics["confusion_matrix"] = metrics.ConfusionMatrix(model_lib.NUM_CLASSES)
-    return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+    return train_state.TrainState.create(config, [model], train_metrics, eval_metrics)
 
 
 def train_and_evaluate(
@@ -128,10 +128,10 @@ def train_and_evaluate(
 
     def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         # On the summaries' thread, while training goes on: the model call here is eager and
-        # reads its weights as they were at `step` (see training_loop.run's on_eval).
+        # reads its weights as they were at `step` (see training_loop.AppSummaries.on_eval).
         eval_summaries[0].write(results, writers, step)
 
-    app_summaries = {"scalars_layout": SCALARS_LAYOUT, "on_eval": on_eval}
+    app_summaries = training_loop.AppSummaries(on_eval=on_eval, scalars_layout=SCALARS_LAYOUT)
     return training_loop.run(
-        config, logdir, state, train_step, eval_step, load_datasets, **app_summaries
+        config, logdir, state, train_step, eval_step, load_datasets, app_summaries=app_summaries
     )

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from common import summaries
-from common.loop import training_loop
+from common.loop import steps, train_state, training_loop
 
 from . import data
 from . import model as model_lib
@@ -32,8 +32,8 @@ def per_example_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
 
 
 def train_step(
-    state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor
-) -> training_loop.StepOutputs:
+    state: train_state.TrainState, features: tf.Tensor, targets: tf.Tensor
+) -> steps.StepOutputs:
     """One replica's share of a train step, and the gradient norms of the whole batch."""
     with tf.GradientTape() as tape:
         losses = per_example_loss(targets, state.model(features, training=True))
@@ -66,7 +66,7 @@ def train_step(
     return state.loss_or_nan(loss, batch_gradients), gradients
 
 
-def eval_step(state: training_loop.TrainState, features: tf.Tensor, targets: tf.Tensor) -> None:
+def eval_step(state: train_state.TrainState, features: tf.Tensor, targets: tf.Tensor) -> None:
     """MSE, MAE and RMSE of one replica's share of an eval batch."""
     predictions = state.model(features, training=False)
     for metric in state.eval_metrics.values():
@@ -85,7 +85,7 @@ SCALARS_LAYOUT = summaries.scalars_layout(
 )
 
 
-def create_state(config: Config) -> training_loop.TrainState:
+def create_state(config: Config) -> train_state.TrainState:
     """The model, Adam, the train loss and gradient norms, and MSE, MAE and RMSE for eval. Call it
     in the strategy's scope, so every variable is mirrored on every replica."""
     model = model_lib.create_model()
@@ -99,7 +99,7 @@ def create_state(config: Config) -> training_loop.TrainState:
         "mae": keras.metrics.MeanAbsoluteError(),
         "rmse": keras.metrics.RootMeanSquaredError(),
     }
-    return training_loop.TrainState.create(config, [model], train_metrics, eval_metrics)
+    return train_state.TrainState.create(config, [model], train_metrics, eval_metrics)
 
 
 def train_and_evaluate(
@@ -128,7 +128,7 @@ def train_and_evaluate(
             *(f"eval/{name}" for name in state.eval_metrics),
             "train/steps_per_second",
         ],
-        scalars_layout=SCALARS_LAYOUT,
+        app_summaries=training_loop.AppSummaries(scalars_layout=SCALARS_LAYOUT),
         final_metrics=lambda: {
             "noise_std": datasets.noise_std,
             "trivial_rmse": datasets.trivial_rmse,

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import summaries
-from common.loop import input_pipeline, training_loop
+from common.loop import actions, input_pipeline, steps, train_state, training_loop
 from common.summaries import metrics, projector
 
 from . import data, images
@@ -68,8 +68,8 @@ def kl_weight(step: tf.Tensor, warmup_steps: int) -> tf.Tensor:
 
 
 def train_step(
-    state: training_loop.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
-) -> training_loop.StepOutputs:
+    state: train_state.TrainState, windows: tf.Tensor, *, kl_warmup_steps: int
+) -> steps.StepOutputs:
     """One replica's share of a train step on a batch of windows."""
     encoder, decoder = state.models
     beta = kl_weight(state.global_step, kl_warmup_steps)  # In the graph: never retraces.
@@ -92,7 +92,7 @@ def train_step(
     return state.loss_or_nan(loss, gradients), gradients
 
 
-def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
+def eval_step(state: train_state.TrainState, windows: tf.Tensor) -> None:
     """Per-window terms of one replica's share of an eval batch (the last batch is smaller)."""
     encoder, decoder = state.models
     mean, log_variance, z = encoder(windows, training=False)
@@ -100,16 +100,14 @@ def eval_step(state: training_loop.TrainState, windows: tf.Tensor) -> None:
     update_metrics(state.eval_metrics, reconstruction, kl_divergence(mean, log_variance))
 
 
-def update_metrics(
-    metrics: training_loop.Metrics, reconstruction: tf.Tensor, kl: tf.Tensor
-) -> None:
+def update_metrics(metrics: train_state.Metrics, reconstruction: tf.Tensor, kl: tf.Tensor) -> None:
     """The per-window reconstruction loss, KL and ELBO (at beta 1) into their means."""
     metrics["reconstruction_loss"].update_state(reconstruction)
     metrics["kl"].update_state(kl)
     metrics["elbo"].update_state(-(reconstruction + kl))
 
 
-def create_state(config: Config, num_channels: int) -> training_loop.TrainState:
+def create_state(config: Config, num_channels: int) -> train_state.TrainState:
     """The encoder and decoder, Adam, and the ELBO's terms as metrics (train also logs its loss).
     Call it in the strategy's scope, so every variable is mirrored on every replica."""
     shape = (config.window_length, num_channels, config.latent_dim)
@@ -118,7 +116,7 @@ def create_state(config: Config, num_channels: int) -> training_loop.TrainState:
     names = ("reconstruction_loss", "kl", "elbo")
     train_metrics = {name: keras.metrics.Mean() for name in (*names, "loss")}
     eval_metrics = {name: keras.metrics.Mean() for name in names}
-    return training_loop.TrainState.create(config, [encoder, decoder], train_metrics, eval_metrics)
+    return train_state.TrainState.create(config, [encoder, decoder], train_metrics, eval_metrics)
 
 
 def train_and_evaluate(
@@ -149,7 +147,7 @@ def train_and_evaluate(
 
     def on_eval(step: int, results: metrics.Results, writers: summaries.SummaryWriters) -> None:
         # On the summaries' thread, while training goes on: the models' calls here are eager and
-        # read their weights as they were at `step` (see training_loop.run's on_eval).
+        # read their weights as they were at `step` (see training_loop.AppSummaries.on_eval).
         means, log_variances = latent_code(eval_windows, training=False)
         images.write_latent_summaries(means, log_variances, decoder, eval_windows, writers, step)
         if not embedding_writer:
@@ -172,10 +170,12 @@ def train_and_evaluate(
             "eval/elbo",
             "train/steps_per_second",
         ],
-        boundary_scalars=lambda: {
-            "beta": float(kl_weight(state.global_step, config.kl_warmup_steps))
-        },
-        on_eval=on_eval,
+        # The KL weight of the warm-up, beside the loop's own train scalars at every boundary.
+        actions=[
+            actions.TrainScalars(
+                lambda: {"beta": float(kl_weight(state.global_step, config.kl_warmup_steps))}
+            )
+        ],
+        app_summaries=training_loop.AppSummaries(on_eval=on_eval, scalars_layout=SCALARS_LAYOUT),
         final_metrics=lambda: {"eval/first_elbo": first_elbo[0]},
-        scalars_layout=SCALARS_LAYOUT,
     )

@@ -22,7 +22,7 @@ PHASES = (
     "setup",  # Restore, datasets and pipelines, writers, the run's description at step 0.
     "first step",  # Step one inside the graph trace: tracing, the step, the graph summaries.
     "loops",  # The train_loop calls (the first one includes the loop's tracing).
-    "boundaries",  # Train scalars, the console line, the app's on_boundary.
+    "boundaries",  # Train scalars, the console line, the app's actions (common.loop.actions).
     "evals",  # The eval passes (the first one includes the eval loop's tracing).
     # The loop's share of the eval's summaries: its weights snapshot, handing the histograms,
     # gradients and the app's on_eval to their thread (common/loop/background.py), and any wait for
