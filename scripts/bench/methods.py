@@ -9,7 +9,8 @@ import keras
 import tensorflow as tf
 
 from common import summaries as summaries_lib
-from common.loop import input_pipeline, training_loop, training_run
+from common.loop import input_pipeline, standard_actions, training_run
+from common.loop import steps as train_steps  # `steps` is a count here.
 from common.summaries import metrics
 from scripts.bench.workloads import Workload
 
@@ -134,13 +135,13 @@ def bench_repo_loop(
     jit_compile: bool = False,
     textbook: bool = False,
 ):
-    """This repo's loop: the app's own TrainState and train step, run by common.loop.training_loop's
-    train_loop, with the boundary's train scalars as `training_loop.run` reads and writes them;
-    by default at the app's steps_per_loop."""
+    """This repo's loop: the app's own TrainState and train step, run by common.loop.steps'
+    train_loop, with the boundary's train scalars read and written as `training_loop.run`'s
+    train-scalars action does; by default at the app's steps_per_loop."""
     steps_per_loop = steps_per_loop or workload.steps_per_loop
     state, train_step = workload.create_state()
-    train_function = training_loop.make_train_step(state, train_step, jit_compile)
-    train_loop = training_loop.make_train_loop(train_function)
+    train_function = train_steps.make_train_step(state, train_step, jit_compile)
+    train_loop = train_steps.make_train_loop(train_function)
     read_train_metrics = metrics.MetricReader(state.train_metrics)
     writer = tf.summary.create_file_writer(tempfile.mkdtemp())
     write_train_scalars = summaries_lib.ScalarWriter(writer)
@@ -161,7 +162,7 @@ def bench_repo_loop(
             # reset, the scalars written.
             start = time.perf_counter()
             float(loss)
-            scalars = training_loop.train_scalars(
+            scalars = standard_actions.train_scalars(
                 read_train_metrics, state, loop_steps, loop_seconds
             )
             if summaries:
@@ -264,12 +265,12 @@ def bench_ceiling_fed(workload: Workload, steps: int, steps_per_loop: int = 1000
 
 def bench_app_step_one_batch(workload: Workload, steps: int, steps_per_loop: int = 1000):
     """The app's own train step (its create_state and train_step through
-    training_loop.make_train_step: metrics, NaN check, global step, strategy.run) on one batch
+    steps.make_train_step: metrics, NaN check, global step, strategy.run) on one batch
     held in memory, breaking on a NaN as training_loop's loop does: against the ceiling, what the
     step's extras cost, the input pipeline apart."""
     state, train_step = workload.create_state()
-    train_function = training_loop.make_train_step(state, train_step)
-    batch = training_loop.as_tuple(
+    train_function = train_steps.make_train_step(state, train_step)
+    batch = train_steps.as_tuple(
         next(iter(batches(workload, features_only=workload.features_only)))
     )
 

@@ -16,7 +16,7 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from apps.vae_timeseries import model as vae_model
 from apps.vae_timeseries import train as vae_train
-from common.loop import training_loop
+from common.loop import steps, train_state
 from scripts.bench.fit_models import vae_fit_model
 
 
@@ -31,7 +31,7 @@ class Workload:
     create_fit_model: Callable[[], tuple[keras.Model, Callable]]
     # The app's own TrainState and train step (its create_state and train_step): what repo_loop
     # runs, through common.loop.training_loop, exactly as the app does.
-    create_state: Callable[[], tuple[training_loop.TrainState, training_loop.TrainStep]]
+    create_state: Callable[[], tuple[train_state.TrainState, steps.TrainStep]]
     features: np.ndarray
     labels: np.ndarray
     batch_size: int
