@@ -31,7 +31,7 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import summaries
-from common.logdir import run_lock, run_record
+from common.logdir import prepare, run_lock, run_record
 from common.loop import training_run
 from tests.app_cli import REPO_ROOT, assert_one_line_error, run_app
 
@@ -212,7 +212,7 @@ def test_an_odd_entry_named_like_an_event_file_is_refused_in_one_line(
         make(target / name)
         before = listing(target)
         for num_steps in (4, 8):  # `nothing to do` reads the logdir too.
-            with pytest.raises(summaries.LogdirError) as raised:
+            with pytest.raises(prepare.LogdirError) as raised:
                 train(target, num_steps=num_steps)
             assert str(raised.value) == (
                 f"logdir {target}: {name} {reason}: reading it would fail or hang, TensorBoard's "
@@ -225,7 +225,7 @@ def test_an_odd_entry_named_like_an_event_file_is_refused_in_one_line(
 def test_a_symbolic_link_loop_in_place_of_a_run_directory_is_refused(tmp_path, run):
     (tmp_path / run).symlink_to(run)
     before = listing(tmp_path)
-    with pytest.raises(summaries.LogdirError) as raised:
+    with pytest.raises(prepare.LogdirError) as raised:
         train(tmp_path)
     assert str(raised.value) == (
         f"logdir {tmp_path}: {run} is a symbolic link that loops (too many levels of symbolic "

@@ -10,7 +10,7 @@
 
 Checkpoints live in `<logdir>/checkpoints` (a `tf.train.CheckpointManager`). Writers are flushed
 before every save, so every point up to a checkpoint is on disk when the checkpoint is; points after
-it are dropped on resume (`summaries.trim_events_after`): TensorBoard never shows one step twice.
+it are dropped on resume (`trim.trim_events_after`): TensorBoard never shows one step twice.
 Nothing is saved when the block ends with an exception, so a NaN never overwrites a good checkpoint,
 and `save` refuses weights that hold a NaN or an infinity.
 
@@ -52,7 +52,7 @@ from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 from common import distribution, errors, summaries
 from common.checkpoints import resumed_settings
 from common.errors import Interrupted, NonFiniteLossError, NonFiniteWeightsError, UserError
-from common.logdir import run_record
+from common.logdir import event_files, prepare, run_record, trim
 from common.logdir.run_lock import LogdirLock
 from common.loop.signals import StopSignals
 
@@ -324,7 +324,7 @@ class TrainingRun:
 
     def __enter__(self) -> "TrainingRun":
         if self.is_chief:
-            summaries.prepare_logdir(self.logdir)
+            prepare.prepare_logdir(self.logdir)
             self._lock.acquire()
             try:
                 self._check_checkpoint_directory()
@@ -620,9 +620,9 @@ class TrainingRun:
         # An older version's record says nothing of the app or model: only a checkpoint that
         # restores proves its files this model's; without one they are emptied by no one.
         unproven_owner = record is not None and record.app is None and record.model is None
-        for name, path in summaries.event_files_by_name(self.logdir).items():
+        for name, path in event_files.event_files_by_name(self.logdir).items():
             if record is not None and record.is_ours(name, path):
-                if unproven_owner and restored_step is None and summaries.largest_step(path) >= 0:
+                if unproven_owner and restored_step is None and event_files.largest_step(path) >= 0:
                     raise LogdirStateError(
                         f"logdir {self.logdir}: its record, from an older version, does not say "
                         f"which app or model wrote {name}, which holds points, and no checkpoint "
@@ -630,7 +630,7 @@ class TrainingRun:
                         "away, or pass a new --logdir"
                     )
                 self._own_event_files[name] = path
-            elif summaries.largest_step(path) > last:
+            elif event_files.largest_step(path) > last:
                 if restored_step is None:
                     raise LogdirStateError(
                         f"logdir {self.logdir} already holds event files that no run of this app "
@@ -661,7 +661,7 @@ class TrainingRun:
         if self._refusal is not None:
             raise self._refusal
         try:
-            summaries.remove_trim_leftovers(self.logdir)
+            trim.remove_trim_leftovers(self.logdir)
             for path in run_record.leftovers(self.logdir):
                 tf.io.gfile.remove(path)
             for path in self._files_to_remove:
@@ -710,7 +710,7 @@ class TrainingRun:
         """Adds the event files this run created (its name is in theirs, its second in their
         header) to the record, with their proofs, and lengthens the proofs of growing files."""
         record = self._record
-        files = summaries.event_files_by_name(self.logdir)
+        files = event_files.event_files_by_name(self.logdir)
         record.extend_proofs(files)
         record.prove(
             {
@@ -755,26 +755,26 @@ class TrainingRun:
 
         Only event files the logdir's record proves this app's runs wrote are trimmed; the
         writers' new files are added to it at once. Each new file begins with a restart marker at
-        the step after the checkpoint (`summaries.write_restart_markers`), so a TensorBoard that
+        the step after the checkpoint (`trim.write_restart_markers`), so a TensorBoard that
         already showed the dropped points forgets them too.
         """
         if self.is_chief:
             self._begin_writing()
             last = self.last_saved_step if self.last_saved_step is not None else -1
             try:
-                summaries.trim_events_after(
+                trim.trim_events_after(
                     self.logdir, last, paths=list(self._own_event_files.values())
                 )
             except Exception as error:
                 self._raise_as_user_error(error, "while dropping points after the checkpoint")
-            existing = set(summaries.event_files_by_name(self.logdir))
+            existing = set(event_files.event_files_by_name(self.logdir))
         first_step = 0 if self.last_saved_step is None else self.last_saved_step + 1
         self.writers = summaries.create_writers(self.output_dir, first_step=first_step)
         if self.is_chief:
             try:
                 # The writers' files by name, not only by the pid in it: that needs the clock
                 # to have stayed at or after the run's recorded start.
-                files = summaries.event_files_by_name(self.logdir)
+                files = event_files.event_files_by_name(self.logdir)
                 # The trim's rewritten files are proven anew (their first bytes may change).
                 self._record.prove(
                     {
