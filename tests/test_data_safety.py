@@ -24,6 +24,7 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import cli, errors, summaries
+from common.checkpoints import checkpoints
 from common.logdir import prepare, run_record, trim
 from common.loop import input_pipeline, step_counter, training_run
 from tests import tensorboard_events as events
@@ -179,7 +180,7 @@ def test_an_event_file_no_run_recorded_is_never_rewritten(logdir, tmp_path):
     shutil.move(written, logdir / "eval" / "events.out.tfevents.1700000001.elsewhere.4242.1.v2")
     before = files_and_contents(logdir)
     assert train(logdir, num_steps=8) == {"steps": 8}  # Finished: nothing to do, nothing refused.
-    with pytest.raises(training_run.LogdirStateError) as raised:
+    with pytest.raises(prepare.LogdirStateError) as raised:
         train(logdir, num_steps=12)
     assert str(raised.value) == (
         f"logdir {logdir}: eval/events.out.tfevents.1700000001.elsewhere.4242.1.v2 holds points "
@@ -300,7 +301,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_newest_that_restores(
         point for point in before if point[0] <= resumed_from
     ]
     # The repaired list goes on as before: the newest three listed, the older ones swept away.
-    assert training_run._read_state(str(logdir / "checkpoints"))[0] == [8, 6, 4]
+    assert checkpoints._read_state(str(logdir / "checkpoints"))[0] == [8, 6, 4]
     assert sorted(path.name for path in (logdir / "checkpoints").glob("*.index")) == [
         "ckpt-4.index",
         "ckpt-6.index",
@@ -312,7 +313,7 @@ def test_when_no_checkpoint_restores_the_run_is_refused_in_one_line(logdir):
     for data in (logdir / "checkpoints").glob("ckpt-*.data-*"):
         os.truncate(data, 10)
     before = files_and_contents(logdir)
-    with pytest.raises(training_run.LogdirStateError) as raised:
+    with pytest.raises(prepare.LogdirStateError) as raised:
         train(logdir)
     message = str(raised.value)
     assert "no checkpoint in" in message and "ckpt-4 cannot be read" in message

@@ -26,7 +26,8 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from common import summaries
-from common.logdir import event_files, run_record, trim
+from common.checkpoints import checkpoints
+from common.logdir import event_files, prepare, run_record, trim
 from common.loop import step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
@@ -161,7 +162,7 @@ def test_another_model_of_the_same_app_without_a_checkpoint_is_refused_touching_
     assert read_record_json(tmp_path)["app"] == "apps.tiny"
     before = files_and_contents(tmp_path)
     other, _ = tiny_run(tmp_path, units=7, app="apps.tiny")
-    with other, pytest.raises(training_run.CheckpointMismatchError) as raised:
+    with other, pytest.raises(checkpoints.CheckpointMismatchError) as raised:
         other.restore()
     assert str(raised.value) == (
         f"logdir {tmp_path} holds a run of another model (2 variables, 9 parameters), which does "
@@ -205,7 +206,7 @@ def test_an_older_record_without_a_checkpoint_is_refused_rather_than_emptied(tmp
     write_record_json(tmp_path, content)
     before = files_and_contents(tmp_path)
     again, _ = tiny_run(tmp_path)
-    with again, pytest.raises(training_run.LogdirStateError) as raised:
+    with again, pytest.raises(prepare.LogdirStateError) as raised:
         again.restore()
     message = str(raised.value)
     assert message.startswith(f"logdir {tmp_path}: its record, from an older version, does not")
@@ -291,7 +292,7 @@ def test_a_foreign_file_named_with_a_recorded_host_and_pid_is_never_trimmed(logd
     name = f"events.out.tfevents.{int(time.time())}.{recorded['host']}.{recorded['pid']}.9.v2"
     foreign = write_foreign_file(logdir / "train", name, range(10, 1001, 10))
     before = files_and_contents(logdir)
-    with pytest.raises(training_run.LogdirStateError) as raised:
+    with pytest.raises(prepare.LogdirStateError) as raised:
         train(logdir, num_steps=12)
     assert str(raised.value) == (
         f"logdir {logdir}: train/{name} holds points after step 8, the checkpoint to resume "
@@ -308,7 +309,7 @@ def test_a_recorded_file_replaced_under_its_name_is_not_the_runs_any_more(logdir
     replacement = write_foreign_file(tmp_path, "replacement", range(1, 101))
     shutil.move(replacement, own)  # Another file, under the recorded name.
     before = files_and_contents(logdir)
-    with pytest.raises(training_run.LogdirStateError, match="no run of this app recorded"):
+    with pytest.raises(prepare.LogdirStateError, match="no run of this app recorded"):
         train(logdir, num_steps=12)
     assert files_and_contents(logdir) == before
 
@@ -382,7 +383,7 @@ def test_an_unlisted_file_named_like_a_runs_is_not_adopted_without_proof(tmp_pat
         (tmp_path / "original").unlink()
     before = files_and_contents(tmp_path)
     again, _ = tiny_run(tmp_path)
-    with again, pytest.raises(training_run.LogdirStateError) as raised:
+    with again, pytest.raises(prepare.LogdirStateError) as raised:
         again.restore()
     assert f"already holds event files that no run of this app recorded writing ({name}" in str(
         raised.value

@@ -32,7 +32,6 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import summaries
 from common.logdir import prepare, run_lock, run_record
-from common.loop import training_run
 from tests.app_cli import REPO_ROOT, assert_one_line_error, run_app
 
 CONFIG = regression_train.Config(
@@ -299,7 +298,8 @@ SIGNALS_AT_ONCE = textwrap.dedent(
     both = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, both)
     import keras
-    from common import cli, step_counter, training_run
+    from common import cli
+    from common.loop import step_counter, training_run
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
     global_step = step_counter.create_global_step()
     run = training_run.TrainingRun(sys.argv[1], global_step, 100, model=model)
@@ -341,7 +341,7 @@ def test_a_refused_resume_with_the_debugger_writes_no_dump(logdir, tmp_path):
     (written,) = (tmp_path / "elsewhere").glob("events.*")
     shutil.move(written, logdir / "eval" / EVENT_NAME)
     before = listing(logdir)
-    with pytest.raises(training_run.LogdirStateError, match=f"eval/{EVENT_NAME} holds points"):
+    with pytest.raises(prepare.LogdirStateError, match=f"eval/{EVENT_NAME} holds points"):
         train(logdir, num_steps=8, debugger=True)
     assert listing(logdir) == before  # No `debugger/` dump.
 

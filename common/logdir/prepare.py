@@ -1,5 +1,7 @@
 """Whether a logdir can be used, checked before a run writes anything to it: a directory (or one
-that can be made) that can be written, whose `train` and `eval` are directories too.
+that can be made) that can be written, whose `train` and `eval` are directories too
+(`prepare_logdir`, else LogdirError); and the refusal of one whose contents do not add up
+(LogdirStateError: see common/logdir/repair.py).
 
 Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://...`) on a cluster.
 """
@@ -15,6 +17,15 @@ from common.logdir import paths
 
 class LogdirError(UserError):
     """The logdir cannot be used: it is a file, or cannot be created or written."""
+
+
+class LogdirStateError(UserError):
+    """The logdir's contents do not add up: the run would have to rewrite what it cannot prove
+    its own, or start over on top of an earlier run's work. Nothing was written."""
+
+
+class OtherAppError(LogdirStateError):
+    """The logdir holds a run of another app (its record says which). Nothing was written."""
 
 
 def _first_line(error: BaseException) -> str:
