@@ -115,10 +115,18 @@ def checkpoint_candidates(
 
 
 def restore_problems(
-    found: _CheckpointsFound, candidates: list[int], skipped: list[tuple[int, str]]
+    logdir: str,
+    found: _CheckpointsFound,
+    candidates: list[int],
+    skipped: list[tuple[int, str]],
+    restored_step: int | None,
 ) -> list[str]:
     """What was wrong with `checkpoints/` at the restore, one phrase each: a broken list of
-    checkpoints, each newer checkpoint skipped as unreadable (`skipped`: step, why)."""
+    checkpoints, each newer checkpoint skipped as unreadable (`skipped`: step, why).
+
+    Raises:
+        LogdirStateError: if there were `candidates`, and none restored (`restored_step`).
+    """
     # A missing list is only worth a word when there were checkpoints to list.
     problems = (
         [
@@ -128,7 +136,13 @@ def restore_problems(
         if found.state_problem and (found.state_exists or candidates)
         else []
     )
-    return problems + [f"{CHECKPOINT_NAME}-{step} cannot be read ({why})" for step, why in skipped]
+    problems += [f"{CHECKPOINT_NAME}-{step} cannot be read ({why})" for step, why in skipped]
+    if candidates and restored_step is None:
+        raise LogdirStateError(
+            f"logdir {logdir}: no checkpoint in {found.directory} can be read: "
+            f"{'; '.join(problems)}; pass a new --logdir"
+        )
+    return problems
 
 
 def plan_after_restore(

@@ -8,18 +8,14 @@
         run.end_of_loop(step)           # Saves when due; on SIGINT/SIGTERM saves and raises.
         run.save(step)                  # At the end.
 
-Checkpoints live in `<logdir>/checkpoints` (common/checkpoints/checkpoints.py). Writers are flushed
-before every save, so every point up to a checkpoint is on disk when the checkpoint is; points after
-it are dropped on resume (`common.logdir.trim.trim_events_after`): TensorBoard never shows one step
-twice. Nothing is saved when the block ends with an exception, so a NaN never overwrites a good
-checkpoint, and `save` refuses weights that hold a NaN or an infinity.
-
-A run rewrites only what it can prove its own, by the logdir's record (common/logdir/run_record.py,
-kept up to date by common/logdir/record_keeping.py), and refuses in one line, before anything is
-written, a logdir whose state does not add up (common/logdir/repair.py). A checkpoint that cannot
-be read is skipped, with a warning, for the newest one that restores. The parts, one job each:
-the lock (common/logdir/run_lock.py), the checkpoints, the repairs and the record, the stop
-signals (common/loop/signals.py); this class runs them in order.
+TrainingRun runs its parts in order, each with one job: the logdir's lock
+(common/logdir/run_lock.py), its checkpoints (common/checkpoints/checkpoints.py), what a run may
+repair in its logdir and what it refuses (common/logdir/repair.py, by the record that
+common/logdir/record_keeping.py keeps), the trim (common/logdir/trim.py) and the stop signals
+(common/loop/signals.py). Writers are flushed before every save, so every point up to a checkpoint
+is on disk when the checkpoint is; points after it are dropped on resume: TensorBoard never shows
+one step twice. Nothing is saved when the block ends with an exception, so a NaN never overwrites
+a good checkpoint, and `save` refuses weights that hold a NaN or an infinity.
 
 Under a multi-worker strategy every worker runs this same code: the chief owns the logdir (lock,
 record, summaries, checkpoints); every other worker restores from the chief's checkpoints (choosing
@@ -41,7 +37,6 @@ from common import distribution, errors, summaries
 from common.checkpoints import checkpoints
 from common.errors import Interrupted, NonFiniteLossError, UserError
 from common.logdir import event_files, prepare, repair, run_record, trim
-from common.logdir.prepare import LogdirStateError
 from common.logdir.record_keeping import RecordKeeper
 from common.logdir.run_lock import LogdirLock
 from common.loop import signals
@@ -252,12 +247,7 @@ class TrainingRun:
         found = checkpoints._find_checkpoints(self._checkpoints.directory)
         candidates = repair.checkpoint_candidates(self.logdir, found, record, self.is_chief)
         restored_step, skipped = self._checkpoints.restore_newest(candidates)
-        problems = repair.restore_problems(found, candidates, skipped)
-        if candidates and restored_step is None:
-            raise LogdirStateError(
-                f"logdir {self.logdir}: no checkpoint in {found.directory} can be read: "
-                f"{'; '.join(problems)}; pass a new --logdir"
-            )
+        problems = repair.restore_problems(self.logdir, found, candidates, skipped, restored_step)
         if self.is_chief:
             self._repairs = repair.plan_after_restore(
                 self.logdir, found, record, self._model, candidates, restored_step, bool(problems)
