@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from common import settings
-from common.checkpoints import resumed_settings
+from common.checkpoints import checkpoints, resumed_settings
 from common.loop import actions, steps, train_state, training_loop, training_run
 from tests import tensorboard_events as events
 
@@ -308,7 +308,7 @@ def test_a_resume_with_the_same_settings_keeps_a_learning_rate_the_run_changed(t
         lambda: Datasets(*[tf.data.Dataset.from_tensor_slices(np.ones([8, 2], np.float32))] * 2),
         actions=[actions.Callback(decay)],  # At every boundary.
     )
-    text = training_run.settings_in(f"{tmp_path}/checkpoints/ckpt-3")
+    text = checkpoints.settings_in(f"{tmp_path}/checkpoints/ckpt-3")
     assert json.loads(text)["settings"]["num_steps"] == 3
     assert json.loads(text)["learning_rates"] == {
         "discriminator": pytest.approx(4e-3),
@@ -356,7 +356,7 @@ def test_a_checkpoint_that_does_not_fit_names_the_settings_changed_since(tmp_pat
         run_settings=resumed_settings.describe(config, state.optimizers),
         **train_state.checkpoint_objects(state),
     )
-    with run, pytest.raises(training_run.CheckpointMismatchError) as refused:
+    with run, pytest.raises(checkpoints.CheckpointMismatchError) as refused:
         run.restore()
     assert "settings changed since that checkpoint: --num_steps=3 -> 6, --seed=0 -> 3" in str(
         refused.value
@@ -374,7 +374,7 @@ def test_a_checkpoint_of_an_older_version_without_settings_still_restores(tmp_pa
         run.open_writers()
         state.global_step.assign(3)
         run.save(3)
-    assert training_run.settings_in(f"{tmp_path}/checkpoints/ckpt-3") is None
+    assert checkpoints.settings_in(f"{tmp_path}/checkpoints/ckpt-3") is None
     built = resumed_settings.describe(config, state.optimizers)  # learning_rate 1e-3.
     state.optimizer.learning_rate.assign(0.5)  # What that older checkpoint restored.
     lines = resumed_settings.apply(None, config, state.optimizers, built, 3)

@@ -11,6 +11,7 @@ from PIL import Image
 from tensorboard.util import tensor_util
 
 from common import summaries
+from common.logdir import event_files, prepare, trim
 from tests import tensorboard_events as events
 
 
@@ -30,9 +31,7 @@ def test_writers_write_train_and_eval_runs_that_tensorboard_reads(tmp_path):
 def test_logdir_that_is_a_file_is_refused_and_left_alone(tmp_path):
     not_a_directory = tmp_path / "notes.txt"
     not_a_directory.write_text("my notes")
-    with pytest.raises(
-        summaries.LogdirError, match=re.escape(f"logdir {not_a_directory} is a file")
-    ):
+    with pytest.raises(prepare.LogdirError, match=re.escape(f"logdir {not_a_directory} is a file")):
         summaries.create_writers(str(not_a_directory))
     assert not_a_directory.read_text() == "my notes"
 
@@ -41,7 +40,7 @@ def test_logdir_that_cannot_be_created_names_the_path(tmp_path):
     (tmp_path / "a_file").write_text("")
     impossible = tmp_path / "a_file" / "run"
     with pytest.raises(
-        summaries.LogdirError, match=re.escape(f"logdir {impossible} cannot be created")
+        prepare.LogdirError, match=re.escape(f"logdir {impossible} cannot be created")
     ):
         summaries.create_writers(str(impossible))
 
@@ -58,7 +57,7 @@ def write_steps(logdir, steps, run="train"):
 def test_trim_drops_points_after_the_step_and_keeps_the_rest(tmp_path):
     write_steps(tmp_path, [1, 2, 3, 4, 5, 6])
     write_steps(tmp_path, [2, 4, 6], run="eval")
-    assert summaries.trim_events_after(str(tmp_path), last_step=4) == 3
+    assert trim.trim_events_after(str(tmp_path), last_step=4) == 3
     assert events.scalars(events.load_run(tmp_path / "train"), "loss") == [
         (1, 1.0),
         (2, 2.0),
@@ -73,30 +72,30 @@ def test_trim_drops_points_after_the_step_and_keeps_the_rest(tmp_path):
 
 def test_trim_repairs_a_torn_last_record(tmp_path):
     write_steps(tmp_path, [1, 2, 3])
-    (path,) = summaries.event_files(str(tmp_path))
+    (path,) = event_files.event_files(str(tmp_path))
     data = pathlib.Path(path).read_bytes()
     pathlib.Path(path).write_bytes(data[:-5])  # A kill -9 in the middle of writing step 3.
-    summaries.trim_events_after(str(tmp_path), last_step=10)
+    trim.trim_events_after(str(tmp_path), last_step=10)
     assert [s for s, _ in events.scalars(events.load_run(tmp_path / "train"), "loss")] == [1, 2]
 
 
 def test_trim_to_minus_one_leaves_no_points(tmp_path):
     write_steps(tmp_path, [0, 1, 2])
-    summaries.trim_events_after(str(tmp_path), last_step=-1)
+    trim.trim_events_after(str(tmp_path), last_step=-1)
     assert events.load_run(tmp_path / "train").Tags()["tensors"] == []
 
 
 def test_trim_leaves_files_without_later_points_untouched(tmp_path):
     write_steps(tmp_path, [1, 2])
-    (path,) = summaries.event_files(str(tmp_path))
+    (path,) = event_files.event_files(str(tmp_path))
     before = (pathlib.Path(path).read_bytes(), pathlib.Path(path).stat().st_mtime_ns)
-    assert summaries.trim_events_after(str(tmp_path), last_step=2) == 0
+    assert trim.trim_events_after(str(tmp_path), last_step=2) == 0
     assert (pathlib.Path(path).read_bytes(), pathlib.Path(path).stat().st_mtime_ns) == before
 
 
 def test_error_messages_are_one_line(tmp_path):
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(summaries.LogdirError) as raised:
+    with pytest.raises(prepare.LogdirError) as raised:
         summaries.create_writers(str(tmp_path / "a_file" / "run"))
     assert "\n" not in str(raised.value)
 
@@ -174,7 +173,7 @@ def test_histograms_written_together_read_back_as_one_tag_each(tmp_path):
             tensor_util.make_ndarray(event.tensor_proto), summaries.histogram_buckets(values)
         )
     # One event holds them all: the write was one op.
-    (path,) = summaries.event_files(str(tmp_path))
+    (path,) = event_files.event_files(str(tmp_path))
     records = [event for event in tf.compat.v1.train.summary_iterator(path) if event.summary.value]
     assert len(records) == 1 and len(records[0].summary.value) == 3
 
@@ -253,7 +252,7 @@ def test_pr_curves_from_counts_read_back_as_the_plugins_own_pb_in_one_event(tmp_
         np.testing.assert_array_equal(tensor_util.make_ndarray(event.tensor_proto), expected)
         content = run.SummaryMetadata(tag).plugin_data.content
         assert pr_curve_metadata.parse_plugin_metadata(content).num_thresholds == 201
-    (path,) = summaries.event_files(str(tmp_path))
+    (path,) = event_files.event_files(str(tmp_path))
     records = [event for event in tf.compat.v1.train.summary_iterator(path) if event.summary.value]
     assert len(records) == 1 and len(records[0].summary.value) == 2
 
@@ -292,7 +291,7 @@ def test_pictures_and_curves_in_one_event_read_back_as_their_plugins_expect(tmp_
         width, height, png = tensor_util.make_ndarray(event.tensor_proto)
         assert (event.step, int(width), int(height)) == (7, 4, 6)
         np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
-    (path,) = summaries.event_files(str(tmp_path))
+    (path,) = event_files.event_files(str(tmp_path))
     records = [event for event in tf.compat.v1.train.summary_iterator(path) if event.summary.value]
     assert len(records) == 1 and len(records[0].summary.value) == 3
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from common import errors, summaries
+from common.checkpoints import checkpoints
 from common.logdir import run_lock
 from common.loop import step_counter, training_run
 from tests import tensorboard_events as events
@@ -77,7 +78,7 @@ def test_a_checkpoint_of_another_model_is_refused_and_left_alone(tmp_path):
     other, _, _ = open_run(tmp_path, units=7)
     with (
         other,
-        pytest.raises(training_run.CheckpointMismatchError, match="does not fit this model"),
+        pytest.raises(checkpoints.CheckpointMismatchError, match="does not fit this model"),
     ):
         other.restore()
     assert {p: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == before

@@ -24,7 +24,8 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import cli, errors, summaries
-from common.logdir import run_record
+from common.checkpoints import checkpoints
+from common.logdir import prepare, run_record, trim
 from common.loop import input_pipeline, step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
@@ -179,7 +180,7 @@ def test_an_event_file_no_run_recorded_is_never_rewritten(logdir, tmp_path):
     shutil.move(written, logdir / "eval" / "events.out.tfevents.1700000001.elsewhere.4242.1.v2")
     before = files_and_contents(logdir)
     assert train(logdir, num_steps=8) == {"steps": 8}  # Finished: nothing to do, nothing refused.
-    with pytest.raises(training_run.LogdirStateError) as raised:
+    with pytest.raises(prepare.LogdirStateError) as raised:
         train(logdir, num_steps=12)
     assert str(raised.value) == (
         f"logdir {logdir}: eval/events.out.tfevents.1700000001.elsewhere.4242.1.v2 holds points "
@@ -232,7 +233,7 @@ def test_trim_leftovers_are_removed_and_tensorboard_shows_each_point_once(logdir
 
 def test_the_trim_writes_a_temporary_file_no_loader_takes_for_events(tmp_path):
     path = f"{tmp_path}/train/events.out.tfevents.1795633764.vm.3815.0.v2"
-    temporary = summaries.trim_temporary_path(path)
+    temporary = trim.trim_temporary_path(path)
     assert temporary == f"{tmp_path}/train/.trim.1795633764.vm.3815.0.v2.tmp"
     assert "tfevents" not in pathlib.Path(temporary).name  # TensorBoard's loader's test.
 
@@ -248,7 +249,7 @@ def test_a_full_disk_during_the_trim_leaves_the_files_whole_and_no_temporary(log
         def write(self, record):
             raise tf.errors.ResourceExhaustedError(None, None, NO_SPACE)
 
-    monkeypatch.setattr(summaries.tf.io, "TFRecordWriter", FullDiskWriter)
+    monkeypatch.setattr(trim.tf.io, "TFRecordWriter", FullDiskWriter)
     with pytest.raises(errors.DiskFullError) as raised:
         train(logdir)
     assert "disk full while dropping points after the checkpoint" in str(raised.value)
@@ -300,7 +301,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_newest_that_restores(
         point for point in before if point[0] <= resumed_from
     ]
     # The repaired list goes on as before: the newest three listed, the older ones swept away.
-    assert training_run._read_state(str(logdir / "checkpoints"))[0] == [8, 6, 4]
+    assert checkpoints._read_state(str(logdir / "checkpoints"))[0] == [8, 6, 4]
     assert sorted(path.name for path in (logdir / "checkpoints").glob("*.index")) == [
         "ckpt-4.index",
         "ckpt-6.index",
@@ -312,7 +313,7 @@ def test_when_no_checkpoint_restores_the_run_is_refused_in_one_line(logdir):
     for data in (logdir / "checkpoints").glob("ckpt-*.data-*"):
         os.truncate(data, 10)
     before = files_and_contents(logdir)
-    with pytest.raises(training_run.LogdirStateError) as raised:
+    with pytest.raises(prepare.LogdirStateError) as raised:
         train(logdir)
     message = str(raised.value)
     assert "no checkpoint in" in message and "ckpt-4 cannot be read" in message
@@ -456,7 +457,7 @@ def test_a_read_only_checkpoints_directory_is_refused_before_training(logdir, mo
     [
         (
             lambda logdir: (logdir / "train").write_text("notes"),
-            summaries.LogdirError,
+            prepare.LogdirError,
             "train is a file, not the directory of the train run's event files",
         ),
     ],
@@ -474,10 +475,10 @@ def test_odd_files_in_the_logdir_are_refused_in_one_line(tmp_path, make, error, 
 
 def test_a_logdir_that_is_not_utf8_or_not_reachable_is_refused_in_one_line(tmp_path):
     not_utf8 = os.fsdecode(bytes(tmp_path) + b"/run-\xff")
-    with pytest.raises(summaries.LogdirError, match=r"run-\\xff is not valid UTF-8"):
+    with pytest.raises(prepare.LogdirError, match=r"run-\\xff is not valid UTF-8"):
         train(not_utf8)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(summaries.LogdirError, match=r"logdir gs://\S+ cannot be reached: "):
+    with pytest.raises(prepare.LogdirError, match=r"logdir gs://\S+ cannot be reached: "):
         train("gs://no-such-bucket-for-issue-14/run")
 
 

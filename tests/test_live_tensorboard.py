@@ -5,7 +5,7 @@ server, `--load_fast=true`) and the Python one (`--load_fast=false`). Each has r
 points after its checkpoint before the resume drops them from the files; neither rereads a file it
 has read, so what it shows afterwards depends on how it forgets points: the fast loader by each
 series' own step going back, the Python one only at a `SessionLog.START` event (see
-`summaries.write_restart_markers`).
+`common.logdir.trim.write_restart_markers`).
 """
 
 import contextlib
@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.compat.proto import event_pb2
 
 from common import summaries
+from common.logdir import event_files, trim
 from scripts import screenshots
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, run_app
@@ -53,7 +54,7 @@ def checkpoint_step(logdir) -> int | None:
 
 def last_written_step(logdir) -> int:
     return max(
-        (summaries.largest_step(str(p)) for p in (logdir / "train").glob("events*")), default=-1
+        (event_files.largest_step(str(p)) for p in (logdir / "train").glob("events*")), default=-1
     )
 
 
@@ -204,7 +205,7 @@ def test_the_python_loader_forgets_the_dropped_points_at_the_restart_marker(
     assert loss_steps(live) == list(range(10))
 
     last = -1 if checkpoint is None else checkpoint
-    summaries.trim_events_after(str(tmp_path), last)
+    trim.trim_events_after(str(tmp_path), last)
     resumed = summaries.create_writers(str(tmp_path), first_step=last + 1)
     write_losses(resumed.train, range(last + 1, 12))
     resumed.close()

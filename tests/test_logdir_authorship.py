@@ -26,7 +26,8 @@ from apps.mnist_mlp import train as mnist_train
 from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from common import summaries
-from common.logdir import run_record
+from common.checkpoints import checkpoints
+from common.logdir import event_files, prepare, run_record, trim
 from common.loop import step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
@@ -132,7 +133,7 @@ def test_another_app_on_a_run_killed_before_its_first_checkpoint_is_refused_touc
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             files = list((logdir / "train").glob("events.out.tfevents.*"))
-            if files and summaries.largest_step(str(files[0])) >= 30:
+            if files and event_files.largest_step(str(files[0])) >= 30:
                 break
             time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
@@ -161,7 +162,7 @@ def test_another_model_of_the_same_app_without_a_checkpoint_is_refused_touching_
     assert read_record_json(tmp_path)["app"] == "apps.tiny"
     before = files_and_contents(tmp_path)
     other, _ = tiny_run(tmp_path, units=7, app="apps.tiny")
-    with other, pytest.raises(training_run.CheckpointMismatchError) as raised:
+    with other, pytest.raises(checkpoints.CheckpointMismatchError) as raised:
         other.restore()
     assert str(raised.value) == (
         f"logdir {tmp_path} holds a run of another model (2 variables, 9 parameters), which does "
@@ -205,7 +206,7 @@ def test_an_older_record_without_a_checkpoint_is_refused_rather_than_emptied(tmp
     write_record_json(tmp_path, content)
     before = files_and_contents(tmp_path)
     again, _ = tiny_run(tmp_path)
-    with again, pytest.raises(training_run.LogdirStateError) as raised:
+    with again, pytest.raises(prepare.LogdirStateError) as raised:
         again.restore()
     message = str(raised.value)
     assert message.startswith(f"logdir {tmp_path}: its record, from an older version, does not")
@@ -291,7 +292,7 @@ def test_a_foreign_file_named_with_a_recorded_host_and_pid_is_never_trimmed(logd
     name = f"events.out.tfevents.{int(time.time())}.{recorded['host']}.{recorded['pid']}.9.v2"
     foreign = write_foreign_file(logdir / "train", name, range(10, 1001, 10))
     before = files_and_contents(logdir)
-    with pytest.raises(training_run.LogdirStateError) as raised:
+    with pytest.raises(prepare.LogdirStateError) as raised:
         train(logdir, num_steps=12)
     assert str(raised.value) == (
         f"logdir {logdir}: train/{name} holds points after step 8, the checkpoint to resume "
@@ -308,7 +309,7 @@ def test_a_recorded_file_replaced_under_its_name_is_not_the_runs_any_more(logdir
     replacement = write_foreign_file(tmp_path, "replacement", range(1, 101))
     shutil.move(replacement, own)  # Another file, under the recorded name.
     before = files_and_contents(logdir)
-    with pytest.raises(training_run.LogdirStateError, match="no run of this app recorded"):
+    with pytest.raises(prepare.LogdirStateError, match="no run of this app recorded"):
         train(logdir, num_steps=12)
     assert files_and_contents(logdir) == before
 
@@ -377,12 +378,12 @@ def test_an_unlisted_file_named_like_a_runs_is_not_adopted_without_proof(tmp_pat
         shutil.copy(hparams, tmp_path / "original")
         with tf.io.TFRecordWriter(str(hparams)) as writer:
             writer.write(forged)
-            for record in summaries.read_records(str(tmp_path / "original")).records[1:]:
+            for record in event_files.read_records(str(tmp_path / "original")).records[1:]:
                 writer.write(record[0])
         (tmp_path / "original").unlink()
     before = files_and_contents(tmp_path)
     again, _ = tiny_run(tmp_path)
-    with again, pytest.raises(training_run.LogdirStateError) as raised:
+    with again, pytest.raises(prepare.LogdirStateError) as raised:
         again.restore()
     assert f"already holds event files that no run of this app recorded writing ({name}" in str(
         raised.value
@@ -407,7 +408,7 @@ def record_offsets(path: pathlib.Path) -> list[tuple[int, int]]:
 def loss_record(path: pathlib.Path, step: int) -> tuple[int, int]:
     """(start, data length) of the record holding `loss` at `step`."""
     for (offset, length), (_, event) in zip(
-        record_offsets(path), summaries.read_records(str(path)).records, strict=True
+        record_offsets(path), event_files.read_records(str(path)).records, strict=True
     ):
         if event.step == step and any(value.tag == "loss" for value in event.summary.value):
             return offset, length
@@ -424,7 +425,7 @@ def test_a_flipped_bit_mid_file_on_resume_keeps_every_record_and_says_so(logdir,
     """The issue's reproduction: a bit flipped in the step-4 train/loss record of a finished
     run, then a resume. Before, the file was rewritten without everything after that record."""
     train_file = event_file(logdir, "train")
-    intact = summaries.read_records(str(train_file)).records
+    intact = event_files.read_records(str(train_file)).records
     offset, length = loss_record(train_file, 4)
     damaged_record = train_file.read_bytes()[offset + 12 : offset + 12 + length]
     flip_bit(train_file, offset + 12 + length - 2)  # In the data: its checksum fails.
@@ -438,7 +439,7 @@ def test_a_flipped_bit_mid_file_on_resume_keeps_every_record_and_says_so(logdir,
         f"keeping its {len(intact) - 1} intact records up to step 8"
     ]
     # Every record but the damaged one, byte for byte, in order; and TensorBoard shows them.
-    kept = [record for record, _ in summaries.read_records(str(train_file)).records]
+    kept = [record for record, _ in event_files.read_records(str(train_file)).records]
     assert kept == [record for record, _ in intact if record != damaged_record]
     assert steps(logdir) == [2, 6, 8, 10, 12]
 
@@ -452,8 +453,8 @@ def test_the_trim_keeps_the_intact_records_past_a_damaged_one(tmp_path, capsys, 
     path = event_file(tmp_path, "train")
     offset, length = loss_record(path, 2)
     flip_bit(path, offset + 12 + length - 2 if where == "data" else offset + 1)
-    assert summaries.largest_step(str(path)) == 6  # Read past the damage.
-    assert summaries.trim_events_after(str(tmp_path), last_step=4) == 2
+    assert event_files.largest_step(str(path)) == 6  # Read past the damage.
+    assert trim.trim_events_after(str(tmp_path), last_step=4) == 2
     assert steps(tmp_path) == [1, 3, 4]
     (warning,) = capsys.readouterr().err.splitlines()
     assert warning == (
@@ -470,5 +471,5 @@ def test_a_torn_last_record_is_still_dropped_without_a_word(tmp_path, capsys):
     writer.close()
     path = event_file(tmp_path, "train")
     path.write_bytes(path.read_bytes()[:-5])  # A kill -9 in the middle of writing step 3.
-    summaries.trim_events_after(str(tmp_path), last_step=10)
+    trim.trim_events_after(str(tmp_path), last_step=10)
     assert steps(tmp_path) == [1, 2] and capsys.readouterr().err == ""

@@ -20,6 +20,7 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
 from common import distribution, errors, settings
+from common.checkpoints import checkpoints
 from common.loop import mixed_precision, train_state, training_loop, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import files_and_contents
@@ -306,7 +307,7 @@ def test_a_resume_that_adds_or_drops_loss_scaling_is_refused_in_one_line(tmp_pat
     config = dataclasses.replace(TINY, num_steps=2, eval_every_steps=2)
     regression_train.train_and_evaluate(config, str(tmp_path), regression_datasets())
     before = files_and_contents(tmp_path)
-    with pytest.raises(training_run.CheckpointMismatchError) as raised:
+    with pytest.raises(checkpoints.CheckpointMismatchError) as raised:
         regression_train.train_and_evaluate(
             dataclasses.replace(config, num_steps=4, mixed_precision="mixed_float16"),
             str(tmp_path),

@@ -31,8 +31,7 @@ from apps.regression_tape import data as regression_data
 from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import summaries
-from common.logdir import run_lock, run_record
-from common.loop import training_run
+from common.logdir import prepare, run_lock, run_record
 from tests.app_cli import REPO_ROOT, assert_one_line_error, run_app
 
 CONFIG = regression_train.Config(
@@ -212,7 +211,7 @@ def test_an_odd_entry_named_like_an_event_file_is_refused_in_one_line(
         make(target / name)
         before = listing(target)
         for num_steps in (4, 8):  # `nothing to do` reads the logdir too.
-            with pytest.raises(summaries.LogdirError) as raised:
+            with pytest.raises(prepare.LogdirError) as raised:
                 train(target, num_steps=num_steps)
             assert str(raised.value) == (
                 f"logdir {target}: {name} {reason}: reading it would fail or hang, TensorBoard's "
@@ -225,7 +224,7 @@ def test_an_odd_entry_named_like_an_event_file_is_refused_in_one_line(
 def test_a_symbolic_link_loop_in_place_of_a_run_directory_is_refused(tmp_path, run):
     (tmp_path / run).symlink_to(run)
     before = listing(tmp_path)
-    with pytest.raises(summaries.LogdirError) as raised:
+    with pytest.raises(prepare.LogdirError) as raised:
         train(tmp_path)
     assert str(raised.value) == (
         f"logdir {tmp_path}: {run} is a symbolic link that loops (too many levels of symbolic "
@@ -299,7 +298,8 @@ SIGNALS_AT_ONCE = textwrap.dedent(
     both = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, both)
     import keras
-    from common import cli, step_counter, training_run
+    from common import cli
+    from common.loop import step_counter, training_run
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
     global_step = step_counter.create_global_step()
     run = training_run.TrainingRun(sys.argv[1], global_step, 100, model=model)
@@ -341,7 +341,7 @@ def test_a_refused_resume_with_the_debugger_writes_no_dump(logdir, tmp_path):
     (written,) = (tmp_path / "elsewhere").glob("events.*")
     shutil.move(written, logdir / "eval" / EVENT_NAME)
     before = listing(logdir)
-    with pytest.raises(training_run.LogdirStateError, match=f"eval/{EVENT_NAME} holds points"):
+    with pytest.raises(prepare.LogdirStateError, match=f"eval/{EVENT_NAME} holds points"):
         train(logdir, num_steps=8, debugger=True)
     assert listing(logdir) == before  # No `debugger/` dump.
 

@@ -11,7 +11,8 @@ kept, whatever the run did to it since (a decay by assignment, say). A checkpoin
 version records none: there the rate built now is set wherever it differs from the restored one.
 
 A change the checkpoint cannot take (a layer's width) fails the restore itself, in one line
-(`training_run.CheckpointMismatchError`); `mismatch_hint` adds which settings changed.
+(`common.checkpoints.checkpoints.CheckpointMismatchError`); `mismatch_hint` adds which settings
+changed.
 """
 
 import dataclasses

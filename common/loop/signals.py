@@ -26,6 +26,8 @@ import sys
 import threading
 import types
 
+from common.errors import Interrupted
+
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -34,7 +36,7 @@ class StopNow(KeyboardInterrupt):
     give it back to (SIGTERM's default is the kernel's): stop at once.
 
     A KeyboardInterrupt, so it unwinds like a second Ctrl-C (nothing catches it on the way) and
-    `common.loop.training_run` reports it the same way, with `description` and `signal_number`.
+    `stopped_at_once` reports it the same way, with `description` and `signal_number`.
     """
 
     def __init__(self, signal_number: int, first: int) -> None:
@@ -105,3 +107,28 @@ class StopSignals:
     def name(self) -> str:
         """`SIGINT`, `SIGTERM`, or '' if none was received."""
         return signal.Signals(self.received).name if self.received else ""
+
+
+def interrupted(received: int | None, step: int, checkpoint: str | None) -> Interrupted:
+    """What a run raises once it has saved checkpoint `checkpoint` at `step` because of a stop
+    signal: the one it `received`, or (None) another worker's, which all workers agree on."""
+    if received is None:
+        return Interrupted(
+            signal.SIGTERM, f"another worker was stopped at step {step}; stopping too."
+        )
+    return Interrupted(
+        received,
+        f"{signal.Signals(received).name} at step {step}; checkpoint saved to {checkpoint}. "
+        "Run the same command again to resume.",
+    )
+
+
+def stopped_at_once(error: KeyboardInterrupt, kept: str) -> Interrupted:
+    """What a run raises for a second stop signal (a KeyboardInterrupt or `StopNow`), which
+    stopped it at once, without saving: the first one's handler gave the default back, so the
+    user is never stuck. `kept` says which checkpoint survives it."""
+    return Interrupted(
+        getattr(error, "signal_number", signal.SIGINT),
+        f"{getattr(error, 'description', 'a second SIGINT')} stopped the run at once, "
+        f"without saving. {kept} Run the same command again to resume.",
+    )

@@ -3,6 +3,8 @@
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from common.logdir.trim import write_restart_markers
+
 
 def write_hparams(logdir: str, settings: dict[str, object]) -> None:
     """Logs a run's settings for TensorBoard's HParams dashboard, at the run's root.
@@ -23,10 +25,6 @@ def write_hparams(logdir: str, settings: dict[str, object]) -> None:
         for name, value in settings.items()
         if value is None or isinstance(value, bool | int | float | str)
     }
-    # Imported here: it stays in the package's __init__ (which imports this module) until it
-    # moves to common/logdir/.
-    from common.summaries import write_restart_markers
-
     writer = tf.summary.create_file_writer(logdir)
     # A run killed before its first checkpoint starts over and writes these again, at step 0.
     write_restart_markers(writer, 0)

@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
+from common.logdir.prepare import prepare_logdir
+from common.logdir.trim import write_restart_markers
 from common.loop import tracing
 from common.loop.background import BackgroundWork
 
@@ -61,10 +63,6 @@ def create_writers(logdir: str, first_step: int = 0) -> SummaryWriters:
         first_step: the first step this run writes: 0 for a new run, S + 1 for one resumed from
             the checkpoint of step S.
     """
-    # Imported here: they stay in the package's __init__ (which imports this module) until they
-    # move to common/logdir/.
-    from common.summaries import prepare_logdir, write_restart_markers
-
     prepare_logdir(logdir)
     writers = SummaryWriters(
         logdir=logdir,
