@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from common import settings
 from common.checkpoints import checkpoints, resumed_settings
-from common.loop import actions, steps, train_state, training_loop, training_run
+from common.loop import actions, non_finite, train_state, training_loop, training_run
 from tests import tensorboard_events as events
 
 
@@ -206,7 +206,7 @@ def test_a_subclassed_model_built_by_a_call_trains_and_resumes(tmp_path):
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return steps.loss_or_nan(loss, gradients), gradients
+        return non_finite.loss_or_nan(loss, gradients), gradients
 
     def eval_step(state, real):
         state.eval_metrics["loss"].update_state(tf.square(state.model(real) - 1.0))
@@ -451,7 +451,7 @@ def test_dict_batches_and_two_heads_train_with_a_metric_per_head(tmp_path):
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         for head in heads:
             state.train_metrics[f"loss/{head}"].update_state(losses[head])
-        return steps.loss_or_nan(loss, gradients), gradients
+        return non_finite.loss_or_nan(loss, gradients), gradients
 
     def eval_step(state, features, labels):
         predictions = state.model(features, training=False)

@@ -20,7 +20,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.util import tensor_util
 
 from common import settings
-from common.loop import actions, steps, train_state, training_loop
+from common.loop import actions, non_finite, train_state, training_loop
 from common.summaries import graphs
 from scripts import screenshots
 from tests import tensorboard_events as events
@@ -71,7 +71,7 @@ def run_loop(logdir, models, forward, examples=None, config=TinyConfig(), **hook
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return steps.loss_or_nan(loss, gradients), gradients
+        return non_finite.loss_or_nan(loss, gradients), gradients
 
     def eval_step(state, batch):
         state.eval_metrics["loss"].update_state(mean_loss(batch, training=False))

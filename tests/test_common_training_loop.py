@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from common import settings, summaries
-from common.loop import actions, steps, train_state, training_loop
+from common.loop import actions, non_finite, steps, train_state, training_loop
 from common.summaries import metrics
 from tests import tensorboard_events as events
 
@@ -161,7 +161,7 @@ def run_tiny(
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
         state.train_metrics["loss"].update_state(loss)
-        return steps.loss_or_nan(loss, gradients), gradients
+        return non_finite.loss_or_nan(loss, gradients), gradients
 
     def mean_output(state, features):
         state.eval_metrics["loss"].update_state(state.model(features, training=False))
@@ -293,7 +293,7 @@ def test_the_gradients_written_at_an_eval_are_the_ones_the_optimizer_applied_las
         for copy, gradient in zip(applied, gradients, strict=True):
             copy.assign(gradient)
         state.train_metrics["loss"].update_state(loss)
-        return steps.loss_or_nan(loss, gradients), gradients
+        return non_finite.loss_or_nan(loss, gradients), gradients
 
     def on_boundary(step):  # On the loop's thread, before the next loop: the last step's.
         expected[step] = [copy.numpy() for copy in applied]
@@ -343,7 +343,7 @@ def test_a_train_step_that_returns_the_loss_alone_is_told_what_to_return(tmp_pat
             loss = state.average_loss(tf.squeeze(state.model(features, training=True), -1))
         gradients = tape.gradient(loss, state.trainable_variables)
         state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
-        return steps.loss_or_nan(loss, gradients)
+        return non_finite.loss_or_nan(loss, gradients)
 
     with pytest.raises(TypeError, match=r"loss_only_step must return \(loss, gradients\)"):
         run_tiny(tmp_path, tiny_state(), train_step=loss_only_step)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from common import errors, summaries
 from common.checkpoints import checkpoints
 from common.logdir import run_lock
-from common.loop import step_counter, training_run
+from common.loop import non_finite, step_counter, training_run
 from tests import tensorboard_events as events
 
 
@@ -124,13 +124,13 @@ def test_non_finite_loss_names_the_step_and_the_kept_checkpoint(tmp_path):
 def test_loss_or_nan_flags_a_step_whose_gradients_are_not_finite():
     loss = tf.constant(0.25)
     finite = [tf.ones((2, 2)), None, tf.IndexedSlices(tf.ones((1, 2)), tf.constant([0]))]
-    assert float(training_run.loss_or_nan(loss, finite)) == 0.25
+    assert float(non_finite.loss_or_nan(loss, finite)) == 0.25
     for bad in (float("nan"), float("inf")):
         broken = tf.IndexedSlices(tf.constant([[1.0, bad]]), tf.constant([0]))
-        assert tf.math.is_nan(training_run.loss_or_nan(loss, [tf.ones((2, 2)), broken]))
-        assert tf.math.is_nan(training_run.loss_or_nan(loss, [tf.constant([bad])]))
+        assert tf.math.is_nan(non_finite.loss_or_nan(loss, [tf.ones((2, 2)), broken]))
+        assert tf.math.is_nan(non_finite.loss_or_nan(loss, [tf.constant([bad])]))
     # An infinite loss is reported as it is, not as the NaN its gradients hold.
-    infinite = training_run.loss_or_nan(tf.constant(float("inf")), [tf.constant([float("nan")])])
+    infinite = non_finite.loss_or_nan(tf.constant(float("inf")), [tf.constant([float("nan")])])
     assert float(infinite) == float("inf")
 
 
@@ -145,7 +145,7 @@ def test_a_nan_input_makes_the_step_report_nan_even_when_the_loss_hides_it():
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(model(features, training=True)))
         gradients = tape.gradient(loss, model.trainable_variables)
-        return loss, training_run.loss_or_nan(loss, gradients)
+        return loss, non_finite.loss_or_nan(loss, gradients)
 
     loss, reported = step(tf.fill((2, 3), float("nan")))
     assert tf.math.is_nan(reported), f"the raw loss was {float(loss)}"

@@ -21,7 +21,7 @@ from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import train as vae_train
 from common import distribution, errors, settings
 from common.checkpoints import checkpoints
-from common.loop import mixed_precision, train_state, training_loop, training_run
+from common.loop import mixed_precision, non_finite, train_state, training_loop
 from tests import tensorboard_events as events
 from tests.app_cli import files_and_contents
 from tests.conftest import NUM_TEST_CPU_DEVICES
@@ -105,12 +105,12 @@ def test_the_model_computes_in_16_bits_with_float32_variables_and_outputs(policy
 
 def test_non_finite_gradients_stop_a_loss_scaled_run_only_once_the_scale_is_below_one():
     loss, nan_gradients = tf.constant(1.5), [tf.constant([np.nan, 1.0])]
-    assert math.isnan(training_run.loss_or_nan(loss, nan_gradients))  # Unscaled: a NaN stops.
+    assert math.isnan(non_finite.loss_or_nan(loss, nan_gradients))  # Unscaled: a NaN stops.
     # Dynamic loss scaling skips such a step and halves the scale: no reason to stop...
-    assert training_run.loss_or_nan(loss, nan_gradients, tf.Variable(2.0)) == 1.5
+    assert non_finite.loss_or_nan(loss, nan_gradients, tf.Variable(2.0)) == 1.5
     # ...until every step is skipped (NaN data, or values float16 cannot hold even unscaled).
-    assert math.isnan(training_run.loss_or_nan(loss, nan_gradients, tf.Variable(0.5)))
-    assert math.isnan(training_run.loss_or_nan(tf.constant(np.nan), [], tf.Variable(1024.0)))
+    assert math.isnan(non_finite.loss_or_nan(loss, nan_gradients, tf.Variable(0.5)))
+    assert math.isnan(non_finite.loss_or_nan(tf.constant(np.nan), [], tf.Variable(1024.0)))
 
 
 def test_with_mirrored_replicas_every_replica_skips_the_step_one_replica_overflowed():

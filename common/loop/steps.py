@@ -13,11 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from common.loop import tracing, train_state, training_run
-
-# What a train step returns for the loop's non-finite check, beside its gradients: see
-# training_run.loss_or_nan.
-loss_or_nan = training_run.loss_or_nan
+from common.loop import tracing, train_state
 
 # train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)
 TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor | None]]]

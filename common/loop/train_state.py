@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import errors, settings
-from common.loop import mixed_precision, step_counter, training_run
+from common.loop import mixed_precision, non_finite, step_counter
 
 Metrics = dict[str, keras.metrics.Metric]
 
@@ -217,18 +217,18 @@ class TrainState:
         gradients: Sequence[tf.Tensor | None],
         optimizer: keras.optimizers.Optimizer | None = None,
     ) -> tf.Tensor:
-        """`training_run.loss_or_nan(loss, gradients)`, what a train step returns for the loop's
+        """`non_finite.loss_or_nan(loss, gradients)`, what a train step returns for the loop's
         non-finite check, knowing about loss scaling: under mixed_float16 a step whose gradients
         overflowed is skipped by the optimizer (and the scale halved), which is expected and does
         not stop the run; a non-finite loss does, and so do non-finite gradients once the loss
-        scale has fallen below `training_run.MIN_LOSS_SCALE` (every step skipped: NaN data, or a
+        scale has fallen below `non_finite.MIN_LOSS_SCALE` (every step skipped: NaN data, or a
         model float16 cannot hold). Call it after `apply_gradients`. With several optimizers
         and no `optimizer`, `gradients` in `trainable_variables`' order, each optimizer's are
         judged by its own scale.
         """
         if optimizer is not None or len(self.optimizers) == 1:
             scale = mixed_precision.loss_scale(optimizer or self.optimizer)
-            return training_run.loss_or_nan(loss, gradients, loss_scale=scale)
+            return non_finite.loss_or_nan(loss, gradients, loss_scale=scale)
         # Several: each optimizer's gradients judged by its own scale (one may be far below
         # another's), those of variables no optimizer updates by none.
         of_variable = {
@@ -240,11 +240,11 @@ class TrainState:
             variables = [v for model in models for v in model.trainable_variables]
             judged.update(id(variable) for variable in variables)
             group = [of_variable[id(variable)] for variable in variables]
-            loss = training_run.loss_or_nan(
+            loss = non_finite.loss_or_nan(
                 loss, group, mixed_precision.loss_scale(self.optimizers[name])
             )
         rest = [gradient for key, gradient in of_variable.items() if key not in judged]
-        return training_run.loss_or_nan(loss, rest) if rest else loss
+        return non_finite.loss_or_nan(loss, rest) if rest else loss
 
 
 def model_variables(state: TrainState) -> list[keras.Variable]:

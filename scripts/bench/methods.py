@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from common import summaries as summaries_lib
-from common.loop import input_pipeline, standard_actions, training_run
+from common.loop import input_pipeline, non_finite, standard_actions
 from common.loop import steps as train_steps  # `steps` is a count here.
 from common.summaries import metrics
 from scripts.bench.workloads import Workload
@@ -65,7 +65,7 @@ def step_body(
         if global_step is not None:
             global_step.assign_add(1)
         if check_gradients:
-            return training_run.loss_or_nan(loss, gradients)
+            return non_finite.loss_or_nan(loss, gradients)
         return loss
 
     return train_step
