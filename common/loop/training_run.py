@@ -12,10 +12,11 @@ TrainingRun runs its parts in order, each with one job: the logdir's lock
 (common/logdir/run_lock.py), its checkpoints (common/checkpoints/checkpoints.py), what a run may
 repair in its logdir and what it refuses (common/logdir/repair.py, by the record that
 common/logdir/record_keeping.py keeps), the trim (common/logdir/trim.py), the stop signals
-(common/loop/signals.py) and the NaN stop (common/loop/non_finite.py). Writers are flushed before every save, so every point up to a checkpoint
-is on disk when the checkpoint is; points after it are dropped on resume: TensorBoard never shows
-one step twice. Nothing is saved when the block ends with an exception, so a NaN never overwrites
-a good checkpoint, and `save` refuses weights that hold a NaN or an infinity.
+(common/loop/signals.py) and the NaN stop (common/loop/non_finite.py). Writers are flushed
+before every save, so every point up to a checkpoint is on disk when the checkpoint is; points
+after it are dropped on resume: TensorBoard never shows one step twice. Nothing is saved when the
+block ends with an exception, so a NaN never overwrites a good checkpoint, and `save` refuses
+weights that hold a NaN or an infinity.
 
 Under a multi-worker strategy every worker runs this same code: the chief owns the logdir (lock,
 record, summaries, checkpoints); every other worker restores from the chief's checkpoints (choosing
