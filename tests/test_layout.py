@@ -105,3 +105,22 @@ def test_no_import_cycles():
         if name not in state:
             visit(name, [name])
     assert not cycles
+
+
+def test_the_library_imports_no_app_or_tool():
+    """common/ is what apps, tools and scripts build on, never the other way round; the doctor
+    reads any logdir without the apps."""
+    paths = {_module_name(path): path for path in _modules()}
+    apps = {_module_name(path) for path in (ROOT / "apps").rglob("*.py")}
+    known = set(paths) | apps
+    upward = []
+    for name, path in paths.items():
+        imported = _imports(path, known | {"apps", "tools", "scripts"})
+        not_allowed = ("apps", "tools", "scripts") if name.startswith("common") else ("apps",)
+        if name.startswith(("common", "tools")):
+            upward += [
+                f"{name} imports {module}"
+                for module in imported
+                if module.split(".")[0] in not_allowed
+            ]
+    assert not upward
