@@ -4,8 +4,7 @@ end-to-end section.
     python scripts/fit_baseline.py --app mnist_mlp --logdir /tmp/fit_mnist [--num_steps 2000]
 
 Same model, data, batch size, optimizer, pipeline (`common.loop.input_pipeline`), number of steps,
-eval
-set and cadence (`eval_every_steps`: fit's epochs are that long, with `validation_data`),
+eval set and cadence (`eval_every_steps`: fit's epochs are that long, with `validation_data`),
 checkpoint cadence (`BackupAndRestore(save_freq=checkpoint_every_steps)`) and TensorBoard logging
 (the TensorBoard callback, weight histograms at every eval, scalars every `steps_per_loop`
 batches), with `steps_per_execution=32`, as the app's own defaults set them (fit rounds each epoch

@@ -48,8 +48,10 @@ TIED_TESTS: dict[str, dict[str, str]] = {
         "test_misclassified_grid_captions_only_the_wrong_digits": "visuals.py's digit pictures",
         "test_confusion_matrix_shades_each_cell_by_its_share_of_the_row": "visuals.py's pictures",
         "test_misclassified_grid_is_pillows_drawing_pixel_for_pixel": "visuals.py's pictures",
-        "test_confusion_matrix_is_pillows_drawing_pixel_for_pixel": "visuals.py's pictures",
-        "test_texts_from_glyphs_are_pillows_texts": "visuals.py's captions",
+        "test_confusion_matrix_cells_each_show_their_count_as_pillow_writes_it_alone": (
+            "visuals.py's pictures"
+        ),
+        "test_captions_of_the_misclassified_grid_tell_their_digits_apart": "visuals.py's captions",
         "test_projector_gets_the_hidden_layer_of_eval_digits_with_labels_and_sprite": "the "
         "model's hidden layer and the digits",
         "test_each_eval_draws_its_own_pictures_and_the_projector_holds_the_latest": "visuals.py "

@@ -8,8 +8,7 @@ thread (weight and gradient histograms, the app's on_eval: curves, pictures, emb
 dropped, so the difference between the two runs is what the summaries cost the run. An app's final
 metrics drawn from its on_eval (conditional_dropout's `eval/min_loss`) are left out. Counts the
 eval step takes for its summaries (PR curves', a confusion matrix's: `common.summaries.metrics`)
-are still
-taken: they are part of the eval, measured with it, and only their drawing is dropped.
+are still taken: they are part of the eval, measured with it, and only their drawing is dropped.
 """
 
 import functools

@@ -1,6 +1,5 @@
 """common.loop.background: the eval summaries' thread runs jobs in order, off the caller's thread,
-and
-never loses an error or a job."""
+and never loses an error or a job."""
 
 import contextlib
 import threading

@@ -1,6 +1,6 @@
 """common.summaries.projector: an embedding the Projector plugin reads from a tensor file named
-relative to
-its run, checked against TensorBoard's own plugin code (not a reimplementation of it)."""
+relative to its run, checked against TensorBoard's own plugin code (not a reimplementation of
+it)."""
 
 import os
 import pathlib

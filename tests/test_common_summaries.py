@@ -186,9 +186,10 @@ def test_nested_logdir_is_created(tmp_path):
 
 
 def test_histogram_buckets_match_tensorboards_own():
-    """The buckets (TensorBoard's `histogram_pb`'s) are what `tf.summary.histogram` would write:
-    same edges, same counts, for small and large, spread and constant values."""
+    """Our buckets are the library's: what TensorBoard's `histogram_pb` and `tf.summary.histogram`
+    write, same edges, same counts, for small and large, spread and constant values."""
     from tensorboard.plugins.histogram import summary_v2 as histogram_summary
+    from tensorboard.util import tensor_util
 
     rng = np.random.default_rng(0)
     samples = (
@@ -201,6 +202,8 @@ def test_histogram_buckets_match_tensorboards_own():
     # Values on bucket edges, where rounding decides the bucket: TensorBoard's rule, not NumPy's.
     for values in (*samples, np.arange(91) / 90 * 3 - 1.1, np.arange(121) / 120 * 3 - 1.1):
         ours = summaries.histogram_buckets(values)
+        (library,) = histogram_summary.histogram_pb("", values, buckets=30).value
+        np.testing.assert_allclose(ours, tensor_util.make_ndarray(library.tensor), rtol=1e-12)
         theirs = histogram_summary._buckets(tf.constant(values), bucket_count=30).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)
     # No values, no buckets, as before histogram_pb (which writes 30 empty ones).

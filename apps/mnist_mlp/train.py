@@ -13,9 +13,8 @@ What lands in `<logdir>`:
   eval/   scalars `loss` and `accuracy` on the held-out split, every `eval_every_steps`; with them
           a PR curve per digit and the confusion matrix, from counts the eval step takes beside
           the loss (`common.summaries.metrics.PRCurveCounts` and `ConfusionMatrix`), and, from one
-          model
-          call on the first `visuals.NUM_EMBEDDED` eval digits, the misclassified ones among them
-          and the Projector's hidden-layer embeddings (`eval/projector/`; see visuals.py).
+          model call on the first `visuals.NUM_EMBEDDED` eval digits, the misclassified ones among
+          them and the Projector's hidden-layer embeddings (`eval/projector/`; see visuals.py).
   checkpoints/  model, optimizer and global step, every `checkpoint_every_steps` and at the end.
 """
 

@@ -57,7 +57,7 @@ class EvalSummaries:
         """Args:
         embed_and_classify: `(images) -> (hidden activations, logits)`, the model's layers with
             two outputs, called eagerly at each eval (so it reads the weights as of that eval:
-            see `training_loop.run`'s on_eval).
+            see `training_loop.AppSummaries.on_eval`).
         digits: `(images [points, 784] in [0, 1], labels [points])`.
         """
         self._embed_and_classify = embed_and_classify

@@ -296,7 +296,7 @@ class TrainingRun:
                 kept, and no half-written checkpoint is left behind.
         """
         self._checkpoints.check_weights_are_finite(
-            step, lambda: f"{self._what_is_kept()} {self._non_finite_advice()}"
+            step, lambda: f"{self._what_is_kept()} {non_finite.advice(self.debugger_dir)}"
         )
         if self.writers is not None:
             try:

@@ -21,8 +21,9 @@ def pr_curve_data(
     false positives, true negatives, false negatives, precision and recall at evenly spaced
     thresholds on the probability, computed by the plugin's own `pr_curve.summary.pb` (what
     `pr_curve_from_counts(pr_curve_counts(...))` must equal: tests/test_common_summaries.py)."""
+    # Raveled, as the counts are: the plugin's pb weighs one by the other, shape for shape.
     (value,) = pr_curve_summary.pb(
-        "", np.asarray(labels), np.asarray(probabilities), num_thresholds
+        "", np.ravel(labels), np.ravel(probabilities), num_thresholds
     ).value
     return tf.make_ndarray(value.tensor)
 
