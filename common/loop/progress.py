@@ -6,7 +6,7 @@ import shlex
 import sys
 
 # The repository's root, where the Makefile and its .venv are.
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]  # common/loop/progress.py
 
 
 def format_number(value: float) -> str:
