@@ -18,7 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.loop import background, training_loop
+from common.loop import training_loop
+from common.summaries import background
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""common.loop.background: the eval summaries' thread runs jobs in order, off the caller's thread,
-and never loses an error or a job."""
+"""common.summaries.background: the eval summaries' thread runs jobs in order, off the caller's
+thread, and never loses an error or a job."""
 
 import contextlib
 import threading
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.loop.background import BackgroundWork
+from common.summaries.background import BackgroundWork
 
 
 def test_jobs_run_in_order_on_another_thread_and_wait_returns_when_all_are_done():

@@ -18,8 +18,8 @@ import tensorboard
 import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from common import startup, summaries
-from common.loop import progress, tracing
+from common import startup, summaries, tracing
+from common.loop import progress
 from common.summaries import metrics
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, run_app

@@ -24,8 +24,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from common import distribution, summaries
-from common.loop import actions, steps, tracing, train_state, training_loop
+from common import distribution, summaries, tracing
+from common.loop import actions, steps, train_state, training_loop
 from common.summaries import metrics
 
 from . import data

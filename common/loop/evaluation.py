@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from common import summaries
+from common import summaries, tracing
 from common.loop import (
     actions,
     input_pipeline,
     mixed_precision,
     phase_times,
     steps,
-    tracing,
     train_state,
 )
 from common.summaries import metrics

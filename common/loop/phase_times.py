@@ -25,8 +25,9 @@ PHASES = (
     "boundaries",  # Train scalars, the console line, the app's actions (common.loop.actions).
     "evals",  # The eval passes (the first one includes the eval loop's tracing).
     # The loop's share of the eval's summaries: its weights snapshot, handing the histograms,
-    # gradients and the app's on_eval to their thread (common/loop/background.py), and any wait for
-    # that thread (with two evals' work pending, and for the last eval's at the run's end).
+    # gradients and the app's on_eval to their thread (common/summaries/background.py), and any
+    # wait for that thread (with two evals' work pending, and for the last eval's at the run's
+    # end).
     "eval summaries",
     "checkpoints",  # Checkpoint saves, each with its writer flush.
     "close",  # Closing the writers, the run record, the lock.
@@ -47,7 +48,8 @@ class PhaseTimes:
         self.counts: dict[str, int] = {}  # Entries per phase.
         self._start = time.perf_counter()
         self._inner_seconds: list[float] = []  # Per open phase: time in phases inside it.
-        # The eval summaries' own thread's CPU time, beside the phases (common/loop/background.py).
+        # The eval summaries' own thread's CPU time, beside the phases
+        # (common/summaries/background.py).
         self.background_seconds: float | None = None
 
     @contextlib.contextmanager

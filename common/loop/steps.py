@@ -13,7 +13,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from common.loop import tracing, train_state
+from common import tracing
+from common.loop import train_state
 
 # train_step(state, *batch) -> (loss_or_nan(loss, gradients), gradients)
 TrainStep = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor | None]]]

@@ -87,8 +87,8 @@ class TrainState:
             train_metrics, eval_metrics: `{tag: metric}`; the tags are what TensorBoard shows.
                 An eval metric may have an array result (`metrics.PRCurveCounts`,
                 `metrics.ConfusionMatrix`): counted in the eval step, it reaches the app's
-                `training_loop.AppSummaries.on_eval` as a NumPy array, for the app to draw; only scalar results are
-                logged as scalars, shown and returned.
+                `training_loop.AppSummaries.on_eval` as a NumPy array, for the app to draw;
+                only scalar results are logged as scalars, shown and returned.
             optimizer: the one optimizer over every model's variables; default
                 `keras.optimizers.Adam(config.learning_rate)`.
             optimizers: instead, several: `{name: (optimizer, [models it updates])}`, e.g. a

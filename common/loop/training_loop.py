@@ -82,7 +82,7 @@ class AppSummaries:
     # eval metric's result: a float for a scalar, a NumPy array otherwise (counts a PR curve or
     # a confusion matrix is drawn from, taken in the eval's own pass: see
     # common/summaries/metrics.py), which only on_eval sees. It runs on the summaries' thread
-    # (common/loop/background.py), in order, while training goes on, inside
+    # (common/summaries/background.py), in order, while training goes on, inside
     # `train_state.weights_as_of`: calling the models eagerly there reads their weights as they
     # were at `step` (a `tf.function` would read the live ones). What it writes names its writer
     # and step (`writers.eval.as_default(step=step)`).

@@ -286,9 +286,10 @@ class TrainingRun:
         """Flushes the writers, then saves a checkpoint numbered `step`; returns its path.
 
         Every scalar up to `step` is on disk before the checkpoint. The eval summaries of `step`
-        (histograms, pictures, curves) may still be on their own thread (common/loop/background.py):
-        the save does not wait for them, so training goes on; a crash before they are written
-        costs that one eval's pictures, never a scalar. The run waits for them before it ends.
+        (histograms, pictures, curves) may still be on their own thread
+        (common/summaries/background.py): the save does not wait for them, so training goes on; a
+        crash before they are written costs that one eval's pictures, never a scalar. The run
+        waits for them before it ends.
 
         Raises:
             NonFiniteWeightsError: if a variable holds NaN or Inf; nothing is saved.

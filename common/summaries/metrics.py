@@ -28,8 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import summaries
-from common.loop import tracing
+from common import summaries, tracing
 
 # What a read returns: `{name: result}`, a float for a scalar result, an array for any other.
 Results = dict[str, float | np.ndarray]
@@ -51,7 +50,7 @@ class MetricReader:
         """
         self._metrics = dict(metrics)
         # Traced through tracing.per_run_function: TensorFlow would count every run's reader as
-        # retracing one function (see common/loop/tracing.py).
+        # retracing one function (see common/tracing.py).
         self._results_then_reset = tracing.EagerThenTraced(
             functools.partial(_results_then_reset, self._metrics)
         )

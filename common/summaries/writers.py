@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
+from common import tracing
 from common.logdir.prepare import prepare_logdir
 from common.logdir.trim import write_restart_markers
-from common.loop import tracing
-from common.loop.background import BackgroundWork
+from common.summaries.background import BackgroundWork
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,7 @@ class ScalarWriter:
         """
         self.writer = writer
         # Traced through tracing.per_run_function: TensorFlow would count every run's writer as
-        # retracing one function (see common/loop/tracing.py).
+        # retracing one function (see common/tracing.py).
         self._write = tracing.EagerThenTraced(functools.partial(write_scalars, writer))
 
     def __call__(self, scalars: dict[str, float], step: int) -> None:
