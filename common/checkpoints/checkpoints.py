@@ -4,9 +4,9 @@ reads, and saving only finite weights.
 A checkpoint that cannot be read (a truncated file, a broken list of checkpoints) is skipped for
 the newest one that restores; only one that reads fine but holds other variables "does not fit
 this model" (CheckpointMismatchError). Which checkpoints may be tried when their list is broken,
-and what is repaired before the first write, the logdir's record decides: common/logdir/repair.py.
-Nothing is saved that holds a NaN or an infinity, and a failed save leaves no half-written
-checkpoint behind.
+and what is repaired before the first write, the logdir's record decides
+(common/checkpoints/repair.py). Nothing is saved that holds a NaN or an infinity, and a failed
+save leaves no half-written checkpoint behind.
 """
 
 import dataclasses

@@ -1,7 +1,7 @@
 """Whether a logdir can be used, checked before a run writes anything to it: a directory (or one
 that can be made) that can be written, whose `train` and `eval` are directories too
 (`prepare_logdir`, else LogdirError); and the refusal of one whose contents do not add up
-(LogdirStateError: see common/logdir/repair.py).
+(LogdirStateError: see common/checkpoints/repair.py).
 
 Paths go through `tf.io.gfile`, so a logdir may also be a cloud bucket (`gs://...`) on a cluster.
 """

@@ -86,7 +86,7 @@ def trim_events_after(logdir: str, last_step: int, paths: Sequence[str] | None =
         logdir: the run's directory.
         last_step: the step of the checkpoint the run resumes from, or -1.
         paths: the event files to trim, which the caller has proven its own (see
-            `common.logdir.repair.own_event_files`); None trims every event file of `logdir`.
+            `common.checkpoints.repair.own_event_files`); None trims every event file of `logdir`.
 
     Returns:
         How many events were dropped.

@@ -10,7 +10,7 @@
 
 TrainingRun runs its parts in order, each with one job: the logdir's lock
 (common/logdir/run_lock.py), its checkpoints (common/checkpoints/checkpoints.py), what a run may
-repair in its logdir and what it refuses (common/logdir/repair.py, by the record that
+repair in its logdir and what it refuses (common/checkpoints/repair.py, by the record that
 common/logdir/record_keeping.py keeps), the trim (common/logdir/trim.py), the stop signals
 (common/loop/signals.py) and the NaN stop (common/loop/non_finite.py). Writers are flushed
 before every save, so every point up to a checkpoint is on disk when the checkpoint is; points
@@ -34,9 +34,9 @@ import keras
 import tensorflow as tf
 
 from common import distribution, errors, summaries
-from common.checkpoints import checkpoints
+from common.checkpoints import checkpoints, repair
 from common.errors import Interrupted, NonFiniteLossError, UserError
-from common.logdir import event_files, prepare, repair, run_record, trim
+from common.logdir import event_files, prepare, run_record, trim
 from common.logdir.record_keeping import RecordKeeper
 from common.logdir.run_lock import LogdirLock
 from common.loop import non_finite, signals
