@@ -124,3 +124,27 @@ def test_the_library_imports_no_app_or_tool():
                 if module.split(".")[0] in not_allowed
             ]
     assert not upward
+
+
+# common/'s floors, lowest first: a package imports only from its own floor's package and below.
+FLOORS = {"root": 0, "logdir": 1, "checkpoints": 2, "summaries": 2, "loop": 3}
+
+
+def _floor_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) >= 2 and parts[1] in FLOORS else "root"
+
+
+def test_each_part_of_common_imports_only_its_own_and_lower_floors():
+    """The logdir's safety needs nothing of the checkpoints, the summaries or the loop; the
+    checkpoints and the summaries need nothing of each other or of the loop."""
+    paths = {_module_name(path): path for path in _modules()}
+    common = {name: path for name, path in paths.items() if name.startswith("common.")}
+    upward = []
+    for name, path in common.items():
+        floor = _floor_of(name)
+        for imported in _imports(path, set(common)):
+            other = _floor_of(imported)
+            if other != floor and FLOORS[other] >= FLOORS[floor]:
+                upward.append(f"{name} ({floor}) imports {imported} ({other})")
+    assert not upward
