@@ -29,14 +29,22 @@ from tools.inspect_logdir import projector as inspect_projector
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
 
+def drop_collected_graphs() -> None:
+    """Stops graph collection and drops what it collected. (`_finish_trace` exports what was
+    collected into a no-op writer, which needs a trace on.)"""
+    tf.summary.trace_on(graph=True, profiler=False)
+    graphs._finish_trace(writer=None)
+
+
 @pytest.fixture(autouse=True)
 def no_graph_collection_left_on():
     """The mistaken traces below leave graph collection on (trace_export does not turn it off):
     stop it after each test, or later traces, here and in other test files, collect leftovers.
-    (`_finish_trace` exports what was collected into a no-op writer, which needs a trace on.)"""
+    And before: a test that ran earlier in this process (any file's, in any order, as under
+    pytest-xdist) may have left it on, and the first call below would be collected too."""
+    drop_collected_graphs()
     yield
-    tf.summary.trace_on(graph=True, profiler=False)
-    graphs._finish_trace(writer=None)
+    drop_collected_graphs()
 
 
 def codes(logdir: pathlib.Path) -> set[str]:

@@ -206,6 +206,12 @@ def test_the_python_loader_forgets_the_dropped_points_at_the_restart_marker(
 
     last = -1 if checkpoint is None else checkpoint
     trim.trim_events_after(str(tmp_path), last)
+    # A resume is a later process: its file names (creation second, then the process's writer
+    # count) sort after the killed run's, the order the loader reads them in. In this process and
+    # second, a count passing 99 (98, then 100) would sort the resumed file first.
+    [killed_file] = (tmp_path / "train").glob("events*")
+    killed_second = int(killed_file.name.split(".")[3])
+    wait_for(lambda: int(time.time()) > killed_second, "the next second", seconds=5)
     resumed = summaries.create_writers(str(tmp_path), first_step=last + 1)
     write_losses(resumed.train, range(last + 1, 12))
     resumed.close()

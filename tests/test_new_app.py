@@ -14,6 +14,7 @@ from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, files_and_contents, run_app
 
 SCRIPT = REPO_ROOT / "scripts" / "new_app.py"
+PYTEST_IN_ONE_PROCESS = (sys.executable, "-m", "pytest", "-n", "0")
 
 
 @pytest.fixture
@@ -106,8 +107,10 @@ def test_copy_runs_at_once_and_passes_its_tests(repo_copy):
     assert "keras/my_app" in events.tags_by_plugin(train_run)[events.KERAS_GRAPH_PLUGIN]
     assert "logs/my_app" in (app / "main.py").read_text()  # Its own default logdir.
 
+    # One file: in one process (-n 0), not in two workers of the copy's pyproject's addopts, each
+    # importing TensorFlow beside this suite's own two.
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_my_app.py"],
+        [*PYTEST_IN_ONE_PROCESS, "-q", "-p", "no:cacheprovider", "tests/test_my_app.py"],
         cwd=repo_copy,
         capture_output=True,
         text=True,
@@ -176,7 +179,7 @@ def test_a_copy_with_another_model_fails_only_the_tests_it_names(repo_copy):
     assert untied  # test_rerunning_a_finished_run_says_so_and_touches_nothing, in the CLI file.
     named = "tests/test_my_app.py::test_conceptual_graph_and_model_summary"
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", named, *untied],
+        [*PYTEST_IN_ONE_PROCESS, "-q", "-rfE", "-p", "no:cacheprovider", named, *untied],
         cwd=repo_copy,
         capture_output=True,
         text=True,
