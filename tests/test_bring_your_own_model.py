@@ -493,3 +493,44 @@ def test_two_optimizers_under_mixed_float16_each_scale_their_own_loss(tmp_path):
     for name in ("generator", "discriminator"):
         assert [step for step, _ in events.scalars(train, f"loss_scale/{name}")] == [3]
     assert np.isfinite(events.scalars(train, "generator_loss")[0][1])
+
+
+class DiscriminatorWatch(actions.Action):
+    """A user's own action, as the loop's docs teach: when (a schedule that makes a loop end at
+    step 5, and the end) and what (remember the boundary), plus a train scalar at every
+    boundary."""
+
+    def __init__(self, discriminator: keras.Model) -> None:
+        super().__init__(actions.Schedule(at_steps=(5,), at_end=True))
+        self.discriminator = discriminator
+        self.seen: list[tuple[int, int]] = []
+
+    def scalars(self, boundary: actions.Boundary) -> dict[str, float]:
+        kernel = self.discriminator.get_layer("out").kernel
+        return {"discriminator_out_norm": float(tf.norm(kernel).numpy())}
+
+    def run(self, boundary: actions.Boundary) -> None:
+        self.seen.append((boundary.step, boundary.loop_steps))
+
+
+def test_a_users_own_action_ends_a_loop_where_it_must_and_writes_its_scalar(tmp_path):
+    config = GanConfig(num_steps=6, steps_per_loop=3)
+    examples = tf.data.Dataset.from_tensor_slices(np.ones([32, 2], np.float32))
+    state = gan_state(config)
+    watch = DiscriminatorWatch(state.models[1])
+    results = training_loop.run(
+        config,
+        str(tmp_path),
+        state,
+        gan_train_step,
+        gan_eval_step,
+        lambda: Datasets(examples, examples.take(8)),
+        actions=[watch],
+    )
+    # Loops of 3 steps, but one ends at 5 for the action: boundaries 3, 5, 6; it runs at 5
+    # (after a 2-step loop) and at the end (a 1-step loop), not at 3.
+    assert watch.seen == [(5, 2), (6, 1)]
+    assert results["train/discriminator_out_norm"] > 0
+    train = events.load_run(tmp_path / "train")
+    assert [step for step, _ in events.scalars(train, "discriminator_out_norm")] == [3, 5, 6]
+    assert [step for step, _ in events.scalars(train, "generator_loss")] == [3, 5, 6]
