@@ -8,7 +8,6 @@ process are the point.
 """
 
 import errno
-import functools
 import os
 import pathlib
 import shutil
@@ -20,8 +19,6 @@ import keras
 import pytest
 import tensorflow as tf
 
-from apps.regression_tape import data as regression_data
-from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import cli, errors, summaries
 from common.checkpoints import checkpoints
@@ -29,22 +26,10 @@ from common.logdir import prepare, run_record, trim
 from common.loop import input_pipeline, step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
+from tests.regression_run import train
 from tests.sigint import children_start_with_sigint
 
-CONFIG = regression_train.Config(
-    num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2, checkpoint_every_steps=2
-)
 NO_SPACE = "/x/train/events.out.tfevents.1.h.1.0.v2; No space left on device"
-
-
-@functools.cache
-def tiny_data() -> regression_data.Datasets:
-    return regression_data.make_datasets(seed=0, num_train=64, num_test=16)
-
-
-def train(logdir: pathlib.Path | str, num_steps: int = 8) -> dict[str, float]:
-    config = regression_train.Config(**{**CONFIG.__dict__, "num_steps": num_steps})
-    return regression_train.train_and_evaluate(config, str(logdir), datasets=tiny_data())
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ is the run's own by proof, not by the host and pid in its name. 5: a damaged rec
 of an event file costs nothing after it.
 """
 
-import functools
 import json
 import pathlib
 import shutil
@@ -23,28 +22,13 @@ import pytest
 import tensorflow as tf
 
 from apps.mnist_mlp import train as mnist_train
-from apps.regression_tape import data as regression_data
-from apps.regression_tape import train as regression_train
 from common import summaries
 from common.checkpoints import checkpoints
 from common.logdir import event_files, prepare, run_record, trim
 from common.loop import step_counter, training_run
 from tests import tensorboard_events as events
 from tests.app_cli import REPO_ROOT, assert_one_line_error, files_and_contents, run_app
-
-CONFIG = regression_train.Config(
-    num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2, checkpoint_every_steps=2
-)
-
-
-@functools.cache
-def tiny_data() -> regression_data.Datasets:
-    return regression_data.make_datasets(seed=0, num_train=64, num_test=16)
-
-
-def train(logdir: pathlib.Path, num_steps: int = 8) -> dict[str, float]:
-    config = regression_train.Config(**{**CONFIG.__dict__, "num_steps": num_steps})
-    return regression_train.train_and_evaluate(config, str(logdir), datasets=tiny_data())
+from tests.regression_run import train
 
 
 @pytest.fixture(scope="module")

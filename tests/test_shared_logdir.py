@@ -11,7 +11,6 @@ process is the point (each with a timeout, so a hang fails instead of blocking t
 
 import errno
 import fcntl
-import functools
 import os
 import pathlib
 import shutil
@@ -27,16 +26,12 @@ import tensorflow as tf
 
 from apps.mnist_mlp import data as mnist_data
 from apps.mnist_mlp import train as mnist_train
-from apps.regression_tape import data as regression_data
-from apps.regression_tape import train as regression_train
 from apps.vae_timeseries import data as vae_data
 from common import summaries
 from common.logdir import prepare, run_lock, run_record
 from tests.app_cli import REPO_ROOT, assert_one_line_error, run_app
+from tests.regression_run import train
 
-CONFIG = regression_train.Config(
-    num_steps=4, batch_size=8, steps_per_loop=2, eval_every_steps=2, checkpoint_every_steps=2
-)
 # The same run's flags, for the real command (its checkpoint fits: the model's settings are equal).
 FLAGS = (
     "--num_steps=4",
@@ -48,21 +43,11 @@ FLAGS = (
 EVENT_NAME = "events.out.tfevents.1700000000.elsewhere.4242.0.v2"
 
 
-@functools.cache
-def tiny_data() -> regression_data.Datasets:
-    return regression_data.make_datasets(seed=0, num_train=64, num_test=16)
-
-
-def train(logdir: pathlib.Path | str, num_steps: int = 4, **settings: object) -> dict[str, float]:
-    config = regression_train.Config(**{**CONFIG.__dict__, "num_steps": num_steps, **settings})
-    return regression_train.train_and_evaluate(config, str(logdir), datasets=tiny_data())
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> pathlib.Path:
     """A finished 4-step run: points at 2 and 4, checkpoints ckpt-2 and ckpt-4."""
     logdir = tmp_path_factory.mktemp("finished") / "run"
-    train(logdir)
+    train(logdir, num_steps=4)
     return logdir
 
 
@@ -132,7 +117,7 @@ def test_a_users_lock_file_is_left_alone_and_deleting_it_unlocks_nothing(tmp_pat
     logdir.mkdir()
     make(logdir / ".lock")
     before = listing(logdir)
-    assert train(logdir)["steps"] == 4  # Trains: the lock is not that file.
+    assert train(logdir, num_steps=4)["steps"] == 4  # Trains: the lock is not that file.
     after = listing(logdir)
     assert {name: after[name] for name in before} == before  # `.lock` byte for byte.
 
@@ -225,7 +210,7 @@ def test_a_symbolic_link_loop_in_place_of_a_run_directory_is_refused(tmp_path, r
     (tmp_path / run).symlink_to(run)
     before = listing(tmp_path)
     with pytest.raises(prepare.LogdirError) as raised:
-        train(tmp_path)
+        train(tmp_path, num_steps=4)
     assert str(raised.value) == (
         f"logdir {tmp_path}: {run} is a symbolic link that loops (too many levels of symbolic "
         f"links), not the directory of the {run} run's event files; move {tmp_path / run} away, "
