@@ -347,3 +347,17 @@ def test_a_train_step_that_returns_the_loss_alone_is_told_what_to_return(tmp_pat
 
     with pytest.raises(TypeError, match=r"loss_only_step must return \(loss, gradients\)"):
         run_tiny(tmp_path, tiny_state(), train_step=loss_only_step)
+
+
+def test_a_train_step_that_returns_too_few_gradients_is_told_the_contract(tmp_path):
+    """One gradient short (a variable left out): the count is named, not zip's bare error."""
+
+    def one_short_step(state, features):
+        with tf.GradientTape() as tape:
+            loss = state.average_loss(tf.squeeze(state.model(features, training=True), -1))
+        gradients = tape.gradient(loss, state.trainable_variables)
+        state.optimizer.apply_gradients(zip(gradients, state.trainable_variables, strict=True))
+        return non_finite.loss_or_nan(loss, gradients), gradients[:-1]
+
+    with pytest.raises(TypeError, match=r"returned 1 gradients for 2 trainable variables"):
+        run_tiny(tmp_path, tiny_state(), train_step=one_short_step)

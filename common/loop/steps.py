@@ -86,6 +86,13 @@ def reduce_gradients(
     does not reach (its gradient `None`) gets zeros, a sparse gradient (`tf.IndexedSlices`, an
     embedding's) its dense tensor. One reduction per variable: on several workers, as many
     round trips at each eval (not at each step)."""
+    trainable = len(state.trainable_variables)
+    if len(per_replica_gradients) != trainable:  # Else zip's bare ValueError, at the first eval.
+        raise TypeError(
+            f"the train step returned {len(per_replica_gradients)} gradients for {trainable} "
+            "trainable variables: return one per variable of state.trainable_variables, in its "
+            "order (None where there is none)"
+        )
     return [
         tf.zeros_like(variable)
         if gradient is None
