@@ -6,6 +6,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from common.loop import mixed_precision
+
 # What the NaN messages suggest: a huge learning rate is one cause, huge or missing values in the
 # data another (float32 overflows past 3.4e38).
 NON_FINITE_ADVICE = (
@@ -62,8 +64,7 @@ def loss_scale_note(trackables: Iterable[Any]) -> str:
     """Under dynamic loss scaling whose scale collapsed (see loss_or_nan): what happened, as a
     sentence for the NaN message (or nothing)."""
     for trackable in trackables:
-        # keras.optimizers.LossScaleOptimizer's scale, once built (mixed_float16).
-        scale = getattr(trackable, "dynamic_scale", None)
+        scale = mixed_precision.loss_scale(trackable)  # mixed_float16's, else None.
         if scale is not None and float(scale.numpy()) < MIN_LOSS_SCALE:
             return (
                 " Under --mixed_precision=mixed_float16 the steps whose gradients were not "

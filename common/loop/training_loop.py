@@ -291,9 +291,9 @@ class _Controller:
             action.start(self.start_step, num_steps)
         # After a new run's first step: its speed is left out of the run's.
         self.step = self.first_loop_step = int(self.state.global_step.numpy())
-        boundaries = 0
-        # `or not boundaries`: a one-step run still gets one boundary, with summaries and eval.
-        while self.step < num_steps or not boundaries:
+        # `or not self.loops_run`: a one-step run still gets one boundary (after a loop of no
+        # steps), with summaries and eval.
+        while self.step < num_steps or not self.loops_run:
             loop_steps = actions_lib.steps_to_next_boundary(
                 self.step, num_steps, self.config.steps_per_loop, self.actions
             )
@@ -306,7 +306,6 @@ class _Controller:
             # The returned metrics keep what was measured; the run's speed is reported whole.
             values = boundary.values
             self.metrics.update({name: values[name] for name in values if not _is_rate(name)})
-            boundaries += 1
 
     def train_n_steps(self, num_steps: int) -> actions_lib.Boundary:
         """One inner loop of `num_steps` steps (one `tf.function` call, unless an action asks
