@@ -11,7 +11,6 @@ files, and a broken list of checkpoints (rewritten to end at the one restored).
 """
 
 import dataclasses
-import uuid
 
 import tensorflow as tf
 
@@ -24,7 +23,7 @@ from common.checkpoints.checkpoints import (
     CheckpointMismatchError,
     _CheckpointsFound,
 )
-from common.logdir import event_files, run_record, trim
+from common.logdir import event_files, prepare, run_record, trim
 from common.logdir.prepare import LogdirStateError
 
 
@@ -56,10 +55,7 @@ def check_checkpoint_directory(logdir: str) -> None:
                 f"logdir {logdir}: {CHECKPOINT_DIRECTORY} is a file, not the directory of "
                 f"checkpoints; move {directory} away, or pass a new --logdir"
             )
-        probe = f"{directory}/.write_test_{uuid.uuid4().hex}"
-        with tf.io.gfile.GFile(probe, "w") as probe_file:
-            probe_file.write("ok")
-        tf.io.gfile.remove(probe)
+        prepare.probe_writable(directory)
     except (tf.errors.OpError, OSError) as error:
         raise errors.UnwritablePathError(
             f"logdir {logdir}: {directory} cannot be written "

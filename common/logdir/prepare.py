@@ -28,10 +28,6 @@ class OtherAppError(LogdirStateError):
     """The logdir holds a run of another app (its record says which). Nothing was written."""
 
 
-def _first_line(error: BaseException) -> str:
-    return errors.first_line(error)
-
-
 def display_path(path: str) -> str:
     """`path` as it can be printed: bytes that are not UTF-8 (kept by Python as surrogates) are
     shown as `\\xff` escapes instead of breaking the message."""
@@ -81,17 +77,27 @@ def prepare_logdir(logdir: str) -> str:
                 )
     except (tf.errors.OpError, OSError) as error:
         # An unreachable bucket, a path TensorFlow has no filesystem for (`s3://` here), ...
-        raise LogdirError(f"logdir {logdir} cannot be reached: {_first_line(error)}") from error
+        raise LogdirError(
+            f"logdir {logdir} cannot be reached: {errors.first_line(error)}"
+        ) from error
     try:
         tf.io.gfile.makedirs(logdir)
-        # Writing is the only reliable test: permission bits say nothing on read-only mounts or
-        # buckets, and nothing at all to root.
-        probe = f"{logdir}/.write_test_{uuid.uuid4().hex}"
-        with tf.io.gfile.GFile(probe, "w") as probe_file:
-            probe_file.write("ok")
-        tf.io.gfile.remove(probe)
+        probe_writable(logdir)
     except (tf.errors.OpError, OSError) as error:
         raise LogdirError(
-            f"logdir {logdir} cannot be created or written: {_first_line(error)}"
+            f"logdir {logdir} cannot be created or written: {errors.first_line(error)}"
         ) from error
     return logdir
+
+
+def probe_writable(directory: str) -> None:
+    """Writes and removes a hidden file in `directory`: writing is the only reliable test, as
+    permission bits say nothing on read-only mounts or buckets, and nothing at all to root.
+
+    Raises:
+        tf.errors.OpError, OSError: if `directory` cannot be written.
+    """
+    probe = f"{directory}/.write_test_{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(probe, "w") as probe_file:
+        probe_file.write("ok")
+    tf.io.gfile.remove(probe)
