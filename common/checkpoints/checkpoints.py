@@ -235,6 +235,7 @@ class Checkpoints:
         # Set by restore_newest(): the checkpoint restored (then each one saved).
         self.restored = False
         self.latest: str | None = None
+        self._restored_text: str | None = None  # The restored checkpoint's settings, if any.
         self._checkpoint = tf.train.Checkpoint(global_step=global_step, **trackables)
         # What restores a checkpoint of an older version, which holds no settings' text: the
         # saved objects without it, so that every object still matches.
@@ -285,7 +286,7 @@ class Checkpoints:
     def restored_settings(self) -> str | None:
         """The `run_settings` text saved with the restored checkpoint, or None (a new run, or a
         checkpoint of an older version, which saved none)."""
-        return settings_in(self.latest) if self.restored and self.latest else None
+        return self._restored_text if self.restored else None
 
     def describe_last(self) -> str:
         """`step 400 (logs/x/checkpoints/ckpt-400)`, or `none yet`, for messages."""
@@ -311,8 +312,8 @@ class Checkpoints:
         for step in candidates:
             path = f"{self.directory}/{CHECKPOINT_NAME}-{step}"
             try:
-                with_settings = settings_in(path) is not None
-                checkpoint = self._restoring_with_settings if with_settings else self._restoring
+                text = settings_in(path)  # Read once: it picks the objects, names a mismatch.
+                checkpoint = self._restoring if text is None else self._restoring_with_settings
                 checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as error:  # Corrupt files raise IndexError as well as OpError.
                 unreadable = _unreadable_reason(path)
@@ -321,7 +322,7 @@ class Checkpoints:
                     continue
                 reason = _loss_scaling_mismatch(path, self._trackables)
                 if reason is None:
-                    changed = resumed_settings.mismatch_hint(settings_in(path), self._run_settings)
+                    changed = resumed_settings.mismatch_hint(text, self._run_settings)
                     reason = f"{errors.first_line(error, 200)}{changed}; pass a new --logdir"
                 raise CheckpointMismatchError(
                     f"logdir {self.logdir} holds a checkpoint ({path}) that does not fit this "
@@ -329,6 +330,7 @@ class Checkpoints:
                 ) from error
             self.last_saved_step = int(self.global_step.numpy())
             self.latest = path
+            self._restored_text = text
             return step, skipped
         return None, skipped
 
