@@ -51,30 +51,20 @@ def train_scalars(
     loop_steps: int,
     loop_seconds: float,
 ) -> dict[str, float]:
-    """A boundary's train scalars: the metrics (read and reset), the learning rate, the speed."""
+    """A boundary's train scalars: the metrics (read and reset), the learning rate and loss scale
+    (`learning_rate`, or `learning_rate/<name>` for each of several optimizers: the value now, a
+    schedule's at the optimizer's step), the speed."""
     scalars = read_train_metrics()
-    scalars.update(learning_rates(state))
     for name, optimizer in state.optimizers.items():
+        suffix = "" if len(state.optimizers) == 1 else f"/{name}"
+        scalars[f"learning_rate{suffix}"] = float(optimizer.learning_rate.numpy())
         scale = mixed_precision.loss_scale(optimizer)
         if scale is not None:  # mixed_float16: it halves at each overflowed (skipped) step.
-            scalars["loss_scale" if len(state.optimizers) == 1 else f"loss_scale/{name}"] = float(
-                scale.numpy()
-            )
+            scalars[f"loss_scale{suffix}"] = float(scale.numpy())
     if loop_steps:  # (A one-step run's only boundary follows no loop: no speed.)
         scalars["steps_per_second"] = loop_steps / loop_seconds
         scalars["examples_per_second"] = loop_steps * state.global_batch_size / loop_seconds
     return scalars
-
-
-def learning_rates(state: train_state.TrainState) -> dict[str, float]:
-    """`learning_rate`, or `learning_rate/<name>` for each of several optimizers: the value now
-    (a schedule's at the optimizer's step)."""
-    if len(state.optimizers) == 1:
-        return {"learning_rate": float(state.optimizer.learning_rate.numpy())}
-    return {
-        f"learning_rate/{name}": float(optimizer.learning_rate.numpy())
-        for name, optimizer in state.optimizers.items()
-    }
 
 
 class PrintProgress(actions.Action):
